@@ -1,0 +1,47 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+STEEL_DATA ?= $(abspath ../shared/datasets/neu-det)
+export STEEL_DATA
+DEMO_DIR ?= var/demo
+MODEL ?= models/neu-yolo-n
+
+.PHONY: demo test lint format bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev,export,postgres,plc]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	@echo "== 1. Audit of the NEU-DET development split ($(STEEL_DATA)) =="
+	$(BIN)/steel data audit $(STEEL_DATA)/annotations --images $(STEEL_DATA)/images --report $(DEMO_DIR)/audit
+	@echo
+	@if [ -f $(MODEL)/manifest.json ]; then \
+	  echo "== 2. The shipped model on its validation split =="; \
+	  $(BIN)/steel eval --model $(MODEL) --data $(STEEL_DATA)/annotations --split configs/splits/neu-det-dev.json; \
+	fi
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_read.py
+	$(BIN)/python bench/bench_models.py
+
+clean:
+	rm -rf $(VENV) var runs .pytest_cache .ruff_cache

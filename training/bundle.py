@@ -1,0 +1,187 @@
+"""Versioned model bundles: ``weights.safetensors`` plus ``manifest.json``.
+
+Safetensors holds tensors only, so loading a bundle never unpickles anything. The manifest carries what
+a consumer needs to run the model (architecture config, classes, input size/channels, normalisation,
+thresholds) and what an auditor needs to trust it (metrics, split hash, code and torch versions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from datasets.settings import REPO_ROOT
+from training.config import ModelConfig
+
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.safetensors"
+BUNDLE_FORMAT = "steel-model-bundle/1"
+
+
+class BundleError(ValueError):
+    """A bundle is missing, malformed, or its manifest and weights disagree."""
+
+
+@dataclass
+class Bundle:
+    path: Path
+    manifest: dict[str, Any]
+    model: nn.Module
+    model_config: ModelConfig
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["input"]["size"])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.manifest["input"]["channels"])
+
+    @property
+    def score_threshold(self) -> float:
+        return float(self.manifest["thresholds"]["score"])
+
+
+def code_version() -> str:
+    """The git commit of the code that made the bundle (``unknown`` outside a checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(
+    out_dir: str | Path,
+    model: nn.Module,
+    *,
+    model_config: ModelConfig,
+    class_names: list[str],
+    version: str,
+    score_threshold: float,
+    metrics: dict[str, Any] | None = None,
+    split: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``out_dir/weights.safetensors`` and ``out_dir/manifest.json``; returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    weights_path = out_dir / WEIGHTS
+    save_file(state, str(weights_path))
+    nms_iou = model_config.yolo.nms_iou if model_config.family == "yolo" else None
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "name": out_dir.name,
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "architecture": model_config.model_dump(mode="json"),
+        "class_names": list(class_names),
+        "input": {
+            "size": model_config.image_size,
+            "channels": model_config.in_channels,
+            "layout": "NCHW",
+            "normalisation": "pixel / 255 (the model normalises internally if it needs to)",
+            "resize": "bilinear to size x size",
+        },
+        "thresholds": {"score": score_threshold, "nms_iou": nms_iou},
+        "metrics": metrics or {},
+        "split": split or {},
+        "training": training or {},
+        "code_version": code_version(),
+        "torch_version": torch.__version__,
+        "weights": {
+            "file": WEIGHTS,
+            "sha256": sha256_file(weights_path),
+            "tensors": len(state),
+            "parameters": int(sum(v.numel() for v in state.values())),
+        },
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    manifest_path = path / MANIFEST if path.is_dir() else path
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{manifest_path}: no model bundle manifest here") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest_path}: malformed JSON: {exc}") from None
+    for key in ("format", "version", "architecture", "class_names", "input", "thresholds", "weights"):
+        if key not in manifest:
+            raise BundleError(f"{manifest_path}: field {key!r} is missing")
+    if manifest["format"] != BUNDLE_FORMAT:
+        raise BundleError(f"{manifest_path}: format {manifest['format']!r} is not {BUNDLE_FORMAT!r}")
+    return manifest
+
+
+def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bundle:
+    """Build the model the manifest describes and load its weights; any disagreement is a BundleError."""
+    from training.registry import build_model
+
+    path = Path(path)
+    bundle_dir = path if path.is_dir() else path.parent
+    manifest = read_manifest(bundle_dir)
+    weights_path = bundle_dir / manifest["weights"]["file"]
+    if not weights_path.is_file():
+        raise BundleError(f"{weights_path}: weights file named by the manifest is missing")
+    digest = sha256_file(weights_path)
+    if digest != manifest["weights"]["sha256"]:
+        raise BundleError(
+            f"{weights_path}: sha256 {digest[:12]}… does not match manifest weights.sha256 "
+            f"{manifest['weights']['sha256'][:12]}…"
+        )
+    try:
+        model_config = ModelConfig.model_validate(manifest["architecture"])
+    except Exception as exc:  # pydantic ValidationError: name the manifest field
+        raise BundleError(f"{bundle_dir / MANIFEST}: architecture is invalid: {exc}") from None
+    model = build_model(model_config, num_classes=len(manifest["class_names"]))
+    state = load_file(str(weights_path))
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong_shape = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
+    if missing or unexpected or wrong_shape:
+        raise BundleError(
+            f"{bundle_dir}: manifest architecture and weights disagree: "
+            f"{len(missing)} tensors missing (e.g. {missing[:2]}), {len(unexpected)} unexpected "
+            f"(e.g. {unexpected[:2]}), {len(wrong_shape)} of another shape (e.g. {wrong_shape[:2]})"
+        )
+    model.load_state_dict(state)
+    model.to(device).eval()
+    return Bundle(path=bundle_dir, manifest=manifest, model=model, model_config=model_config)

@@ -1,0 +1,157 @@
+"""``steel train | eval | predict | export``: the training package's command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from datasets.settings import ConfigError
+
+app = typer.Typer(add_completion=False)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[Path, typer.Argument(help="Training recipe (YAML), e.g. configs/train/yolo_n.yaml")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: key.path=value (repeatable)")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from out_dir/last.pt exactly")] = False,
+    validate_config: Annotated[
+        bool, typer.Option("--validate-config", help="Check the config and exit")
+    ] = False,
+) -> None:
+    """Train a detector; runs the same under `torchrun --nproc_per_node=N` (DistributedDataParallel)."""
+    from datasets.settings import load_config
+    from training.config import TrainConfig
+
+    try:
+        cfg = load_config(config, TrainConfig, set_ or [])
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    if validate_config:
+        typer.echo(f"{config}: ok")
+        return
+    from training.trainer import fit
+
+    result = fit(cfg, resume=resume)
+    typer.echo(
+        f"best val mAP@0.5 {result.best_map50:.4f} after {result.epochs_run} epochs; "
+        f"bundle: {result.bundle_dir}"
+    )
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder")],
+    data: Annotated[Path, typer.Option("--data", help="Annotations (any supported format)")],
+    format: Annotated[str, typer.Option("--format")] = "auto",
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder")] = None,
+    split: Annotated[
+        Path | None, typer.Option("--split", help="Score only the val side of this split")
+    ] = None,
+    conf: Annotated[
+        float | None, typer.Option("--conf", help="Confidence for P/R/F1 (default: bundle's)")
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option("--plots", help="Write PR curves + confusion matrix here")
+    ] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """COCO mAP@0.5 and mAP@0.5:0.95, per-class AP, P/R/F1 and a confusion matrix for a bundle."""
+    from training.evaluate_cli import run_eval
+
+    try:
+        result = run_eval(
+            model=model,
+            data=data,
+            format=format,
+            images=images,
+            split=split,
+            conf=conf,
+            device=device,
+            show_progress=not as_json,
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    if plots:
+        from training.plots import plot_confusion_matrix, plot_pr_curves
+
+        plots.mkdir(parents=True, exist_ok=True)
+        plot_pr_curves(result, plots / "pr_curves.png")
+        plot_confusion_matrix(result, plots / "confusion_matrix.png")
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    from training.evaluate_cli import print_eval
+
+    print_eval(result)
+
+
+@app.command("predict")
+def predict_command(
+    images: Annotated[list[Path], typer.Argument(help="Image files")],
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder")],
+    conf: Annotated[float | None, typer.Option("--conf")] = None,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Boxes, classes and scores for each image."""
+    from training.bundle import BundleError
+    from training.inference import Predictor, read_image
+
+    try:
+        predictor = Predictor(str(model), device=device, score_threshold=conf)
+        arrays = [read_image(str(p)) for p in images]
+    except (BundleError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    out = []
+    for path, det in zip(images, predictor(arrays), strict=True):
+        boxes = [
+            {
+                "class": predictor.class_names[int(c)],
+                "score": round(float(s), 4),
+                "xyxy": [round(float(v), 2) for v in box],
+            }
+            for box, s, c in zip(det.xyxy, det.scores, det.class_ids, strict=True)
+        ]
+        out.append({"image": str(path), "detections": boxes})
+    if as_json:
+        sys.stdout.write(json.dumps({"model": predictor.version, "images": out}) + "\n")
+        return
+    for item in out:
+        typer.echo(f"{item['image']}: {len(item['detections'])} detections")
+        for d in item["detections"]:
+            typer.echo(f"  {d['class']:<16} {d['score']:.3f}  {d['xyxy']}")
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder")],
+    format: Annotated[str, typer.Option("--format", help="onnx")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output file (default: <bundle>/model.onnx)")
+    ] = None,
+) -> None:
+    """Export the network (before NMS) for other runtimes."""
+    if format != "onnx":
+        raise _fail(f"--format: {format!r} is not supported (allowed: onnx)", 2)
+    from training.bundle import BundleError, load_bundle
+    from training.export import export_onnx
+
+    try:
+        bundle = load_bundle(model)
+        path = export_onnx(bundle, out or model / "model.onnx")
+    except (BundleError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {path}")

@@ -1,0 +1,45 @@
+"""Export a bundle's network to ONNX: raw boxes and class scores before NMS, so any runtime can apply
+its own (or our) postprocess. YOLO only: torchvision's Faster R-CNN has data-dependent control flow
+that the TorchScript exporter does not capture faithfully."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.bundle import Bundle
+
+
+class _RawYolo(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.raw(images)
+
+
+def export_onnx(bundle: Bundle, out_path: str | Path, *, opset: int = 17) -> Path:
+    """Write ``out_path`` with input ``images`` (B,C,S,S) float in [0,1] and outputs ``boxes`` (B,A,4)
+    pixels and ``scores`` (B,A,C) probabilities; the batch axis is dynamic."""
+    if bundle.model_config.family != "yolo":
+        raise ValueError(
+            f"--format onnx: export supports the yolo family, not {bundle.model_config.family!r}"
+        )
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = _RawYolo(bundle.model.cpu()).eval()  # export restores the mode it found: keep it eval
+    dummy = torch.zeros(1, bundle.in_channels, bundle.image_size, bundle.image_size)
+    torch.onnx.export(
+        wrapper,
+        (dummy,),
+        str(out_path),
+        dynamo=False,
+        opset_version=opset,
+        input_names=["images"],
+        output_names=["boxes", "scores"],
+        dynamic_axes={"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}},
+    )
+    return out_path

@@ -1,0 +1,99 @@
+"""The YOLO detector: backbone+neck, head, loss and postprocess composed behind the same contract as
+torchvision's detectors, so one trainer and one evaluator never ask which model they hold.
+
+Train mode: ``model(images, targets) -> {"box", "cls", "dfl"}`` losses.
+Eval mode: ``model(images) -> [{"boxes" (K,4) xyxy pixels, "scores" (K,), "labels" (K,)}]`` per image.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from datasets.settings import StrictModel
+from training.models.yolo.backbone import BackboneNeck
+from training.models.yolo.head import DetectHead
+from training.models.yolo.loss import YoloLoss
+from training.models.yolo.postprocess import decode_predictions, postprocess
+
+# (depth multiplier, width multiplier, max channels) per size, after YOLOv8's scaling table.
+SCALES: dict[str, tuple[float, float, int]] = {
+    "n": (0.33, 0.25, 1024),
+    "s": (0.33, 0.50, 1024),
+    "m": (0.67, 0.75, 768),
+}
+STRIDES = (8, 16, 32)
+
+
+class YoloConfig(StrictModel):
+    size: Literal["n", "s", "m"] = "n"
+    reg_max: int = Field(16, ge=4, le=32)
+    box_gain: float = Field(7.5, gt=0)
+    cls_gain: float = Field(0.5, gt=0)
+    dfl_gain: float = Field(1.5, gt=0)
+    assigner_topk: int = Field(10, ge=1)
+    nms_iou: float = Field(0.6, gt=0, le=1)
+    score_threshold: float = Field(0.001, ge=0, lt=1)
+    max_detections: int = Field(300, ge=1)
+    weights: str | None = None  # a local state-dict file to start from; never downloaded
+
+
+class YOLO(nn.Module):
+    def __init__(self, cfg: YoloConfig, *, num_classes: int, in_channels: int, image_size: int):
+        super().__init__()
+        depth, width, max_channels = SCALES[cfg.size]
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.image_size = image_size
+        self.backbone = BackboneNeck(
+            in_channels=in_channels, width_mult=width, depth_mult=depth, max_channels=max_channels
+        )
+        self.head = DetectHead(
+            num_classes=num_classes,
+            in_channels=self.backbone.out_channels,
+            strides=STRIDES,
+            reg_max=cfg.reg_max,
+        )
+        self.head.init_biases(image_size)
+        self.loss = YoloLoss(
+            num_classes=num_classes,
+            reg_max=cfg.reg_max,
+            box_gain=cfg.box_gain,
+            cls_gain=cfg.cls_gain,
+            dfl_gain=cfg.dfl_gain,
+            topk=cfg.assigner_topk,
+        )
+
+    def raw(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes (B, A, 4) in pixels and class probabilities (B, A, C), before NMS (the ONNX graph)."""
+        return decode_predictions(self.head(self.backbone(images)), self.cfg.reg_max)
+
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+        out = self.head(self.backbone(images))
+        if self.training:
+            if targets is None:
+                raise ValueError("YOLO in train mode needs targets")
+            return self.loss(out, targets)
+        boxes, scores = decode_predictions(out, self.cfg.reg_max)
+        return postprocess(
+            boxes,
+            scores,
+            image_hw=(images.shape[2], images.shape[3]),
+            conf_threshold=self.cfg.score_threshold,
+            iou_threshold=self.cfg.nms_iou,
+            max_detections=self.cfg.max_detections,
+        )
+
+
+def build_yolo(cfg: YoloConfig, *, num_classes: int, in_channels: int, image_size: int) -> YOLO:
+    if image_size % max(STRIDES):
+        raise ValueError(f"model.image_size: {image_size} is not a multiple of {max(STRIDES)}")
+    model = YOLO(cfg, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+    if cfg.weights:
+        from training.weights import load_local_weights
+
+        load_local_weights(model, cfg.weights)
+    return model
