@@ -1,16 +1,18 @@
-"""The ``steel`` command: one entry point, sub-commands from each package (imported lazily so
-``steel data audit`` never pays for torch)."""
+"""The ``steel`` command: one entry point, sub-commands from each package. Heavy modules (torch, the
+daemon, Streamlit) are imported inside the commands, so ``steel data audit`` starts fast."""
 
 from __future__ import annotations
 
 import typer
 
 from datasets.cli import app as data_app
+from inspection.inspect_cli import inspect_command
 from training.cli import app as training_app
 
 app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, add_completion=False)
 app.add_typer(data_app, name="data", help="Dataset tools: audit, split")
 app.registered_commands.extend(training_app.registered_commands)
+app.command("inspect")(inspect_command)
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,89 @@
+"""The model behind the detect stage, swappable while the line runs.
+
+A new bundle is loaded (and warmed up) beside the running one; the swap is one reference assignment
+under a lock between two batches, so no frame is scored half by one model and half by another, and
+none is lost. A bundle that fails to load leaves the running model in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from datasets.detections import Detections
+from training.inference import Predictor
+
+log = logging.getLogger("steel.detector")
+
+
+class TileDetector:
+    def __init__(
+        self,
+        bundle_path: str | Path,
+        *,
+        device: str = "auto",
+        batch_size: int = 32,
+        score_threshold: float | None = None,
+        threads: int | None = None,
+    ):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.device = device
+        self.batch_size = batch_size
+        self.score_threshold = score_threshold
+        self._lock = threading.Lock()
+        self._predictor = self._load(bundle_path)
+        self.path = Path(bundle_path)
+
+    def _load(self, path: str | Path) -> Predictor:
+        predictor = Predictor(
+            str(path), device=self.device, batch_size=self.batch_size, score_threshold=self.score_threshold
+        )
+        predictor.warmup()
+        return predictor
+
+    @property
+    def version(self) -> str:
+        return self._predictor.version
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._predictor.class_names
+
+    @property
+    def manifest(self) -> dict:
+        return self._predictor.bundle.manifest
+
+    def reload(self, path: str | Path | None = None) -> bool:
+        """Load ``path`` (default: the current path again, for SIGHUP after a file swap) and swap it in.
+        Returns False, keeping the running model, when the new bundle cannot be loaded."""
+        target = Path(path) if path else self.path
+        try:
+            predictor = self._load(target)
+        except Exception as exc:
+            log.error("model reload from %s failed, keeping %s: %s", target, self.version, exc)
+            return False
+        if predictor.class_names != self.class_names:
+            log.error(
+                "model reload from %s refused: classes %s differ from running %s",
+                target,
+                predictor.class_names,
+                self.class_names,
+            )
+            return False
+        with self._lock:
+            old = self.version
+            self._predictor, self.path = predictor, target
+        log.info("model swapped: %s -> %s", old, predictor.version)
+        return True
+
+    def detect(self, tiles: np.ndarray) -> tuple[list[Detections], str]:
+        """Detections per tile (tile pixels) and the version of the model that made them."""
+        with self._lock:
+            predictor = self._predictor
+        return predictor(list(tiles)), predictor.version

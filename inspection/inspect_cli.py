@@ -1,0 +1,95 @@
+"""``steel inspect``: run the daemon from a config, with signals wired for a service manager."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from datasets.settings import REPO_ROOT, ConfigError
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "inspection.yaml"
+
+
+def inspect_command(
+    config: Annotated[Path, typer.Option("--config", help="Daemon config (YAML)")] = DEFAULT_CONFIG,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="folder:PATH | video:URL | camera:N | strip-sim:SPEC | genicam:CTI"),
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="SQLAlchemy URL (sqlite:///... or postgresql+psycopg://...)")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model bundle folder")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Process what is available, then exit")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary at exit")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: key.path=value")] = None,
+    validate_config: Annotated[
+        bool, typer.Option("--validate-config", help="Check the config and exit")
+    ] = False,
+    log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+) -> None:
+    """Run the inspection daemon: frames in, defects in SQL out."""
+    from datasets.settings import load_config
+    from inspection.config import InspectionConfig
+
+    overrides = list(set_ or [])
+    if source:
+        overrides.append(f"source={source}")
+    if db:
+        overrides.append(f"db={db}")
+    try:
+        cfg = load_config(config, InspectionConfig, overrides)
+        if cfg.alarms:
+            from datasets.settings import validate_config as check
+            from inspection.alarms.config import AlarmsConfig
+
+            check(AlarmsConfig, cfg.alarms, source=str(config), prefix="alarms")
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if validate_config:
+        typer.echo(f"{config}: ok")
+        return
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
+    )
+    from inspection.daemon import Daemon
+    from inspection.metrics_factory import make_metrics
+
+    metrics, health_server = make_metrics(cfg)
+    try:
+        daemon = Daemon(cfg, once=once, model=model, metrics=metrics)
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if health_server is not None:
+        health_server.attach(daemon.health)
+        health_server.start()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
+        signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(
+                signal.SIGHUP, lambda *_: threading.Thread(target=daemon.reload_model, daemon=True).start()
+            )
+    summary = daemon.run()
+    if health_server is not None:
+        health_server.stop()
+    if as_json:
+        sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
+    else:
+        d = summary.to_dict()
+        typer.echo(
+            f"{d['frames']} frames ({d['frames_failed']} failed, {d['frames_dropped']} dropped, "
+            f"{d['frames_already_stored']} already stored), {d['defects']} defects "
+            f"{d['per_class']} in {d['elapsed_s']:.1f} s with {d['model_version']}"
+        )

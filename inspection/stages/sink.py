@@ -1,0 +1,322 @@
+"""Sink stage: the one writer. Stores each frame with its new defects in one transaction (or the
+spool while the database is away), writes defect crops and annotated frames for the dashboard,
+raises reject signals, and records failed, dropped and gap events, counted, never silent."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from inspection.messages import FailedFrame, Frame, SourceGap
+from inspection.queues import END, Empty
+from inspection.results import FrameResult, TrackedDefect
+from inspection.stages.base import Stage
+from inspection.storage.repository import DefectRecord, FrameRecord
+
+log = logging.getLogger("steel.sink")
+
+CLASS_COLOURS = [(60, 20, 220), (75, 180, 60), (25, 225, 255), (216, 99, 67), (49, 130, 245), (180, 30, 145)]
+
+
+@dataclass
+class Tally:
+    """What the daemon did, for ``--json`` and the demo summary."""
+
+    frames: int = 0
+    frames_failed: int = 0
+    frames_dropped: int = 0
+    duplicates: int = 0
+    spooled: int = 0
+    gaps: int = 0
+    defects: int = 0
+    per_class: Counter = field(default_factory=Counter)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    mm_per_line: float
+    mm_per_px: float
+
+    def along_m(self, line: float) -> float:
+        return line * self.mm_per_line / 1000.0
+
+    def across_m(self, px: float) -> float:
+        return px * self.mm_per_px / 1000.0
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labels: list[str]) -> np.ndarray:
+    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
+    for box, cls in zip(boxes.astype(int), class_ids, strict=True):
+        colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
+        cv2.rectangle(canvas, (box[0], box[1]), (box[2] - 1, box[3] - 1), colour, 2)
+        cv2.putText(
+            canvas,
+            labels[int(cls)],
+            (box[0] + 2, max(10, box[1] + 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            colour,
+            1,
+            cv2.LINE_AA,
+        )
+    return canvas
+
+
+def write_image_atomic(path: Path, image: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f"cannot write {path}")
+    os.replace(tmp, path)
+
+
+def safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:80]
+
+
+class SinkStage(Stage):
+    accepts = (FrameResult, FailedFrame, SourceGap)
+
+    def __init__(
+        self,
+        *args,
+        writer,
+        class_names: list[str],
+        geometry: Geometry,
+        line: str,
+        coil: str | None,
+        output_dir: Path,
+        save_crops: bool,
+        save_frames: str,
+        live_every_s: float,
+        alarm: Callable[[FrameResult, FrameRecord, list[DefectRecord]], None] | None = None,
+        **kwargs,
+    ):
+        super().__init__("sink", *args, **kwargs)
+        self.writer = writer
+        self.class_names = class_names
+        self.geometry = geometry
+        self.line = line
+        self.coil = coil
+        self.output_dir = output_dir
+        self.save_crops = save_crops
+        self.save_frames = save_frames
+        self.live_every_s = live_every_s
+        self.alarm = alarm
+        self.tally = Tally()
+        self.dropped: deque[Frame] = deque()
+        self._dropped_lock = threading.Lock()
+        self._last_live: dict[str, float] = {}
+        self._last_end_line: dict[str, int] = {}
+
+    # -- called from other threads -------------------------------------------------------------
+    def on_drop(self, msg: Any) -> None:
+        """A queue dropped ``msg`` (backpressure): remember it so a 'dropped' row is written."""
+        frame = getattr(msg, "frame", msg)
+        frames = getattr(msg, "frames", None) or ([frame] if isinstance(frame, Frame) else [])
+        with self._dropped_lock:
+            self.dropped.extend(frames)
+        if self.metrics is not None:
+            self.metrics.frame_dropped(getattr(msg, "source", "queue"))
+
+    # -- the stage ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        while not self.abort.is_set():
+            self.heartbeat = time.monotonic()
+            self._write_dropped()
+            try:
+                msg = self.inbox.get(timeout=0.2)
+            except Empty:
+                continue
+            if msg is END:
+                self._write_dropped()
+                return
+            started = time.perf_counter()
+            try:
+                self.handle(msg)
+            except Exception as exc:  # e.g. a disk full for crops: count it, keep the line running
+                log.exception("sink failed on %r", getattr(msg, "seq", msg))
+                self.tally.failures.append(
+                    {
+                        "source": getattr(getattr(msg, "frame", msg), "source", "?"),
+                        "seq": getattr(getattr(msg, "frame", msg), "seq", None),
+                        "reason": f"sink: {type(exc).__name__}: {exc}",
+                    }
+                )
+            if self.metrics is not None:
+                self.metrics.observe_stage_seconds("sink", time.perf_counter() - started)
+
+    def handle(self, msg: Any) -> Iterable[Any]:
+        if isinstance(msg, FrameResult):
+            self._store_result(msg)
+        elif isinstance(msg, FailedFrame):
+            self._store_failed(msg)
+        elif isinstance(msg, SourceGap):
+            self.tally.gaps += 1
+            log.warning(
+                "source gap on %s: %s (%.1f s, lines missing: %s)",
+                msg.source,
+                msg.reason,
+                msg.duration_s,
+                msg.missing_lines,
+            )
+            if self.metrics is not None:
+                self.metrics.source_gap(msg.source)
+        return ()
+
+    def _count_outcome(self, outcome: str) -> None:
+        if outcome == "duplicate":
+            self.tally.duplicates += 1
+        elif outcome == "spooled":
+            self.tally.spooled += 1
+
+    def _write_dropped(self) -> None:
+        while True:
+            with self._dropped_lock:
+                if not self.dropped:
+                    return
+                frame = self.dropped.popleft()
+            record = FrameRecord(
+                source=frame.source,
+                seq=frame.seq,
+                status="dropped",
+                captured_at=frame.captured_at,
+                line=frame.line_id or self.line,
+                coil=frame.coil or self.coil,
+                error="dropped by backpressure (queue full)",
+                width=frame.width,
+                height=frame.height,
+                start_line=frame.start_line,
+            )
+            self._count_outcome(self.writer.write_frame(record))
+            self.tally.frames_dropped += 1
+
+    def _store_failed(self, msg: FailedFrame) -> None:
+        record = FrameRecord(
+            source=msg.source,
+            seq=msg.seq,
+            status="failed",
+            captured_at=msg.captured_at,
+            line=self.line,
+            coil=self.coil,
+            error=msg.reason[:2000],
+        )
+        self._count_outcome(self.writer.write_frame(record))
+        self.tally.frames_failed += 1
+        self.tally.failures.append({"source": msg.source, "seq": msg.seq, "reason": msg.reason})
+        if self.metrics is not None:
+            self.metrics.frame_done(msg.source, "failed")
+
+    def _defect_record(self, frame: Frame, d: TrackedDefect, crop_path: str | None) -> DefectRecord:
+        g = self.geometry
+        x1, y1, x2, y2 = d.xyxy
+        strip = d.strip_xyxy
+        return DefectRecord(
+            class_name=d.class_name,
+            score=d.score,
+            xyxy=(x1, y1, x2, y2),
+            strip_xyxy=None if strip is None else tuple(strip),
+            position_m=None if strip is None else g.along_m(strip[1]),
+            cross_m=g.across_m(x1),
+            length_m=g.along_m(y2 - y1),
+            width_m=g.across_m(x2 - x1),
+            track_id=d.track_id,
+            first_frame_seq=d.first_frame_seq,
+            last_frame_seq=frame.seq,
+            crop_path=crop_path,
+        )
+
+    def _crop(self, frame: Frame, d: TrackedDefect) -> str | None:
+        if not self.save_crops:
+            return None
+        h, w = frame.height, frame.width
+        x1, y1, x2, y2 = d.xyxy
+        pad = 8
+        xa, ya = int(max(0, x1 - pad)), int(max(0, y1 - pad))
+        xb, yb = int(min(w, x2 + pad)), int(min(h, y2 + pad))
+        if xb <= xa or yb <= ya:
+            return None
+        path = (
+            self.output_dir / "crops" / safe_name(frame.source) / f"{frame.seq}_{safe_name(d.track_id)}.png"
+        )
+        write_image_atomic(path, frame.image[ya:yb, xa:xb])
+        return str(path)
+
+    def _frame_images(self, result: FrameResult) -> str | None:
+        frame = result.frame
+        dets = result.detections
+        want_frame = self.save_frames == "all" or (self.save_frames == "defects" and len(dets) > 0)
+        now = time.monotonic()
+        line = frame.line_id or self.line
+        want_live = now - self._last_live.get(line, -1e9) >= self.live_every_s
+        if not (want_frame or want_live):
+            return None
+        annotated = draw_boxes(frame.image, dets.xyxy, dets.class_ids, self.class_names)
+        path = None
+        if want_frame:
+            target = self.output_dir / "frames" / safe_name(frame.source) / f"{frame.seq}.jpg"
+            write_image_atomic(target, annotated)
+            path = str(target)
+        if want_live:
+            write_image_atomic(self.output_dir / "live" / f"{safe_name(line)}.jpg", annotated)
+            self._last_live[line] = now
+        return path
+
+    def _store_result(self, result: FrameResult) -> None:
+        frame = result.frame
+        g = self.geometry
+        defects = [self._defect_record(frame, d, self._crop(frame, d)) for d in result.new_defects]
+        image_path = self._frame_images(result)
+        length_m = None
+        if frame.start_line is not None:
+            covered_from = max(frame.start_line, self._last_end_line.get(frame.source, frame.start_line))
+            length_m = g.along_m(frame.end_line - covered_from)
+            self._last_end_line[frame.source] = max(frame.end_line, self._last_end_line.get(frame.source, 0))
+        latency_ms = (datetime.now(UTC) - frame.captured_at).total_seconds() * 1000.0
+        record = FrameRecord(
+            source=frame.source,
+            seq=frame.seq,
+            status="ok",
+            captured_at=frame.captured_at,
+            line=frame.line_id or self.line,
+            coil=frame.coil or self.coil,
+            width=frame.width,
+            height=frame.height,
+            start_line=frame.start_line,
+            position_m=None if frame.start_line is None else g.along_m(frame.start_line),
+            length_m=length_m,
+            image_path=image_path,
+            model_version=result.model_version,
+            latency_ms=latency_ms,
+        )
+        outcome = self.writer.write_frame(record, defects, seen_again=result.seen_again)
+        self._count_outcome(outcome)
+        if outcome == "duplicate":
+            return
+        self.tally.frames += 1
+        self.tally.defects += len(defects)
+        self.tally.latencies_ms.append(latency_ms)
+        for d in defects:
+            self.tally.per_class[d.class_name] += 1
+        if self.metrics is not None:
+            self.metrics.frame_done(
+                frame.source, "ok", latency_s=latency_ms / 1000.0, classes=[d.class_name for d in defects]
+            )
+        if self.alarm is not None:
+            try:
+                self.alarm(result, record, defects)
+            except Exception:  # a broken PLC link must not stop storage
+                log.exception("alarm sinks failed for %s#%s", frame.source, frame.seq)

@@ -1,0 +1,1 @@
+"""Storage of the inspection daemon: schema, engines/migrations, repository, spool. Light imports only."""

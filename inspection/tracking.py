@@ -1,0 +1,119 @@
+"""Tracking the same physical defect across overlapping line-scan frames, so it is stored once.
+
+Consecutive frames share ``overlap`` lines; a defect there is detected twice. In strip coordinates
+(x across, y = encoder line) both sightings sit at the same place, so a detection matches an open
+track of its class when their IoU is high, or when the IoU is moderate and the crops look alike by
+dHash (Hamming distance), which tolerates a box that grew or shrank at a frame border. Sources
+without encoder positions (folders, videos) have no shared coordinates: every detection is new.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from datasets.detections import Detections
+from datasets.dhash import dhash_array, hamming
+from inspection.messages import Frame
+from inspection.results import TrackedDefect
+
+
+@dataclass
+class _Track:
+    track_id: str
+    class_id: int
+    strip_xyxy: np.ndarray  # (4,)
+    dhash: int
+    last_seq: int
+
+
+def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    lt = np.maximum(box[:2], boxes[:, :2])
+    rb = np.minimum(box[2:], boxes[:, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=1)
+    area = (box[2:] - box[:2]).clip(0).prod()
+    areas = (boxes[:, 2:] - boxes[:, :2]).clip(0, None).prod(axis=1)
+    union = area + areas - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def crop_hash(image: np.ndarray, xyxy: np.ndarray) -> int:
+    h, w = image.shape[:2]
+    x1, y1 = int(max(0, np.floor(xyxy[0]))), int(max(0, np.floor(xyxy[1])))
+    x2, y2 = int(min(w, np.ceil(xyxy[2]))), int(min(h, np.ceil(xyxy[3])))
+    if x2 <= x1 or y2 <= y1:
+        return 0
+    return dhash_array(image[y1:y2, x1:x2])
+
+
+class Tracker:
+    """One tracker per source; ``update`` is called with frames in sequence order."""
+
+    def __init__(
+        self,
+        *,
+        class_names: list[str],
+        iou_threshold: float = 0.5,
+        hash_iou_threshold: float = 0.2,
+        max_hamming: int = 10,
+    ):
+        self.class_names = class_names
+        self.iou_threshold = iou_threshold
+        self.hash_iou_threshold = hash_iou_threshold
+        self.max_hamming = max_hamming
+        self.tracks: list[_Track] = []
+
+    def _match(self, class_id: int, box: np.ndarray, digest: int, taken: set[int]) -> int | None:
+        candidates = [i for i, t in enumerate(self.tracks) if t.class_id == class_id and i not in taken]
+        if not candidates:
+            return None
+        ious = iou_one_to_many(box, np.stack([self.tracks[i].strip_xyxy for i in candidates]))
+        order = np.argsort(-ious, kind="stable")
+        for k in order:
+            track = self.tracks[candidates[k]]
+            if ious[k] >= self.iou_threshold:
+                return candidates[k]
+            if ious[k] >= self.hash_iou_threshold and hamming(digest, track.dhash) <= self.max_hamming:
+                return candidates[k]
+        return None
+
+    def update(self, frame: Frame, detections: Detections) -> tuple[list[TrackedDefect], list[str]]:
+        """New defects (first sighting) and the ids of tracks seen again in this frame."""
+        offset = frame.start_line
+        new: list[TrackedDefect] = []
+        seen_again: list[str] = []
+        taken: set[int] = set()
+        order = np.lexsort((detections.xyxy[:, 0], detections.xyxy[:, 1], -detections.scores))
+        for n, i in enumerate(order):
+            box = detections.xyxy[i].astype(np.float64)
+            class_id = int(detections.class_ids[i])
+            digest = crop_hash(frame.image, box)
+            strip = None if offset is None else box + np.array([0, offset, 0, offset], np.float64)
+            matched = None if strip is None else self._match(class_id, strip, digest, taken)
+            if matched is not None:
+                track = self.tracks[matched]
+                taken.add(matched)
+                track.strip_xyxy, track.dhash, track.last_seq = strip, digest, frame.seq
+                seen_again.append(track.track_id)
+                continue
+            track_id = f"{frame.seq}-{n}"
+            new.append(
+                TrackedDefect(
+                    class_id=class_id,
+                    class_name=self.class_names[class_id],
+                    score=float(detections.scores[i]),
+                    xyxy=tuple(float(v) for v in box),
+                    strip_xyxy=None if strip is None else tuple(float(v) for v in strip),
+                    track_id=track_id,
+                    first_frame_seq=frame.seq,
+                    dhash=digest,
+                )
+            )
+            if strip is not None:
+                self.tracks.append(_Track(track_id, class_id, strip, digest, frame.seq))
+                taken.add(len(self.tracks) - 1)
+        if offset is not None:
+            # Frames only move forward: a track that ends before this frame's first line is done.
+            self.tracks = [t for t in self.tracks if t.strip_xyxy[3] >= offset]
+        return new, seen_again
