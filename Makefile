@@ -20,13 +20,18 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	@echo "== 1. Audit of the NEU-DET development split ($(STEEL_DATA)) =="
 	$(BIN)/steel data audit $(STEEL_DATA)/annotations --images $(STEEL_DATA)/images --report $(DEMO_DIR)/audit
 	@echo
-	@if [ -f $(MODEL)/manifest.json ]; then \
-	  echo "== 2. The shipped model on its validation split =="; \
-	  $(BIN)/steel eval --model $(MODEL) --data $(STEEL_DATA)/annotations --split configs/splits/neu-det-dev.json; \
-	fi
+	@echo "== 2. The shipped model ($(MODEL)) on its validation split =="
+	$(BIN)/steel eval --model $(MODEL) --data $(STEEL_DATA)/annotations --split configs/splits/neu-det-dev.json --plots $(DEMO_DIR)/eval
+	@echo
+	@echo "== 3. The inspection daemon over a simulated line-scan strip (NEU-DET validation images) =="
+	$(BIN)/steel inspect --once --model $(MODEL) --db sqlite:///$(DEMO_DIR)/inspection.db --set output.dir=$(DEMO_DIR)/inspection --log-level WARNING
+	@echo
+	@echo "== Done. Results are in $(DEMO_DIR)/inspection.db; open the QA dashboard with:"
+	@echo "   $(BIN)/steel dashboard --db sqlite:///$(abspath $(DEMO_DIR))/inspection.db"
 
 test: $(STAMP)
 	$(BIN)/pytest -q

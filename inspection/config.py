@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from datasets.settings import StrictModel
 from inspection import constants as C
+from inspection.alarms.config import AlarmsConfig
 from inspection.preprocess import PreprocessConfig
 
 
@@ -75,4 +76,4 @@ class InspectionConfig(StrictModel):
     queues: QueueConfig = QueueConfig()
     output: OutputConfig = OutputConfig()
     health: HealthConfig = HealthConfig()
-    alarms: dict | None = None  # validated by inspection.alarms.config.AlarmsConfig when present
+    alarms: AlarmsConfig | None = None  # reject rule and sinks (log, webhook, modbus PLC); None: no signals

@@ -165,9 +165,15 @@ class Daemon:
 
     def reload_model(self, path: str | None = None) -> bool:
         ok = self.detector.reload(path)
-        if ok and self.metrics is not None:
+        if not ok:
+            return False
+        if self.metrics is not None:
             self.metrics.set_model(self.detector.version)
-        return ok
+        try:  # frames name the new version from now on: give it its manifest, not a placeholder row
+            self.repository.register_model_version(self.detector.manifest, str(self.detector.path))
+        except Exception as exc:  # database away: the frames' placeholder row is filled in later
+            log.warning("could not register model %s: %s", self.detector.version, exc)
+        return True
 
     def _watch_promotions(self, every_s: float) -> None:
         """A promotion recorded in the database (``steel models activate``) swaps the model in."""
@@ -260,25 +266,20 @@ class Daemon:
         )
 
     def health(self) -> dict[str, Any]:
+        """The ``/health`` body: stage heartbeats against their budget, queue depths, spooling."""
+        from inspection.health import health_report
+
         now = time.monotonic()
-        beats = {s.stage_name: round(now - s.heartbeat, 2) for s in self.stages}
-        beats["source"] = round(now - self.source_stage.heartbeat, 2)
-        depths = {name: len(queue) for name, queue in self.queues.items()}
-        budget = self.cfg.health.stage_budget_s
-        stuck = [name for name, age in beats.items() if age > budget]
-        status = (
-            "stopping"
-            if self.stop_event.is_set()
-            else ("degraded" if stuck or self.writer.degraded else "ok")
+        beats = {s.stage_name: now - s.heartbeat for s in self.stages}
+        beats["source"] = now - self.source_stage.heartbeat
+        return health_report(
+            stopping=self.stop_event.is_set(),
+            heartbeat_ages_s=beats,
+            budgets_s=self.cfg.health.stage_budget_s,
+            queue_depths={name: len(queue) for name, queue in self.queues.items()},
+            db_degraded=self.writer.degraded,
+            model_version=self.detector.version,
         )
-        return {
-            "status": status,
-            "stage_heartbeat_age_s": beats,
-            "queue_depth": depths,
-            "stuck": stuck,
-            "db_degraded": self.writer.degraded,
-            "model_version": self.detector.version,
-        }
 
     # -- running ---------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -314,6 +315,8 @@ class Daemon:
         self.stop_event.set()
         for stage in [self.source_stage, *self.stages]:
             stage.join(timeout=5)
+        if self.sink.alarm is not None:
+            self.sink.alarm.close()
         self.writer.close()
         self.engine.dispose()
         return RunSummary(

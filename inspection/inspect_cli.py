@@ -46,11 +46,6 @@ def inspect_command(
         overrides.append(f"db={db}")
     try:
         cfg = load_config(config, InspectionConfig, overrides)
-        if cfg.alarms:
-            from datasets.settings import validate_config as check
-            from inspection.alarms.config import AlarmsConfig
-
-            check(AlarmsConfig, cfg.alarms, source=str(config), prefix="alarms")
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

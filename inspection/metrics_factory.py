@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from inspection.config import InspectionConfig
 
 
-def make_metrics(cfg: InspectionConfig) -> tuple[Any, Any]:
-    return None, None
+class DaemonHealthServer:
+    """The HTTP server for ``/health`` and ``/metrics``, bound to a daemon once it exists."""
+
+    def __init__(self, cfg: InspectionConfig, metrics: Any):
+        self.cfg = cfg
+        self.metrics = metrics
+        self._health: Callable[[], Mapping] | None = None
+        self._server = None
+
+    def attach(self, health: Callable[[], Mapping]) -> None:
+        self._health = health
+
+    def start(self) -> None:
+        from inspection.health import HealthServer
+
+        self._server = HealthServer(
+            health=lambda: self._health() if self._health else {"status": "ok"},
+            registry=self.metrics.registry,
+            host=self.cfg.health.host,
+            port=self.cfg.health.port,
+        ).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+
+def make_metrics(cfg: InspectionConfig) -> tuple[Any, DaemonHealthServer | None]:
+    from inspection.metrics import DaemonMetrics
+
+    metrics = DaemonMetrics()
+    return metrics, DaemonHealthServer(cfg, metrics) if cfg.health.enabled else None

@@ -8,6 +8,7 @@ so ``timeout_s`` of the sink (attempts x timeout + backoffs) is the worst case o
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import socket
@@ -68,8 +69,8 @@ class WebhookSink:
             return False, f"cannot reach {self._cfg.url}: {exc.reason}"
         except TimeoutError:
             return False, f"timed out after {self._cfg.timeout_s:g}s"
-        except (ConnectionError, OSError) as exc:
-            return False, f"connection to {self._cfg.url} failed: {exc}"
+        except (OSError, http.client.HTTPException) as exc:  # reset, refused, garbled reply
+            return False, f"connection to {self._cfg.url} failed: {type(exc).__name__}: {exc}"
 
     def notify(self, event: RejectEvent) -> Delivery:
         if self._closed.is_set():
@@ -78,17 +79,17 @@ class WebhookSink:
             body = json.dumps(event.to_dict(), allow_nan=False).encode("utf-8")
         except ValueError as exc:
             raise AlarmError(f"event is not JSON-serialisable: {exc}", sink=self.name) from exc
-        reason = ""
-        attempts = self._cfg.retries + 1
-        for attempt in range(attempts):
+        reason, attempts, made = "", self._cfg.retries + 1, 0
+        while made < attempts:
             done, reason = self._post_once(body)
+            made += 1
             if done:
                 return "sent"
-            log.warning("webhook %s attempt %d/%d failed: %s", self.name, attempt + 1, attempts, reason)
+            log.warning("webhook %s attempt %d/%d failed: %s", self.name, made, attempts, reason)
             # wait before retrying; close() cuts the wait short so shutdown is not held up
-            if attempt + 1 < attempts and self._closed.wait(self._cfg.backoff_s * 2**attempt):
+            if made < attempts and self._closed.wait(self._cfg.backoff_s * 2 ** (made - 1)):
                 break
-        raise AlarmError(f"{reason} ({attempts} attempt{'s' if attempts > 1 else ''})", sink=self.name)
+        raise AlarmError(f"{reason} ({made} attempt{'s' if made > 1 else ''})", sink=self.name)
 
     def close(self) -> None:
         self._closed.set()

@@ -87,6 +87,22 @@ def safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:80]
 
 
+def raw_frame_path(output_dir: Path, source: str, seq: int) -> Path:
+    """Where the sink keeps a frame's pixels without boxes drawn (lossless PNG, in the frame's own pixels,
+    so the defect boxes stored in SQL fit it): what the retraining job cuts its training windows from."""
+    return Path(output_dir) / "raw" / safe_name(source) / f"{seq}.png"
+
+
+def _raw_pixels(frame: Frame) -> np.ndarray:
+    """The frame as the detector saw it, resized back to the source frame when preprocessing resized it
+    (defect boxes are stored in source-frame pixels)."""
+    scale = frame.meta.get("preprocess_scale_xy")
+    if scale is None:
+        return frame.image
+    size_wh = (round(frame.width * scale[0]), round(frame.height * scale[1]))
+    return cv2.resize(frame.image, size_wh, interpolation=cv2.INTER_LINEAR)
+
+
 class SinkStage(Stage):
     accepts = (FrameResult, FailedFrame, SourceGap)
 
@@ -102,6 +118,7 @@ class SinkStage(Stage):
         save_crops: bool,
         save_frames: str,
         live_every_s: float,
+        save_raw: bool = True,
         alarm: Callable[[FrameResult, FrameRecord, list[DefectRecord]], None] | None = None,
         **kwargs,
     ):
@@ -114,6 +131,7 @@ class SinkStage(Stage):
         self.output_dir = output_dir
         self.save_crops = save_crops
         self.save_frames = save_frames
+        self.save_raw = save_raw  # beside each saved annotated frame, its raw pixels (for retraining)
         self.live_every_s = live_every_s
         self.alarm = alarm
         self.tally = Tally()
@@ -130,7 +148,8 @@ class SinkStage(Stage):
         with self._dropped_lock:
             self.dropped.extend(frames)
         if self.metrics is not None:
-            self.metrics.frame_dropped(getattr(msg, "source", "queue"))
+            for f in frames:
+                self.metrics.count_drop(getattr(msg, "queue", "pipeline"), source=f.source)
 
     # -- the stage ---------------------------------------------------------------------------------
     def run(self) -> None:
@@ -174,7 +193,7 @@ class SinkStage(Stage):
                 msg.missing_lines,
             )
             if self.metrics is not None:
-                self.metrics.source_gap(msg.source)
+                self.metrics.count_source_gap(msg.source)
         return ()
 
     def _count_outcome(self, outcome: str) -> None:
@@ -218,7 +237,7 @@ class SinkStage(Stage):
         self.tally.frames_failed += 1
         self.tally.failures.append({"source": msg.source, "seq": msg.seq, "reason": msg.reason})
         if self.metrics is not None:
-            self.metrics.frame_done(msg.source, "failed")
+            self.metrics.count_frame(msg.source, "failed")
 
     def _defect_record(self, frame: Frame, d: TrackedDefect, crop_path: str | None) -> DefectRecord:
         g = self.geometry
@@ -270,6 +289,9 @@ class SinkStage(Stage):
             target = self.output_dir / "frames" / safe_name(frame.source) / f"{frame.seq}.jpg"
             write_image_atomic(target, annotated)
             path = str(target)
+            if self.save_raw:
+                raw_path = raw_frame_path(self.output_dir, frame.source, frame.seq)
+                write_image_atomic(raw_path, _raw_pixels(frame))
         if want_live:
             write_image_atomic(self.output_dir / "live" / f"{safe_name(line)}.jpg", annotated)
             self._last_live[line] = now
@@ -312,9 +334,10 @@ class SinkStage(Stage):
         for d in defects:
             self.tally.per_class[d.class_name] += 1
         if self.metrics is not None:
-            self.metrics.frame_done(
-                frame.source, "ok", latency_s=latency_ms / 1000.0, classes=[d.class_name for d in defects]
-            )
+            self.metrics.count_frame(frame.source, "ok")
+            self.metrics.count_defects([d.class_name for d in defects])
+            self.metrics.mark_frame()
+            self.metrics.set_db_degraded(self.writer.degraded)
         if self.alarm is not None:
             try:
                 self.alarm(result, record, defects)

@@ -9,13 +9,15 @@ its own, created from that URL (the role needs CREATEDB) and dropped afterwards.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from inspection.storage.db import default_sqlite_url, upgrade
 from inspection.storage.repository import Repository
@@ -46,10 +48,35 @@ def pg_url(pg_admin_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
         yield make_url(pg_admin_url).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(admin, name)
     finally:
         admin.dispose()
+
+
+def _terminate_own_connections(conn: Connection, database: str) -> None:
+    """End this role's sessions on ``database`` (not the server's own workers, which need a superuser)."""
+    conn.execute(
+        text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = :db AND usename = current_user AND pid <> pg_backend_pid()"
+        ),
+        {"db": database},
+    )
+
+
+def _drop_database(admin: Engine, name: str) -> None:
+    # Plain DROP DATABASE (not WITH (FORCE), which may not end an autovacuum worker for a non-superuser):
+    # the server stops its own workers; sessions a test left open are ended first.
+    for attempt in range(10):
+        with admin.connect() as conn:
+            _terminate_own_connections(conn, name)
+            try:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+                return
+            except DBAPIError:
+                if attempt == 9:
+                    raise
+        time.sleep(0.5)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, func, select
+from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -345,8 +345,12 @@ def test_writer_when_postgres_refuses_connections(pg_admin_url: str, pg_url: str
         assert writer.write_frame(result(1).frame, result(1).defects) == "stored"
         with admin.connect() as conn:
             conn.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-            conn.exec_driver_sql(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            conn.execute(  # the role's own sessions on it: the pooled connection of `repo` dies
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :db AND usename = current_user AND pid <> pg_backend_pid()"
+                ),
+                {"db": name},
             )
         outcomes = [writer.write_frame(result(seq).frame, result(seq).defects) for seq in range(2, 7)]
         assert outcomes == ["spooled"] * 5 and writer.stats.outages == 1

@@ -1,0 +1,1 @@
+"""Alembic migrations of the inspection database (run by ``inspection.storage.db.upgrade``)."""
