@@ -47,6 +47,9 @@ class TrainSettings(StrictModel):
     schedule: ScheduleConfig = ScheduleConfig()
     ema: EMAConfig = EMAConfig()
     grad_clip: float | None = Field(10.0, gt=0)
+    # BatchNorm normalises with its running statistics and never updates them (fine-tuning with tiny
+    # batches; on CPU DDP, where SyncBatchNorm is unavailable, ranks then match one process exactly).
+    freeze_bn_stats: bool = False
     amp: bool = True  # CUDA only
     channels_last: bool = True  # CUDA only
     patience: int | None = Field(40, ge=1)  # epochs without val mAP@0.5 gain before stopping

@@ -88,9 +88,12 @@ def train_one_epoch(
     channels_last: bool = False,
     max_steps: int | None = None,
     progress: tqdm | None = None,
+    freeze_bn_stats: bool = False,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns the mean of each loss term and their sum (``loss``)."""
     model.train()
+    if freeze_bn_stats:
+        freeze_batchnorm(model)
     sums: dict[str, float] = {}
     steps = 0
     for images, targets in loader:
@@ -99,9 +102,8 @@ def train_one_epoch(
             losses = model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"loss is {loss.item()} at step {steps}: { {k: float(v) for k, v in losses.items()} }"
-            )
+            terms = {k: float(v.detach()) for k, v in losses.items()}
+            raise NonFiniteLossError(f"loss is {loss.item()} at step {steps}: {terms}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if grad_clip:
@@ -124,14 +126,20 @@ def train_one_epoch(
     return {k: v / max(steps, 1) for k, v in sums.items()}
 
 
+def freeze_batchnorm(model: nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode: it normalises with, and no longer updates, its running
+    statistics (the rest of the model keeps its mode)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
 @torch.no_grad()
 def validation_loss(model: nn.Module, loader: Iterable, *, device: torch.device) -> float:
     """Mean training loss on held-out data: train-mode forward (so the model returns losses) with
     normalisation layers frozen in eval mode, so running statistics are not touched."""
     model.train()
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.eval()
+    freeze_batchnorm(model)
     total, steps = 0.0, 0
     for images, targets in loader:
         images, targets = _to_device(images, targets, device, False)
@@ -319,6 +327,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> FitResult:
             channels_last=channels_last,
             max_steps=cfg.train.max_steps,
             progress=bar,
+            freeze_bn_stats=cfg.train.freeze_bn_stats,
         )
         bar.close()
         train_seconds += time.perf_counter() - started

@@ -77,7 +77,6 @@ class DetectHead(nn.Module):
         return self._anchor_cache[key]
 
     def forward(self, features: list[torch.Tensor]) -> HeadOutput:
-        batch = features[0].shape[0]
         dists, logits, shapes = [], [], []
         for feat, box, cls in zip(features, self.box_branches, self.cls_branches, strict=True):
             shapes.append((feat.shape[2], feat.shape[3]))
@@ -86,7 +85,6 @@ class DetectHead(nn.Module):
         pred_dist = torch.cat(dists, dim=2).permute(0, 2, 1).contiguous()
         pred_logits = torch.cat(logits, dim=2).permute(0, 2, 1).contiguous()
         points, strides = self.anchors(shapes, features[0].device, pred_dist.dtype)
-        assert pred_dist.shape[0] == batch
         return HeadOutput(pred_dist, pred_logits, points, strides)
 
 

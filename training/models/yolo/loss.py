@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from training.models.yolo.head import HeadOutput, decode_distances, distances_to_boxes
@@ -36,7 +37,9 @@ def box_ciou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     centre2 = ((a[:, :2] + a[:, 2:]) - (b[:, :2] + b[:, 2:])).pow(2).sum(-1) / 4
     v = (4 / math.pi**2) * (torch.atan(wb / hb) - torch.atan(wa / ha)).pow(2)
     with torch.no_grad():
-        alpha = v / (v - iou + (1 + EPS))
+        # (1 - iou) + v + EPS, not v - iou + (1 + EPS): in float32 1 + 1e-9 == 1, so identical boxes
+        # (v == 0, iou == 1) gave 0 / 0 = NaN.
+        alpha = v / ((1 - iou) + v + EPS)
     return iou - (centre2 / diag2 + v * alpha)
 
 
@@ -133,6 +136,24 @@ def distribution_focal_loss(pred_dist: torch.Tensor, target: torch.Tensor) -> to
     return loss.view(-1, 4).mean(-1)
 
 
+def loss_normaliser(score_sum: torch.Tensor) -> torch.Tensor:
+    """The divisor of every loss term: the batch's total target score (at least 1).
+
+    Under DistributedDataParallel each rank holds a slice of the batch and gradients are averaged over
+    ranks. Dividing by the rank's own total would weight the slices unequally; dividing by
+    ``global total / world size`` makes the averaged gradient the single-process gradient of the whole
+    batch. Only while gradients flow: then every rank runs the same step (a no-grad forward, such as
+    rank 0's validation loss, must not wait on a collective the other ranks never join).
+    """
+    if torch.is_grad_enabled() and dist.is_available() and dist.is_initialized():
+        world = dist.get_world_size()
+        if world > 1:
+            total = score_sum.detach().clone()
+            dist.all_reduce(total)
+            return total.clamp(min=1.0) / world
+    return score_sum.clamp(min=1.0)
+
+
 def pad_targets(targets: list[dict], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """List of per-image targets -> labels (B,M), boxes (B,M,4), mask (B,M) padded to the largest M."""
     batch = len(targets)
@@ -181,7 +202,7 @@ class YoloLoss:
             gt_boxes,
             gt_mask,
         )
-        score_sum = assigned.scores.sum().clamp(min=1.0)
+        score_sum = loss_normaliser(assigned.scores.sum())
         loss_cls = F.binary_cross_entropy_with_logits(logits, assigned.scores, reduction="sum") / score_sum
 
         fg = assigned.fg_mask

@@ -1,0 +1,584 @@
+"""The retraining job end to end on a small seeded inspection database made from real NEU-DET images.
+
+The database holds frames whose raw pixels are NEU-DET training-side images (never the fixed set, the
+split's val side), the daemon's defect rows for their labelled boxes, and operators' reviews: confirmed,
+relabelled (the model said the wrong class), rejected false alarms (on a defect-free piece of steel) and
+one defect nobody reviewed. The recipe is tiny (64 px, a couple of optimizer steps), so models are only
+a little better than chance; the tests make the comparisons certain instead by construction:
+
+* the first champion detects nothing (its class logits are pinned far below any threshold: AP exactly 0),
+  so any challenger that finds a single defect is better on both sets, and must be promoted;
+* a challenger "made worse on purpose" gets the same treatment after training, so it cannot be better on
+  the new data, and must be rejected with that reason recorded.
+
+The numbers recorded are checked against an independent evaluation with ``steel eval``'s code path.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import func, select
+from typer import Typer
+from typer.testing import CliRunner
+
+from datasets.model import NEU_DET_CLASSES
+from datasets.readers import read_dataset
+from datasets.settings import REPO_ROOT
+from datasets.split import apply_split, read_split, verify_split
+from inspection.stages.sink import raw_frame_path
+from inspection.storage.db import default_sqlite_url, upgrade
+from inspection.storage.repository import DefectRecord, FrameRecord, Repository
+from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun, Review
+from training.bundle import load_bundle, save_bundle
+from training.config import ModelConfig
+from training.models.yolo.model import YoloConfig
+from training.registry import build_model
+from training.retrain import job as retrain_job
+from training.retrain.cli import models_app, retrain_command
+from training.retrain.collect import (
+    ReviewRange,
+    VisibleDefect,
+    box_in_window,
+    collect_snapshot,
+    label_window,
+    load_snapshot,
+    place_window,
+)
+from training.retrain.config import CollectConfig, GatesConfig, RetrainConfig, load_retrain_config
+from training.retrain.decide import SetScores, decide
+from training.retrain.evaluate import evaluate_bundle
+from training.retrain.merge import read_source
+from training.retrain.report import format_summary
+
+SPLIT = REPO_ROOT / "configs" / "splits" / "neu-det-dev.json"
+SOURCE = "folder:line-cam"
+CLASSES = list(NEU_DET_CLASSES)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic)
+
+
+# ---------------------------------------------------------------- the promotion rule (pure)
+
+GATES = GatesConfig(max_map50_drop=0.02, max_class_ap50_drop=0.05, require_better_on_new=True)
+
+
+def scores(map50, ap50=None, false_alarms=0, images=10):
+    per_class = ap50 if ap50 is not None else {"crazing": map50, "scratches": map50}
+    return SetScores(map50=map50, per_class_ap50=per_class, false_alarms=false_alarms, images=images)
+
+
+@pytest.mark.parametrize(
+    ("champ_fixed", "chall_fixed", "champ_new", "chall_new", "promote", "needle"),
+    [
+        # better everywhere
+        (scores(0.70), scores(0.72), scores(0.30), scores(0.50), True, "promoted"),
+        # a small loss on the fixed set, within tolerance, and better on the new data
+        (scores(0.70), scores(0.69), scores(0.30), scores(0.50), True, "within"),
+        # the fixed set drops beyond tolerance
+        (scores(0.70), scores(0.65), scores(0.30), scores(0.50), False, "fixed-set mAP@0.5 0.700 -> 0.650"),
+        # overall fine, one class collapses
+        (
+            scores(0.70, {"crazing": 0.50, "scratches": 0.90}),
+            scores(0.70, {"crazing": 0.40, "scratches": 1.00}),
+            scores(0.30),
+            scores(0.50),
+            False,
+            "crazing AP50 0.500 -> 0.400",
+        ),
+        # not better on the new data (a tie is not better)
+        (scores(0.70), scores(0.70), scores(0.40), scores(0.40), False, "new-data mAP@0.5 0.400 -> 0.400"),
+        # new data of background only: fewer false alarms is better, more is not
+        (scores(0.70), scores(0.70), scores(None, {}, 5), scores(None, {}, 1), True, "false alarms 5 -> 1"),
+        (scores(0.70), scores(0.70), scores(None, {}, 1), scores(None, {}, 3), False, "not fewer"),
+        # no validation images in the new data: cannot show it is better
+        (scores(0.70), scores(0.70), None, None, False, "no new validation images"),
+    ],
+)
+def test_decide_table(champ_fixed, chall_fixed, champ_new, chall_new, promote, needle):
+    decision = decide(
+        champion_fixed=champ_fixed,
+        challenger_fixed=chall_fixed,
+        champion_new=champ_new,
+        challenger_new=chall_new,
+        gates=GATES,
+    )
+    assert decision.promote is promote
+    assert decision.reason.startswith("promoted" if promote else "rejected")
+    assert needle in decision.reason
+    assert all(c.passed for c in decision.checks) is promote
+
+
+def test_decide_without_champion_and_without_new_gate():
+    first = decide(
+        champion_fixed=None, challenger_fixed=scores(0.1), champion_new=None, challenger_new=None, gates=GATES
+    )
+    assert first.promote and "no champion" in first.reason
+    relaxed = GatesConfig(max_map50_drop=0.02, max_class_ap50_drop=0.05, require_better_on_new=False)
+    kept = decide(
+        champion_fixed=scores(0.5),
+        challenger_fixed=scores(0.5),
+        champion_new=None,
+        challenger_new=None,
+        gates=relaxed,
+    )
+    assert kept.promote and {c.name for c in kept.checks} == {
+        "fixed_map50",
+        "class_ap50:crazing",
+        "class_ap50:scratches",
+    }
+
+
+def test_set_scores_from_eval_counts_false_alarms():
+    summary = {
+        "images": 3,
+        "map50": None,
+        "per_class": {"crazing": {"ap50": None, "ap": None, "gt": 0}},
+        "confusion_matrix": [[0, 0], [4, 0]],  # background row: 4 predictions of crazing matched nothing
+    }
+    assert SetScores.from_eval(summary) == SetScores(None, {"crazing": None}, false_alarms=4, images=3)
+
+
+# ---------------------------------------------------------------- windows
+
+
+@pytest.mark.parametrize(
+    ("box", "frame_wh", "window"),
+    [
+        ((90, 90, 110, 110), (1000, 600), (0, 0, 200, 200)),  # centred 100,100 -> 0..200
+        ((490, 290, 510, 310), (1000, 600), (400, 200, 600, 400)),
+        ((980, 590, 1000, 600), (1000, 600), (800, 400, 1000, 600)),  # snapped to the far edges
+        ((10, 10, 50, 50), (150, 120), (0, 0, 150, 120)),  # frame smaller than a window: all of it
+    ],
+)
+def test_place_window(box, frame_wh, window):
+    assert place_window(box, frame_wh=frame_wh, window_px=200) == window
+
+
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        ((10, 10, 50, 50), (10, 10, 50, 50)),  # inside
+        ((180, 10, 220, 50), (180, 10, 200, 50)),  # half inside: clipped, kept at visibility 0.3
+        ((195, 10, 235, 50), None),  # 12.5 % inside: dropped
+        ((-100, -100, 300, 300), (0, 0, 200, 200)),  # larger than the window and filling it
+    ],
+)
+def test_box_in_window(box, expected):
+    assert box_in_window(box, (0, 0, 200, 200), min_visibility=0.3) == expected
+
+
+def test_label_window_policies():
+    window = (0, 0, 200, 200)
+    confirmed = VisibleDefect(1, (10, 10, 60, 60), "positive", "scratches")
+    rejected = VisibleDefect(2, (100, 100, 150, 150), "rejected", None)
+    unreviewed = VisibleDefect(3, (120, 20, 170, 70), "unreviewed", "patches")
+    outside = VisibleDefect(4, (400, 400, 450, 450), "unreviewed", "patches")
+    cfg = CollectConfig()
+    boxes, reason = label_window(window, [confirmed, rejected, outside], class_names=CLASSES, cfg=cfg)
+    assert reason is None and [(b.label, b.xyxy) for b in boxes] == [("scratches", (10, 10, 60, 60))]
+    assert label_window(window, [rejected], class_names=CLASSES, cfg=cfg) == ([], None)  # background
+    assert label_window(window, [confirmed, unreviewed], class_names=CLASSES, cfg=cfg) == (
+        None,
+        "unreviewed_defect_in_window",
+    )
+    keep = CollectConfig(unreviewed="predicted")
+    boxes, _ = label_window(window, [confirmed, unreviewed], class_names=CLASSES, cfg=keep)
+    assert sorted(b.label for b in boxes) == ["patches", "scratches"]
+    odd = VisibleDefect(5, (10, 10, 60, 60), "positive", "rust")
+    assert label_window(window, [odd], class_names=CLASSES, cfg=cfg) == (None, "unknown_class")
+
+
+# ---------------------------------------------------------------- a seeded inspection database
+
+
+def zero_class_head(model: torch.nn.Module) -> None:
+    """Pin every class logit far below any threshold: the model detects nothing (AP exactly 0)."""
+    with torch.no_grad():
+        for branch in model.head.cls_branches:
+            branch[-1].weight.zero_()
+            branch[-1].bias.fill_(-30.0)
+
+
+def make_blind_champion(folder: Path, version: str) -> Path:
+    model_cfg = ModelConfig(image_size=64, in_channels=1, yolo=YoloConfig(size="n"))
+    torch.manual_seed(0)
+    model = build_model(model_cfg, num_classes=len(CLASSES))
+    zero_class_head(model)
+    return save_bundle(
+        folder, model, model_config=model_cfg, class_names=CLASSES, version=version, score_threshold=0.25
+    )
+
+
+class World:
+    """A temporary plant: database, daemon output folder, work folders, a champion, frames and reviews."""
+
+    def __init__(self, root: Path, pool: dict[str, list]):
+        self.root = root
+        self.db = default_sqlite_url(root / "var" / "inspection.db")
+        upgrade(self.db)
+        self.repo = Repository(self.db)
+        self.frames_dir = root / "var" / "inspection"
+        self.pool = pool
+        self.next_seq = 0
+        self.champion = make_blind_champion(root / "models" / "blind-v0", "blind-v0")
+        self.repo.register_model_version(load_bundle(self.champion).manifest, str(self.champion))
+        self.repo.activate_model("blind-v0")
+
+    def frame(self, image: np.ndarray, defects: list[tuple[str, tuple]]) -> list[int]:
+        """Store one frame the way the daemon does (raw pixels + annotated row + defects); defect ids."""
+        seq = self.next_seq
+        self.next_seq += 1
+        path = raw_frame_path(self.frames_dir, SOURCE, seq)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        assert cv2.imwrite(str(path), image)
+        records = [
+            DefectRecord(class_name=c, score=0.8, xyxy=xyxy, track_id=f"{seq}-{i}")
+            for i, (c, xyxy) in enumerate(defects)
+        ]
+        self.repo.record_frame(
+            FrameRecord(
+                source=SOURCE,
+                seq=seq,
+                width=image.shape[1],
+                height=image.shape[0],
+                model_version="blind-v0",
+                image_path=str(self.frames_dir / "frames" / f"{seq}.jpg"),
+            ),
+            records,
+        )
+        with self.repo.transaction() as s:
+            rows = s.execute(
+                select(Defect.id)
+                .join(Frame)
+                .where(Frame.source == SOURCE, Frame.seq == seq)
+                .order_by(Defect.id)
+            )
+            return [int(r[0]) for r in rows]
+
+    def batch(self, per_class: int, offset: int) -> dict[str, int]:
+        """Frames of NEU training images with every box confirmed; in each class's first frame the
+        model's first box is relabelled (it said another class); plus one defect-free piece of steel
+        with a rejected false alarm, and one frame with a defect nobody reviewed. Returns verdict counts."""
+        counts = {"confirmed": 0, "relabelled": 0, "rejected": 0}
+        for k, name in enumerate(CLASSES):
+            for j, rec in enumerate(self.pool[name][offset : offset + per_class]):
+                image = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
+                wrong = CLASSES[(k + 1) % len(CLASSES)]
+                said = [(wrong if (j == 0 and i == 0) else b.label, b.xyxy) for i, b in enumerate(rec.boxes)]
+                for i, (defect_id, box) in enumerate(zip(self.frame(image, said), rec.boxes, strict=True)):
+                    if said[i][0] != box.label:
+                        self.repo.add_review(
+                            defect_id, reviewer="op", verdict="relabelled", new_class=box.label
+                        )
+                        counts["relabelled"] += 1
+                    else:
+                        self.repo.add_review(defect_id, reviewer="op", verdict="confirmed")
+                        counts["confirmed"] += 1
+        # A defect-free 64x64 piece of real steel: the top-left corner of an image whose boxes avoid it.
+        steel = [
+            r for name in CLASSES for r in self.pool[name] if all(b.x1 >= 64 or b.y1 >= 64 for b in r.boxes)
+        ][offset]
+        patch = cv2.imread(str(steel.path), cv2.IMREAD_GRAYSCALE)[:64, :64]
+        (false_alarm,) = self.frame(np.ascontiguousarray(patch), [("crazing", (10.0, 12.0, 40.0, 50.0))])
+        self.repo.add_review(false_alarm, reviewer="op", verdict="rejected", note="clean steel")
+        counts["rejected"] += 1
+        # Two defects on one image, only one reviewed: its window shows the other, so it is skipped.
+        rec = next(r for r in self.pool["patches"][offset + per_class :] if len(r.boxes) >= 2)
+        image = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
+        first, _ = self.frame(image, [(b.label, b.xyxy) for b in rec.boxes[:2]])
+        self.repo.add_review(first, reviewer="op", verdict="confirmed")
+        counts["confirmed"] += 1
+        return counts
+
+    def config(self, *extra: str) -> RetrainConfig:
+        overrides = [
+            f"db={self.db}",
+            "base.max_images=12",
+            "fixed_set.max_images=24",
+            f"collect.frames_dir={self.frames_dir}",
+            "collect.val_fraction=0.5",
+            "collect.min_reviews=5",
+            "collect.min_images=5",
+            "champion_fallback=null",
+            "device=cpu",
+            f"output.work_dir={self.root / 'retrain'}",
+            f"output.registry_dir={self.root / 'models' / 'registry'}",
+            "recipe.overrides=[model.image_size=64, train.epochs=1, train.max_steps=2, train.batch_size=8, "
+            "train.threads=1, train.ema.enabled=false, data.augment.enabled=false]",
+            *extra,
+        ]
+        return load_retrain_config(REPO_ROOT / "configs" / "retrain.yaml", overrides)
+
+    def active(self) -> str | None:
+        row = self.repo.active_model()
+        return None if row is None else row.version
+
+    def runs(self) -> list[RetrainRun]:
+        with self.repo.transaction() as s:
+            return list(s.scalars(select(RetrainRun).order_by(RetrainRun.id)))
+
+    def review_marks(self) -> dict[int | None, int]:
+        with self.repo.transaction() as s:
+            rows = s.execute(
+                select(Review.used_in_retrain_run_id, func.count()).group_by(Review.used_in_retrain_run_id)
+            )
+            return {run: int(n) for run, n in rows}
+
+    def versions(self) -> list[str]:
+        with self.repo.transaction() as s:
+            return list(s.scalars(select(ModelVersion.version).order_by(ModelVersion.id)))
+
+
+@pytest.fixture(scope="module")
+def neu_pool(neu_root: Path) -> dict[str, list]:
+    """NEU-DET training-side images whose largest box covers at least 30 % of the image, per file class."""
+    aset = read_dataset(neu_root / "annotations", class_names=CLASSES)
+    train, _ = apply_split(aset, read_split(SPLIT))
+    big = [r for r in train.images if max(b.area for b in r.boxes) >= 0.3 * r.width * r.height]
+    return {name: [r for r in big if r.name.startswith(name)] for name in CLASSES}
+
+
+@pytest.fixture
+def world(tmp_path: Path, neu_pool: dict[str, list]) -> World:
+    w = World(tmp_path, neu_pool)
+    yield w
+    w.repo.dispose()
+
+
+def test_collect_snapshot(world: World):
+    counts = world.batch(per_class=2, offset=0)
+    cfg = world.config()
+    with world.repo.transaction() as s:
+        up_to = int(s.scalar(select(func.max(Review.id))))
+        snap = collect_snapshot(
+            s,
+            reviews=ReviewRange(0, up_to),
+            class_names=CLASSES,
+            cfg=cfg.collect,
+            out_dir=world.root / "snap",
+        )
+    stats = snap.stats
+    assert {k: stats["reviews"][k] for k in counts} == counts
+    # 12 training frames + the clean steel; the frame with an unreviewed defect is skipped.
+    assert stats["images"] == 13 and len(snap.images) == 13
+    assert stats["background_images"] == 1
+    assert stats["skipped"] == {"unreviewed_defect_in_window": 1}
+    # A 200 px window is a whole NEU image: its other boxes share the first box's window.
+    frames = [rec for name in CLASSES for rec in world.pool[name][:2]]
+    assert stats["defects_in_shared_windows"] == sum(len(rec.boxes) - 1 for rec in frames)
+    # Labels are the operators' (relabels applied), boxes the images' own NEU boxes (windows = whole image).
+    expected: dict[str, int] = dict.fromkeys(CLASSES, 0)
+    for name in CLASSES:
+        for rec in world.pool[name][:2]:
+            for b in rec.boxes:
+                expected[b.label] += 1
+    assert stats["boxes_per_class"] == expected
+    # The VoTT export reads back with the same boxes; the split file's hashes match the images.
+    back = read_dataset(snap.export, format="vott-json", class_names=CLASSES)
+    assert not [p for p in back.problems if p.severity == "error"]
+    assert sum(len(r.boxes) for r in back.images) == sum(expected.values())
+    assert verify_split(read_split(snap.split_file), back) == []
+    assert len(snap.val) >= 6 and set(r.name for r in snap.val).isdisjoint(r.name for r in snap.train)
+    reloaded = load_snapshot(world.root / "snap", CLASSES)
+    assert reloaded is not None and [r.sha256 for r in reloaded.images] == [r.sha256 for r in snap.images]
+
+
+def test_fixed_set_is_never_the_base():
+    with pytest.raises(ValueError, match="fixed set must never be trained on"):
+        RetrainConfig.model_validate({"fixed_set": {"side": "train"}})
+
+
+@pytest.mark.slow
+def test_better_challenger_promoted_worse_one_rejected_rollback(world: World, monkeypatch):
+    world.batch(per_class=2, offset=0)
+    cfg = world.config("from_champion=false")
+    lines: list[str] = []
+    first = retrain_job.run_retrain(cfg, log=lines.append)
+    assert first.status == "promoted", first.reason
+    assert first.challenger_version == "retrain-r1" and world.active() == "retrain-r1"
+    assert "new-data mAP@0.5 0.000 -> " in first.reason and "retrain run 1: PROMOTED" in lines[-1]
+    # The stored numbers are the ones `steel eval` computes for the registered bundle on the fixed set.
+    registered = load_bundle(world.root / "models" / "registry" / "retrain-r1")
+    fixed = read_source(cfg.fixed_set, CLASSES)
+    independent = evaluate_bundle(registered, fixed, device="cpu")
+    (run,) = world.runs()
+    assert run.status == "promoted" and run.champion_version == "blind-v0" and run.last_review_id > 0
+    assert run.summary["metrics"]["fixed"]["challenger"]["map50"] == pytest.approx(independent["map50"])
+    assert run.summary["metrics"]["fixed"]["champion"]["map50"] == 0.0
+    assert run.summary["data_added"]["boxes_per_class"]["scratches"] > 0
+    assert world.review_marks() == {1: run.last_review_id}
+    with world.repo.transaction() as s:
+        row = s.scalars(select(ModelVersion).where(ModelVersion.version == "retrain-r1")).one()
+        assert (
+            row.metrics["map50"] == pytest.approx(independent["map50"]) and row.promoted_by == "retrain run 1"
+        )
+
+    # A running daemon's promotion watcher sees the new active model and swaps its detector to it.
+    from inspection.daemon import Daemon
+    from inspection.detector import TileDetector
+
+    class OneCheck(threading.Event):
+        def wait(self, timeout=None):
+            self.calls = getattr(self, "calls", 0) + 1
+            return self.calls > 1  # one promotion check, then stop
+
+    daemon = SimpleNamespace(stop_event=OneCheck(), repository=world.repo)
+    daemon.detector = TileDetector(world.champion, device="cpu", batch_size=2)
+    daemon.reload_model = lambda path: daemon.detector.reload(path)
+    Daemon._watch_promotions(daemon, 0.0)
+    assert daemon.detector.version == "retrain-r1"
+
+    # Second run: new reviews, fine-tuned from the new champion, then made worse on purpose.
+    world.batch(per_class=2, offset=2)
+    real_train = retrain_job.train_challenger
+
+    def sabotaged(train_cfg, *, nproc, log):
+        bundle_dir, info = real_train(train_cfg, nproc=nproc, log=log)
+        assert train_cfg.model.yolo.weights.endswith("retrain-r1/weights.safetensors")
+        bundle = load_bundle(bundle_dir)
+        zero_class_head(bundle.model)
+        save_bundle(
+            bundle_dir,
+            bundle.model,
+            model_config=bundle.model_config,
+            class_names=bundle.class_names,
+            version=bundle.version,
+            score_threshold=bundle.score_threshold,
+        )
+        return bundle_dir, info
+
+    monkeypatch.setattr(retrain_job, "train_challenger", sabotaged)
+    second = retrain_job.run_retrain(world.config(), log=lines.append)
+    assert second.status == "rejected" and second.run_id == 2
+    assert "new-data mAP@0.5" in second.reason and "not better" in second.reason
+    assert world.active() == "retrain-r1"  # the line keeps the champion
+    runs = world.runs()
+    assert [r.status for r in runs] == ["promoted", "rejected"] and runs[1].decision_reason == second.reason
+    assert runs[1].champion_version == "retrain-r1" and runs[1].challenger_version == "retrain-r2"
+    assert world.versions() == ["blind-v0", "retrain-r1", "retrain-r2"]  # registered, not active
+    assert set(world.review_marks()) == {1, 2}  # the second batch consumed by run 2, none left over
+    assert "REJECTED" in format_summary({**runs[1].summary, "status": runs[1].status, "run_id": 2})
+    assert retrain_job.run_retrain(world.config(), log=lines.append).status == "nothing-to-do"
+
+    # Rollback is one command; an unloadable bundle is refused.
+    app = Typer()
+    app.add_typer(models_app, name="models")
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "activate", "blind-v0", "--db", world.db, "--by", "qa"])
+    assert result.exit_code == 0, result.output
+    assert world.active() == "blind-v0"
+    listed = json.loads(runner.invoke(app, ["models", "list", "--db", world.db, "--json"]).stdout)
+    assert [(m["version"], m["active"]) for m in listed][:2] == [("retrain-r2", False), ("retrain-r1", False)]
+    shown = json.loads(
+        runner.invoke(app, ["models", "show", "retrain-r2", "--db", world.db, "--json"]).stdout
+    )
+    assert shown["retrain_run"]["status"] == "rejected" and shown["retrain_run"]["reason"] == second.reason
+
+
+class SimulatedKill(BaseException):
+    """Stands in for kill -9: not an Exception, so the job gets no chance to close its run."""
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
+    world.batch(per_class=2, offset=0)
+    cfg = world.config(
+        "from_champion=true",
+        "recipe.overrides=[train.epochs=2, train.max_steps=1, "
+        "train.batch_size=8, train.threads=1, train.ema.enabled=false, data.augment.enabled=false]",
+    )
+    from training import trainer
+
+    real_save = trainer.save_checkpoint
+    saves: list[int] = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(kwargs["epoch"])
+        raise SimulatedKill("killed after the first epoch's checkpoint")
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(SimulatedKill):
+        retrain_job.run_retrain(cfg, log=lambda _: None)
+    (run,) = world.runs()
+    assert run.status == "running" and run.summary["phase"] == "training" and saves == [0]
+    assert world.versions() == ["blind-v0"] and world.review_marks() == {None: run.last_review_id}
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+
+    # The rerun (through the CLI, as cron would) resumes the same run from the checkpoint and finishes it.
+    app = Typer()
+    app.command("retrain")(retrain_command)
+    app.command("noop")(lambda: None)
+    config_file = world.root / "retrain.yaml"
+    config_file.write_text(json.dumps(cfg.model_dump(mode="json")), encoding="utf-8")
+    result = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["run_id"] == run.id and payload["status"] in ("promoted", "rejected")
+    assert payload["summary"]["training"]["resumed"] is True and payload["summary"]["training"]["epochs"] == 2
+    (done,) = world.runs()
+    assert done.id == run.id and done.status == payload["status"] and done.finished_at is not None
+    assert world.versions() == ["blind-v0", f"retrain-r{run.id}"]  # exactly one challenger registered
+    assert world.review_marks() == {run.id: run.last_review_id}  # every review counted once, by this run
+    again = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--json"])
+    assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "nothing-to-do"
+    assert len(world.runs()) == 1
+
+
+# ---------------------------------------------------------------- the daemon keeps what retraining cuts
+
+
+def test_sink_keeps_raw_frame_pixels_beside_the_annotated_copy(tmp_path: Path, neu_root: Path):
+    from datetime import UTC, datetime
+
+    from datasets.detections import Detections
+    from inspection.messages import Frame as FrameMsg
+    from inspection.queues import BoundedQueue
+    from inspection.results import FrameResult
+    from inspection.stages.sink import Geometry, SinkStage
+
+    sink = SinkStage(
+        BoundedQueue("sink", 2),
+        None,
+        writer=None,
+        class_names=CLASSES,
+        geometry=Geometry(0.5, 0.5),
+        line="line-1",
+        coil=None,
+        output_dir=tmp_path,
+        save_crops=False,
+        save_frames="defects",
+        live_every_s=1e9,
+        abort=threading.Event(),
+    )
+    image = cv2.imread(str(neu_root / "images" / "scratches_10.jpg"), cv2.IMREAD_GRAYSCALE)
+    dets = Detections(np.array([[20.0, 30.0, 80.0, 150.0]]), np.array([0.9]), np.array([5]))
+    now = datetime.now(UTC)
+    annotated = sink._frame_images(FrameResult(FrameMsg(SOURCE, 7, image, now), dets, ()))
+    raw = cv2.imread(str(raw_frame_path(tmp_path, SOURCE, 7)), cv2.IMREAD_UNCHANGED)
+    assert np.array_equal(raw, image)  # lossless, no boxes drawn
+    assert annotated is not None and Path(annotated).is_file()
+    # A frame the preprocessing halved is stored back at the source frame's size (the boxes' pixels).
+    half = np.ascontiguousarray(image[::2, ::2])
+    msg = FrameMsg(SOURCE, 8, half, now, meta={"preprocess_scale_xy": (2.0, 2.0)})
+    sink._frame_images(FrameResult(msg, dets, ()))
+    assert cv2.imread(str(raw_frame_path(tmp_path, SOURCE, 8)), cv2.IMREAD_UNCHANGED).shape == image.shape
+    # Frames without detections keep nothing (save_frames: defects).
+    sink._frame_images(FrameResult(FrameMsg(SOURCE, 9, image, now), Detections.empty(), ()))
+    assert not raw_frame_path(tmp_path, SOURCE, 9).exists()

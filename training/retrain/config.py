@@ -1,0 +1,108 @@
+"""The retraining job's configuration (``configs/retrain.yaml``), validated before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from datasets.settings import StrictModel
+
+AnnotationFormat = Literal["auto", "voc", "vott-json", "vott-project", "vott-csv", "coco"]
+
+
+class DataSourceConfig(StrictModel):
+    """A labelled image set: annotations in any supported format, optionally one side of a split file."""
+
+    path: str | None = None  # annotations; None: $STEEL_DATA/annotations
+    format: AnnotationFormat = "auto"
+    images: str | None = None  # image folder searched first
+    split_file: str | None = "configs/splits/neu-det-dev.json"  # verified by content hash
+    side: Literal["train", "val", "all"] = "train"  # "all": every image, no split file needed
+    max_images: int | None = Field(None, ge=1)  # a seeded sample (a replay budget, or smoke tests)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _side_needs_split(self) -> DataSourceConfig:
+        if self.side != "all" and not self.split_file:
+            raise ValueError(f"side {self.side!r} needs a split_file (or side: all)")
+        return self
+
+
+class CollectConfig(StrictModel):
+    """How reviewed detections become training images."""
+
+    # The daemon's output.dir: its sink keeps each frame with defects as raw/<source>/<seq>.png.
+    frames_dir: str = "var/inspection"
+    window_px: int = Field(200, ge=32)  # windows cut around each reviewed defect: the daemon's tile size
+    min_visibility: float = Field(0.3, gt=0, le=1)  # share of a box inside a window for it to be a label
+    # A window that shows a defect nobody reviewed: skip it, or label that defect as the model predicted.
+    unreviewed: Literal["skip", "predicted"] = "skip"
+    val_fraction: float = Field(0.3, gt=0, lt=1)  # the new data's validation part (a gate of the decision)
+    seed: int = 0
+    min_reviews: int = Field(20, ge=1)  # fewer new reviews than this: no run (nothing worth training on)
+    min_images: int = Field(10, ge=1)  # fewer usable images than this: the run fails, reviews stay unused
+
+
+class ReplayConfig(StrictModel):
+    """Old data mixed into the challenger's training so it does not forget old classes."""
+
+    previous_snapshots: bool = True  # the snapshots of earlier finished runs join the training data
+
+
+class RecipeConfig(StrictModel):
+    path: str = "configs/train/yolo_n.yaml"  # a training config (steel train)
+    overrides: list[str] = Field(default_factory=list)  # key.path=value, as `steel train --set`
+
+
+class GatesConfig(StrictModel):
+    """The promotion rule's tolerances (see :mod:`training.retrain.decide`)."""
+
+    max_map50_drop: float = Field(0.01, ge=0, le=1)  # on the fixed set, absolute mAP@0.5
+    max_class_ap50_drop: float = Field(0.05, ge=0, le=1)  # any one class's AP50 on the fixed set
+    require_better_on_new: bool = True  # on the new data's validation part
+    # On the new data, the challenger's mAP@0.5 must exceed the champion's by more than this.
+    min_new_gain: float = Field(0.0, ge=0, le=1)
+
+
+class OutputConfig(StrictModel):
+    work_dir: str = "var/retrain"  # snapshots/run-<id>/ (datasets) and runs/run-<id>/ (training, reports)
+    registry_dir: str = "models/registry"  # challenger bundles: <registry_dir>/<version>/
+    version_prefix: str = Field("retrain", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # <prefix>-r<run id>
+
+
+class RetrainConfig(StrictModel):
+    db: str = "sqlite:///var/inspection.db"
+    base: DataSourceConfig = DataSourceConfig(side="train")
+    fixed_set: DataSourceConfig = DataSourceConfig(side="val")  # never trained on
+    collect: CollectConfig = CollectConfig()
+    replay: ReplayConfig = ReplayConfig()
+    recipe: RecipeConfig = RecipeConfig()
+    from_champion: bool = True  # fine-tune the active model; False: train the recipe from scratch
+    champion_fallback: str | None = "models/neu-yolo-n"  # the champion when the database has none active
+    nproc: int = Field(0, ge=0)  # torchrun processes for training; 0 = in this process
+    gates: GatesConfig = GatesConfig()
+    output: OutputConfig = OutputConfig()
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @model_validator(mode="after")
+    def _fixed_set_is_held_out(self) -> RetrainConfig:
+        same_source = (self.base.path, self.base.split_file) == (
+            self.fixed_set.path,
+            self.fixed_set.split_file,
+        )
+        overlap = "all" in (self.base.side, self.fixed_set.side) or self.base.side == self.fixed_set.side
+        if same_source and overlap:
+            raise ValueError(
+                f"fixed_set (side {self.fixed_set.side!r}) overlaps base (side {self.base.side!r}) "
+                "of the same data: the fixed set must never be trained on"
+            )
+        return self
+
+
+def load_retrain_config(path: str | Path, overrides: list[str] | None = None) -> RetrainConfig:
+    """Read ``configs/retrain.yaml`` (``key.path=value`` overrides applied first); ConfigError if invalid."""
+    from datasets.settings import load_config
+
+    return load_config(path, RetrainConfig, overrides or [])

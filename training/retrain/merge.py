@@ -1,0 +1,131 @@
+"""The challenger's training data: the base set replayed, earlier snapshots, and this run's new data.
+
+The trainer reads one annotation file with one split file, so the merged set is written as a VoTT JSON
+export whose ``images/`` folder holds symbolic links to the real files (nothing is copied), and a split file
+whose train side is the training data and whose val side is the fixed set (the trainer evaluates on it once,
+at the end, to report; it selects nothing with it). Every image whose content is in the fixed set is
+dropped from the training side, whatever its name: the fixed set is never trained on.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets.model import AnnotatedSet, ImageRecord
+from datasets.settings import data_root
+from datasets.split import Split, write_split
+from training.retrain.collect import Snapshot
+from training.retrain.config import DataSourceConfig
+
+EXPORT_NAME = "train-export.json"
+SPLIT_NAME = "split.json"
+
+
+def _read(cfg: DataSourceConfig, class_names: Sequence[str]) -> AnnotatedSet:
+    from datasets.readers import read_dataset
+
+    path = Path(cfg.path) if cfg.path else data_root() / "annotations"
+    aset = read_dataset(path, format=cfg.format, images_dir=cfg.images, class_names=list(class_names))
+    errors = [p for p in aset.problems if p.severity == "error"]
+    if errors:
+        raise ValueError(f"{path}: {len(errors)} annotation errors, e.g. {errors[0]}")
+    return aset
+
+
+def read_source(
+    cfg: DataSourceConfig, class_names: Sequence[str], *, aset: AnnotatedSet | None = None
+) -> list[ImageRecord]:
+    """The configured side of a labelled set, checked against its split file, optionally sampled
+    (``aset``: the set already read from the same annotations)."""
+    from datasets.split import apply_split, read_split
+
+    aset = aset if aset is not None else _read(cfg, class_names)
+    records = aset.images
+    if cfg.side != "all":
+        train, val = apply_split(aset, read_split(cfg.split_file))
+        records = train.images if cfg.side == "train" else val.images
+    if cfg.max_images is not None and cfg.max_images < len(records):
+        records = sorted(random.Random(cfg.seed).sample(records, cfg.max_images), key=lambda r: r.name)
+    return list(records)
+
+
+def read_base_and_fixed(
+    base: DataSourceConfig, fixed: DataSourceConfig, class_names: Sequence[str]
+) -> tuple[list[ImageRecord], list[ImageRecord]]:
+    """Both sets, reading annotations shared by the two (the usual case: two sides of one split) once."""
+    base_set = _read(base, class_names)
+    same = (base.path, base.format, base.images) == (fixed.path, fixed.format, fixed.images)
+    fixed_set = base_set if same else _read(fixed, class_names)
+    return read_source(base, class_names, aset=base_set), read_source(fixed, class_names, aset=fixed_set)
+
+
+@dataclass
+class MergedData:
+    export: Path
+    split_file: Path
+    train_images: int
+    val_images: int
+    counts: dict[str, int]  # images per origin: base, previous_snapshots, new, dropped_in_fixed_set
+
+
+def _link(target: Path, link: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(target.resolve(), link)
+    except OSError:  # file systems without symbolic links
+        shutil.copyfile(target, link)
+
+
+def build_training_set(
+    *,
+    base: Sequence[ImageRecord],
+    previous: Sequence[Snapshot],
+    new: Snapshot,
+    fixed: Sequence[ImageRecord],
+    class_names: Sequence[str],
+    out_dir: Path,
+) -> MergedData:
+    """Write the merged export and split into ``out_dir`` (replaced). ``previous`` oldest first: a later
+    snapshot's image replaces an earlier one of the same name (a frame reviewed again)."""
+    from datasets.writers.vott_json import write_vott_json
+
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    fixed_hashes = {r.sha256 for r in fixed}
+    train: dict[str, ImageRecord] = {}
+    counts = {"base": 0, "previous_snapshots": 0, "new": 0, "dropped_in_fixed_set": 0}
+    groups = [("base", base)] + [("previous_snapshots", s.images) for s in previous] + [("new", new.train)]
+    for origin, records in groups:
+        for record in records:
+            if record.sha256 in fixed_hashes:
+                counts["dropped_in_fixed_set"] += 1
+                continue
+            train[record.name] = record
+            counts[origin] += 1
+    clash = sorted(set(train) & {r.name for r in fixed})
+    if clash:
+        raise ValueError(f"images named like fixed-set images but with other content: {clash[:5]}")
+    images = list(train.values()) + list(fixed)
+    for record in images:
+        if record.path is None:
+            raise ValueError(f"{record.name}: image file missing")
+        _link(record.path, out_dir / "images" / record.name)
+    merged = AnnotatedSet(images=images, class_names=tuple(class_names), source=str(out_dir), format="merged")
+    export = write_vott_json(merged, out_dir / EXPORT_NAME, project_name="retrain-training-set")
+    total = len(images)
+    split = Split(
+        seed=0,
+        val_fraction=round(len(fixed) / total, 6) if total else 0.0,
+        class_names=tuple(class_names),
+        train=dict(sorted((r.name, r.sha256) for r in train.values())),
+        val=dict(sorted((r.name, r.sha256) for r in fixed)),
+        source=str(export),
+    )
+    split_file = write_split(split, out_dir / SPLIT_NAME)
+    return MergedData(export, split_file, len(train), len(fixed), counts)
