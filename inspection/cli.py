@@ -8,11 +8,14 @@ import typer
 from datasets.cli import app as data_app
 from inspection.inspect_cli import inspect_command
 from training.cli import app as training_app
+from training.retrain.cli import models_app, retrain_command
 
 app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, add_completion=False)
 app.add_typer(data_app, name="data", help="Dataset tools: audit, split")
 app.registered_commands.extend(training_app.registered_commands)
 app.command("inspect")(inspect_command)
+app.command("retrain")(retrain_command)
+app.add_typer(models_app, name="models", help="Model registry: list, show, activate (promote or roll back)")
 
 if __name__ == "__main__":
     app()

@@ -52,6 +52,9 @@ class OutputConfig(StrictModel):
     dir: str = "var/inspection"  # crops, annotated frames, spool
     save_crops: bool = True
     save_frames: Literal["none", "defects", "all"] = "defects"
+    save_raw: bool = (
+        True  # lossless raw pixels beside each saved frame: retraining cuts its windows from them
+    )
     live_every_s: float = Field(1.0, ge=0)  # refresh the annotated latest frame per line at most this often
 
 

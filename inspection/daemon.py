@@ -84,6 +84,10 @@ class SourceStage(threading.Thread):
         try:
             for event in self.source:
                 self.heartbeat = time.monotonic()
+                if self.stop.is_set():
+                    # What a source yields once stopped is a by-product of stopping (a line-scan frame cut
+                    # short, keyed like the full frame): not stored, so a restart reads it whole.
+                    break
                 if isinstance(event, Frame | FailedFrame) and self.skip(event.seq):
                     continue
                 self.read += 1
@@ -207,6 +211,7 @@ class Daemon:
             output_dir=self.output_dir,
             save_crops=cfg.output.save_crops,
             save_frames=cfg.output.save_frames,
+            save_raw=cfg.output.save_raw,
             live_every_s=cfg.output.live_every_s,
             alarm=self._build_alarms(),
             **common,

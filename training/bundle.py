@@ -170,6 +170,15 @@ def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bund
         model_config = ModelConfig.model_validate(manifest["architecture"])
     except Exception as exc:  # pydantic ValidationError: name the manifest field
         raise BundleError(f"{bundle_dir / MANIFEST}: architecture is invalid: {exc}") from None
+    # The bundle's own weights are loaded below; a fine-tuning start file named in the config is not needed.
+    model_config = model_config.model_copy(
+        update={
+            "yolo": model_config.yolo.model_copy(update={"weights": None}),
+            "faster_rcnn": model_config.faster_rcnn.model_copy(
+                update={"weights": None, "weights_backbone": None}
+            ),
+        }
+    )
     model = build_model(model_config, num_classes=len(manifest["class_names"]))
     state = load_file(str(weights_path))
     own = model.state_dict()

@@ -22,7 +22,7 @@ from inspection.messages import FailedFrame, Frame, SourceGap
 from inspection.queues import END, Empty
 from inspection.results import FrameResult, TrackedDefect
 from inspection.stages.base import Stage
-from inspection.storage.repository import DefectRecord, FrameRecord
+from inspection.storage.repository import DefectRecord, FrameRecord, GapRecord
 
 log = logging.getLogger("steel.sink")
 
@@ -135,14 +135,21 @@ class SinkStage(Stage):
         self.live_every_s = live_every_s
         self.alarm = alarm
         self.tally = Tally()
-        self.dropped: deque[Frame] = deque()
+        self.dropped: deque[Frame | FailedFrame | SourceGap] = deque()
         self._dropped_lock = threading.Lock()
         self._last_live: dict[str, float] = {}
         self._last_end_line: dict[str, int] = {}
 
     # -- called from other threads -------------------------------------------------------------
     def on_drop(self, msg: Any) -> None:
-        """A queue dropped ``msg`` (backpressure): remember it so a 'dropped' row is written."""
+        """A queue dropped ``msg`` (backpressure): remember it so a 'dropped' row is written.
+
+        A failed frame or a source gap needs nothing from the stages it skipped: it is stored as it is.
+        """
+        if isinstance(msg, FailedFrame | SourceGap):
+            with self._dropped_lock:
+                self.dropped.append(msg)
+            return
         frame = getattr(msg, "frame", msg)
         frames = getattr(msg, "frames", None) or ([frame] if isinstance(frame, Frame) else [])
         with self._dropped_lock:
@@ -184,6 +191,17 @@ class SinkStage(Stage):
         elif isinstance(msg, FailedFrame):
             self._store_failed(msg)
         elif isinstance(msg, SourceGap):
+            gap = GapRecord(
+                source=msg.source,
+                started_at=msg.started_at,
+                ended_at=msg.ended_at,
+                reason=msg.reason[:2000],
+                line=self.line,
+                first_missing_line=msg.first_missing_line,
+                missing_lines=msg.missing_lines,
+            )
+            if self.writer.write_gap(gap) == "spooled":  # stored later, in order, from the spool
+                self.tally.spooled += 1
             self.tally.gaps += 1
             log.warning(
                 "source gap on %s: %s (%.1f s, lines missing: %s)",
@@ -208,6 +226,9 @@ class SinkStage(Stage):
                 if not self.dropped:
                     return
                 frame = self.dropped.popleft()
+            if isinstance(frame, FailedFrame | SourceGap):
+                self.handle(frame)
+                continue
             record = FrameRecord(
                 source=frame.source,
                 seq=frame.seq,

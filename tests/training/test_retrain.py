@@ -472,6 +472,10 @@ def test_better_challenger_promoted_worse_one_rejected_rollback(world: World, mo
     assert [r.status for r in runs] == ["promoted", "rejected"] and runs[1].decision_reason == second.reason
     assert runs[1].champion_version == "retrain-r1" and runs[1].challenger_version == "retrain-r2"
     assert world.versions() == ["blind-v0", "retrain-r1", "retrain-r2"]  # registered, not active
+    # A fine-tuned bundle stands alone: it no longer points at the champion's weights file.
+    r2 = load_bundle(world.root / "models" / "registry" / "retrain-r2")
+    assert r2.manifest["architecture"]["yolo"]["weights"] is None
+    assert r2.manifest["training"]["retrain"]["fine_tuned_from"] == "retrain-r1"
     assert set(world.review_marks()) == {1, 2}  # the second batch consumed by run 2, none left over
     assert "REJECTED" in format_summary({**runs[1].summary, "status": runs[1].status, "run_id": 2})
     assert retrain_job.run_retrain(world.config(), log=lines.append).status == "nothing-to-do"
@@ -527,6 +531,17 @@ def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
     app.command("noop")(lambda: None)
     config_file = world.root / "retrain.yaml"
     config_file.write_text(json.dumps(cfg.model_dump(mode="json")), encoding="utf-8")
+    dry = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--dry-run", "--json"])
+    assert json.loads(dry.stdout) | {"champion_path": None} == {
+        "high_water_review_id": 0,
+        "newest_review_id": run.last_review_id,
+        "new_reviews": {k: run.summary["reviews"][k] for k in ("confirmed", "relabelled", "rejected")},
+        "min_reviews": 5,
+        "open_run": run.id,
+        "champion": "blind-v0",
+        "champion_path": None,
+        "would_run": True,
+    }
     result = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
