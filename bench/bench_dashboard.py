@@ -202,7 +202,12 @@ def bench_pages(url: str) -> None:
     AppTest.from_file(app, default_timeout=120).run()  # imports and the engine, once
     print("\npages (AppTest, caches emptied before each run), seconds")
     print(f"{'page':<12}{'last 7 days':>14}{'all time':>14}")
-    for page in ("overview", "trends", "pareto", "coil_map", "gallery", "review", "models", "live"):
+    runs = [
+        (p, p, {})
+        for p in ("overview", "trends", "pareto", "coil_map", "gallery", "review", "models", "live")
+    ]
+    runs.insert(2, ("trends/hour", "trends", {"trend_bucket": "hour"}))  # default: by the range's length
+    for label, page, settings in runs:
         row = []
         for preset in ("Last 7 days", "All time"):
             at = AppTest.from_file(app, default_timeout=120)
@@ -210,13 +215,16 @@ def bench_pages(url: str) -> None:
             at.selectbox(key="flt_time").set_value(preset)
             if page != "overview":
                 at.switch_page(f"views/{page}.py")
+                at.run()
+            for key, value in settings.items():
+                at.selectbox(key=key).set_value(value)
             st.cache_data.clear()
             t = time.perf_counter()
             at.run()
             row.append(time.perf_counter() - t)
             if at.exception:
                 raise RuntimeError(f"{page}: {at.exception[0].value}")
-        print(f"{page:<12}" + "".join(f"{v:>14.3f}" for v in row), flush=True)
+        print(f"{label:<12}" + "".join(f"{v:>14.3f}" for v in row), flush=True)
 
 
 def main() -> None:

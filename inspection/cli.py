@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from dashboard.cli import app as dashboard_app
 from datasets.cli import app as data_app
 from inspection.inspect_cli import inspect_command
 from training.cli import app as training_app
@@ -14,6 +15,7 @@ app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, 
 app.add_typer(data_app, name="data", help="Dataset tools: audit, split")
 app.registered_commands.extend(training_app.registered_commands)
 app.command("inspect")(inspect_command)
+app.registered_commands.extend(dashboard_app.registered_commands)
 app.command("retrain")(retrain_command)
 app.add_typer(models_app, name="models", help="Model registry: list, show, activate (promote or roll back)")
 

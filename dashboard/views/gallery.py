@@ -1,0 +1,111 @@
+"""Gallery: defect crops, newest or best-scored first, and each one's frame with its box drawn on click."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import queries
+from dashboard.data import PageContext, context, media_path, q, query_engine
+from dashboard.images import draw_box, load_rgb, row_crop
+from dashboard.ui import csv_button, empty_state, fmt_int
+
+TITLE = "Gallery"
+SORT_LABELS = {
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "score_desc": "Highest score first",
+    "score_asc": "Lowest score first",
+    "position": "Coil and position",
+}
+COLUMNS = 4
+THUMB_PX = 240
+TABLE_COLUMNS = [
+    "id",
+    "created_at",
+    "line",
+    "coil",
+    "class_name",
+    "score",
+    "position_m",
+    "cross_m",
+    "review_verdict",
+]
+
+
+def caption(row: pd.Series | dict) -> str:
+    return f"#{int(row['id'])} · {row['class_name']} · {float(row['score']):.2f}"
+
+
+def show_defect(ctx: PageContext, defect_id: int) -> None:
+    """The defect's frame with its box drawn (or its crop when the frame image was not kept), and facts."""
+    detail = q(ctx, queries.defect_detail, int(defect_id))
+    if detail is None:
+        st.warning(f"Defect {defect_id} no longer exists.")
+        return
+    xyxy = (float(detail["x1"]), float(detail["y1"]), float(detail["x2"]), float(detail["y2"]))
+    frame = load_rgb(media_path(ctx, detail["frame_image_path"]))
+    crop = row_crop(media_path(ctx, detail["crop_path"]), detail)
+    if frame is not None:
+        st.image(draw_box(frame, xyxy, label=detail["class_name"]), caption=f"frame {detail['frame_seq']}")
+    if crop is not None:
+        st.image(crop, caption=caption(detail), width="stretch" if frame is None else "content")
+    if frame is None and crop is None:
+        st.caption("No image of this defect is on disk.")
+    facts = {
+        k: detail[k] for k in ("line", "coil", "class_name", "score", "position_m", "cross_m", "length_m")
+    }
+    facts.update(
+        created_at=str(detail["created_at"]), model=detail["model_version"], review=detail["review_verdict"]
+    )
+    st.json(facts, expanded=True)
+
+
+@st.dialog("Defect", width="large")
+def _enlarge(ctx: PageContext, defect_id: int) -> None:
+    show_defect(ctx, defect_id)
+
+
+def defect_grid(ctx: PageContext, rows: pd.DataFrame, *, key: str) -> None:
+    """Crops in a grid; each with a button that opens the enlarged view."""
+    cols = st.columns(COLUMNS)
+    for k, row in enumerate(rows.to_dict("records")):
+        with cols[k % COLUMNS]:
+            image = row_crop(media_path(ctx, row["crop_path"]), row, size=THUMB_PX)
+            if image is not None:
+                st.image(image, caption=caption(row), width="stretch")
+            else:
+                st.caption(caption(row) + " (no image)")
+            if st.button("Enlarge", key=f"{key}_enlarge_{row['id']}"):
+                _enlarge(ctx, int(row["id"]))
+
+
+def render(ctx: PageContext) -> None:
+    st.title(TITLE)
+    c1, c2 = st.columns(2)
+    sort = c1.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get, key="gallery_sort")
+    total = q(ctx, queries.count_defects, ctx.filters)
+    if total == 0:
+        empty_state("No defects for these filters.")
+        return
+    size = ctx.config.page_size
+    pages = max(1, math.ceil(total / size))
+    page = int(c2.number_input(f"Page (of {pages:,})", 1, pages, 1, key="gallery_page"))
+    rows = q(ctx, queries.list_defects, ctx.filters, sort=sort, limit=size, offset=(page - 1) * size)
+    st.caption(f"{fmt_int(total)} defects · showing {len(rows)} from #{(page - 1) * size + 1:,}")
+    defect_grid(ctx, rows, key="gallery")
+    st.subheader("This page")
+    st.dataframe(rows[TABLE_COLUMNS], hide_index=True, key="gallery_table")
+    limit, f, engine = ctx.config.csv_max_rows, ctx.filters, query_engine(ctx.config)
+    csv_button(
+        lambda: queries.list_defects(engine, f, sort=sort, limit=limit),
+        "defects.csv",
+        key="gallery_csv",
+        label=f"Download CSV (all filtered defects, up to {limit:,})",
+    )
+
+
+if __name__ == "__main__":
+    render(context())

@@ -1,0 +1,72 @@
+"""Models: the registered model versions with their metrics, which one is active, retraining decisions."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import queries
+from dashboard.data import PageContext, context, q
+from dashboard.ui import csv_button, empty_state
+
+TITLE = "Models"
+
+
+def _flat(prefix: str, value: object, out: dict[str, object]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flat(f"{prefix}.{k}", v, out)
+    elif isinstance(value, int | float | str | bool) or value is None:
+        out[prefix] = value
+
+
+def flatten_metrics(models: pd.DataFrame) -> pd.DataFrame:
+    """The registry with each scalar metric as a ``metric.<name>`` column (nested dicts dotted)."""
+    rows = []
+    for record in models.to_dict("records"):
+        flat: dict[str, object] = {}
+        _flat("metric", record.pop("metrics") or {}, flat)
+        record["class_names"] = ", ".join(record["class_names"] or [])
+        rows.append({**record, **flat})
+    return pd.DataFrame(rows)
+
+
+def render(ctx: PageContext) -> None:
+    st.title(TITLE)
+    models = q(ctx, queries.list_model_versions)
+    if models.empty:
+        empty_state("No model version is registered yet.")
+    else:
+        active = models[models["is_active"].astype(bool)]
+        if active.empty:
+            st.warning("No model version is active.")
+        else:
+            a = active.iloc[0]
+            by = f" by {a['promoted_by']}" if a["promoted_by"] else ""
+            st.success(f"Active model: **{a['version']}** ({a['name']}), since {a['activated_at']}{by}.")
+        table = flatten_metrics(models)
+        st.dataframe(table, hide_index=True, key="models_table")
+        csv_button(table, "model-versions.csv", key="models_csv")
+
+    st.subheader("Defects per model version (filtered)")
+    usage = q(ctx, queries.defects_by_model, ctx.filters)
+    if usage.empty:
+        empty_state("No frames for these filters.")
+    else:
+        st.dataframe(usage, hide_index=True, key="models_usage")
+        csv_button(usage, "defects-per-model.csv", key="models_usage_csv")
+
+    st.subheader("Retraining decisions")
+    runs = q(ctx, queries.list_retrain_runs)
+    if runs.empty:
+        empty_state("No retraining run yet.")
+    else:
+        runs = runs.assign(summary=[json.dumps(s, sort_keys=True, default=str) for s in runs["summary"]])
+        st.dataframe(runs, hide_index=True, key="models_runs")
+        csv_button(runs, "retrain-runs.csv", key="models_runs_csv")
+
+
+if __name__ == "__main__":
+    render(context())

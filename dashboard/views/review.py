@@ -1,0 +1,174 @@
+"""Review: an operator confirms, rejects or relabels detections; reviewed ones export to VoTT.
+
+Every verdict is a new row of ``reviews`` (who, when, old and new class, note) written through the
+storage repository; the defect row itself never changes. The latest review of a defect counts.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from sqlalchemy.exc import SQLAlchemyError
+
+from dashboard import queries
+from dashboard.data import PageContext, clear_query_cache, context, engine, media_path, q, query_engine
+from dashboard.export import export_zip, reviewed_set
+from dashboard.images import row_crop
+from dashboard.ui import csv_button, empty_state, fmt_int
+from inspection.storage.repository import Repository
+
+TITLE = "Review"
+VERDICTS = {"confirmed": "Confirm", "rejected": "Reject (no real defect)", "relabelled": "Relabel"}
+STATES = {"unreviewed": "Not reviewed yet", "reviewed": "Reviewed", "all": "All"}
+ORDERS = {
+    "score_asc": "Least sure first",
+    "score_desc": "Most sure first",
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+}
+REVIEW_PAGE_SIZE = 8
+_FLASH = "review_flash"
+_EXPORT = "review_export_zip"
+
+
+def save_review(
+    ctx: PageContext, defect_id: int, *, reviewer: str, verdict: str, new_class: str | None, note: str
+) -> int:
+    """Store one verdict (``repository.add_review``) and return the new review's id."""
+    url = ctx.config.review_url
+    if url is None:
+        raise PermissionError("the dashboard is read-only: reviews are disabled")
+    repo = Repository(engine(url, False))
+    review = repo.add_review(
+        defect_id,
+        reviewer=reviewer,
+        verdict=verdict,
+        new_class=new_class if verdict == "relabelled" else None,
+        note=note.strip() or None,
+    )
+    clear_query_cache()
+    return int(review.id)
+
+
+def _reviewer(ctx: PageContext) -> str:
+    if ctx.user:
+        st.caption(f"Reviewing as **{ctx.user}**")
+        return ctx.user
+    return st.text_input("Your name (stored with each review)", key="review_name").strip()
+
+
+def _review_form(ctx: PageContext, row: dict, reviewer: str) -> None:
+    defect_id = int(row["id"])
+    left, right = st.columns([1, 2])
+    with left:
+        image = row_crop(media_path(ctx, row["crop_path"]), row, size=320)
+        if image is not None:
+            st.image(image, width="stretch")
+        else:
+            st.caption("(no image on disk)")
+    with right:
+        st.markdown(
+            f"**#{defect_id} · {row['class_name']}** · score {float(row['score']):.2f} · "
+            f"{row['line'] or '-'} / {row['coil'] or '-'} · {row['created_at']:%Y-%m-%d %H:%M} UTC"
+        )
+        if row["review_verdict"]:
+            new = f" → {row['review_new_class']}" if row["review_new_class"] else ""
+            st.caption(f"Latest review: {row['review_verdict']}{new} by {row['reviewer']}")
+        with st.form(f"review_form_{defect_id}", border=False):
+            verdict = st.radio(
+                "Verdict",
+                list(VERDICTS),
+                format_func=VERDICTS.get,
+                horizontal=True,
+                key=f"verdict_{defect_id}",
+            )
+            others = [c for c in ctx.options.classes if c != row["class_name"]]
+            new_class = st.selectbox("New class (for Relabel)", others, key=f"new_class_{defect_id}")
+            note = st.text_input("Note", key=f"note_{defect_id}")
+            submitted = st.form_submit_button("Save review", disabled=not ctx.config.reviews_enabled)
+        if submitted:
+            if not reviewer:
+                st.error("Enter your name first: every review records who made it.")
+                return
+            try:
+                review_id = save_review(
+                    ctx, defect_id, reviewer=reviewer, verdict=verdict, new_class=new_class, note=note
+                )
+            except (ValueError, LookupError, PermissionError, SQLAlchemyError) as exc:
+                st.error(f"Review not saved: {exc}")
+                return
+            st.session_state[_FLASH] = f"Saved review {review_id}: defect #{defect_id} {verdict}."
+            st.rerun()
+
+
+def _export(ctx: PageContext) -> None:
+    st.subheader("Export reviewed detections (VoTT JSON with images)")
+    if st.button("Prepare VoTT export", key="review_export"):
+        rows = queries.reviewed_for_export(query_engine(ctx.config), ctx.filters)
+        aset = reviewed_set(
+            rows, lambda p: media_path(ctx, p), class_names=ctx.options.classes, source="inspection-db"
+        )
+        st.session_state[_EXPORT] = (
+            export_zip(aset),
+            len(aset.images),
+            aset.num_boxes,
+            [str(p) for p in aset.problems],
+        )
+    prepared = st.session_state.get(_EXPORT)
+    if prepared:
+        data, n_images, n_boxes, problems = prepared
+        st.caption(f"{n_images} image(s), {n_boxes} box(es); {len(problems)} defect(s) left out.")
+        for problem in problems[:20]:
+            st.caption(problem)
+        st.download_button(
+            "Download VoTT export (zip)",
+            data,
+            file_name="steel-reviews-vott.zip",
+            mime="application/zip",
+            key="review_export_download",
+            on_click="ignore",
+        )
+
+
+def render(ctx: PageContext) -> None:
+    st.title(TITLE)
+    if flash := st.session_state.pop(_FLASH, None):
+        st.success(flash)
+    if not ctx.config.reviews_enabled:
+        st.info("This dashboard is read-only: reviews can be read and exported, not written.")
+    summary = q(ctx, queries.review_summary, ctx.filters)
+    counts = dict(zip(summary["verdict"], summary["defects"], strict=True))
+    cols = st.columns(3)
+    for col, verdict in zip(cols, VERDICTS, strict=True):
+        col.metric(f"{verdict.capitalize()} (latest verdict)", fmt_int(int(counts.get(verdict, 0))))
+
+    reviewer = _reviewer(ctx) if ctx.config.reviews_enabled else ""
+    c1, c2 = st.columns(2)
+    state = c1.radio("Show", list(STATES), format_func=STATES.get, horizontal=True, key="review_state")
+    sort = c2.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="review_sort")
+    total = q(ctx, queries.count_defects, ctx.filters, review_state=state)
+    if total == 0:
+        empty_state("No defects to show here for these filters.")
+    else:
+        pages = max(1, -(-total // REVIEW_PAGE_SIZE))
+        page = int(st.number_input(f"Page (of {pages:,})", 1, pages, 1, key="review_page"))
+        rows = q(
+            ctx, queries.list_defects, ctx.filters, sort=sort, review_state=state,
+            limit=REVIEW_PAGE_SIZE, offset=(page - 1) * REVIEW_PAGE_SIZE,
+        )  # fmt: skip
+        st.caption(f"{fmt_int(total)} defect(s)")
+        for row in rows.to_dict("records"):
+            with st.container(border=True):
+                _review_form(ctx, row, reviewer)
+
+    st.subheader("Reviews")
+    reviews = q(ctx, queries.list_reviews, ctx.filters, limit=ctx.config.csv_max_rows)
+    if reviews.empty:
+        empty_state("No reviews yet for these filters.")
+    else:
+        st.dataframe(reviews, hide_index=True, key="review_table")
+        csv_button(reviews, "reviews.csv", key="review_csv")
+    _export(ctx)
+
+
+if __name__ == "__main__":
+    render(context())
