@@ -43,6 +43,7 @@ class RunSummary:
     model_version: str
     elapsed_s: float
     tally: Any
+    spool_pending: bool = False  # results left in the spool (database unreachable at exit)
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tally
@@ -55,6 +56,7 @@ class RunSummary:
             "frames_dropped": t.frames_dropped,
             "frames_already_stored": t.duplicates,
             "spooled": t.spooled,
+            "spool_pending": self.spool_pending,
             "source_gaps": t.gaps,
             "defects": t.defects,
             "per_class": dict(sorted(t.per_class.items())),
@@ -152,7 +154,40 @@ class Daemon:
         self.skipped_at_start = len(done)
 
         self._build_pipeline(skip=done.__contains__)
+        if done and cfg.tracking.enabled:
+            self._resume_tracks()
         self._watch_thread: threading.Thread | None = None
+
+    def _resume_tracks(self, frames: int = 2) -> None:
+        """After a restart, reopen the tracks of the defects the last stored frames hold, so a defect in
+        the overlap between the last stored frame and the next one is not stored a second time."""
+        from sqlalchemy import select
+
+        from inspection.storage.schema import Defect as DefectRow
+        from inspection.storage.schema import Frame as FrameRow
+
+        with self.repository.transaction() as session:
+            last = select(FrameRow.id).where(FrameRow.source == self.source_name)
+            last = last.order_by(FrameRow.seq.desc()).limit(frames)  # the (source, seq) index
+            rows = session.execute(
+                select(
+                    DefectRow.track_id,
+                    DefectRow.class_name,
+                    DefectRow.sx1,
+                    DefectRow.sy1,
+                    DefectRow.sx2,
+                    DefectRow.sy2,
+                    DefectRow.last_frame_seq,
+                )
+                .where(DefectRow.frame_id.in_(last.scalar_subquery()), DefectRow.sx1.is_not(None))
+                .order_by(DefectRow.id)
+            ).all()
+        track_stage = next(s for s in self.stages if isinstance(s, TrackStage))
+        reopened = track_stage.resume(
+            self.source_name, [(r[0], r[1], r[2:6], r[6] if r[6] is not None else -1) for r in rows]
+        )
+        if reopened:
+            log.info("resumed %d open defect tracks of %s", reopened, self.source_name)
 
     # -- model versions --------------------------------------------------------------------------
     def _model_from_db(self) -> str | None:
@@ -322,11 +357,16 @@ class Daemon:
             stage.join(timeout=5)
         if self.sink.alarm is not None:
             self.sink.alarm.close()
-        self.writer.close()
+        flushed = self.writer.close()
+        if not flushed:
+            log.warning(
+                "database still unreachable: results wait in %s for the next start", self.writer.spool.path
+            )
         self.engine.dispose()
         return RunSummary(
             source=self.source_name,
             model_version=self.detector.version,
             elapsed_s=time.perf_counter() - started,
             tally=self.sink.tally,
+            spool_pending=not flushed,
         )

@@ -9,6 +9,7 @@ without encoder positions (folders, videos) have no shared coordinates: every de
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ class _Track:
     track_id: str
     class_id: int
     strip_xyxy: np.ndarray  # (4,)
-    dhash: int
+    dhash: int  # -1: unknown (a track reopened after a restart)
     last_seq: int
 
 
@@ -64,6 +65,20 @@ class Tracker:
         self.max_hamming = max_hamming
         self.tracks: list[_Track] = []
 
+    def resume(self, defects: Iterable[tuple[str, str, Sequence[float], int]]) -> int:
+        """Reopen tracks a previous run left open: ``(track_id, class_name, strip_xyxy, last_seq)`` of the
+        defects its last frames stored, so the first frame after a restart, which overlaps them, does not
+        store them again. Their crops' dHash is unknown: they match by IoU alone. Returns how many."""
+        count = 0
+        for track_id, class_name, strip_xyxy, last_seq in defects:
+            if class_name in self.class_names:
+                box = np.asarray(strip_xyxy, np.float64).reshape(4)
+                self.tracks.append(
+                    _Track(str(track_id), self.class_names.index(class_name), box, -1, last_seq)
+                )
+                count += 1
+        return count
+
     def _match(self, class_id: int, box: np.ndarray, digest: int, taken: set[int]) -> int | None:
         candidates = [i for i, t in enumerate(self.tracks) if t.class_id == class_id and i not in taken]
         if not candidates:
@@ -74,7 +89,11 @@ class Tracker:
             track = self.tracks[candidates[k]]
             if ious[k] >= self.iou_threshold:
                 return candidates[k]
-            if ious[k] >= self.hash_iou_threshold and hamming(digest, track.dhash) <= self.max_hamming:
+            if (
+                ious[k] >= self.hash_iou_threshold
+                and track.dhash >= 0
+                and hamming(digest, track.dhash) <= self.max_hamming
+            ):
                 return candidates[k]
         return None
 

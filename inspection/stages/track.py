@@ -20,6 +20,11 @@ class TrackStage(Stage):
         self.options = tracker_options
         self.trackers: dict[str, Tracker] = {}
 
+    def resume(self, source: str, defects) -> int:
+        """Reopen the tracks a previous run left open on ``source`` (see :meth:`Tracker.resume`)."""
+        tracker = self.trackers.setdefault(source, Tracker(class_names=self.class_names, **self.options))
+        return tracker.resume(defects)
+
     def handle(self, msg: FrameDetections) -> Iterable[FrameResult]:
         frame = msg.frame
         tracker = self.trackers.get(frame.source)

@@ -1,7 +1,8 @@
 """Shared fixtures and helpers for the daemon's end-to-end and reliability tests.
 
-Import the fixtures into a test module (``from tests.inspection.daemon_fixtures import model_bundle``);
-pytest registers fixtures found in a module's namespace.
+Import the fixtures into a test module (``from tests.inspection.daemon_fixtures import
+model_bundle_fixture``): pytest registers fixtures found in a module's namespace, under their ``name``
+(``model_bundle``), so the import does not clash with the test's parameter.
 
 The model. Tests prefer the shipped bundle (``models/neu-yolo-n``, committed with the repository), then a
 copy of the bundle a local training run keeps rewriting (``runs/neu-yolo-n/bundle``, copied and verified
@@ -17,7 +18,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,8 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from datasets.settings import REPO_ROOT
 from inspection.config import InspectionConfig
@@ -113,8 +118,8 @@ def renamed_bundle(src: ModelBundle, dst: Path, suffix: str) -> ModelBundle:
     return ModelBundle(dst, manifest["version"], src.trained)
 
 
-@pytest.fixture(scope="session")
-def model_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+@pytest.fixture(scope="session", name="model_bundle")
+def model_bundle_fixture(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
     """The model the daemon tests run (read-only)."""
     import torch
 
@@ -122,8 +127,8 @@ def model_bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
     return resolve_bundle(tmp_path_factory.mktemp("bundles"))
 
 
-@pytest.fixture(scope="session")
-def swap_bundle(model_bundle: ModelBundle, tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+@pytest.fixture(scope="session", name="swap_bundle")
+def swap_bundle_fixture(model_bundle: ModelBundle, tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
     """The same weights under another version, for hot-swap tests."""
     if "swap" not in _BUNDLE_CACHE:
         _BUNDLE_CACHE["swap"] = renamed_bundle(model_bundle, tmp_path_factory.mktemp("swap") / "b", "swap")
@@ -208,6 +213,29 @@ def assert_each_once(rows: Iterable[tuple], source: str, expected_seqs: Sequence
     keys = [(r[1], r[2]) for r in rows]
     assert len(keys) == len(set(keys)), "a frame is stored twice"
     assert sorted(k for k in keys) == sorted((source, s) for s in expected_seqs)
+
+
+@contextmanager
+def scratch_pg_database(admin_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database (dropped afterwards) whose admin connections survive a server restart:
+    every statement opens its own connection (NullPool), so none is stale after the test restarts it."""
+    name = f"steel_outage_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :db AND usename = current_user AND pid <> pg_backend_pid()"
+                ),
+                {"db": name},
+            )
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        admin.dispose()
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +21,13 @@ from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     daemon_config,
     frame_rows,
     frames_stored,
-    model_bundle,
+    model_bundle_fixture,
     query,
     run_cli,
     source_frames,
     sqlite_db,
     strip_spec,
-    swap_bundle,
+    swap_bundle_fixture,
     wait_for,
 )
 
@@ -55,6 +56,7 @@ def test_iou_helper_known_values() -> None:
     np.testing.assert_allclose(iou(np.array([0, 0, 10, 10], float), boxes), [1.0, 50 / 150, 0.0])
 
 
+@pytest.mark.slow
 def test_cli_once_json_prints_one_summary_object(tmp_path: Path, model_bundle: ModelBundle) -> None:
     db = sqlite_db(tmp_path)
     source = strip_spec(across=2, along=4)
@@ -112,7 +114,9 @@ def test_strip_defects_stored_once_at_their_position_with_single_image_recall(
     strip = sim.strip_image()
     ch, cw = sim.cell_hw
     placements = sim.placements()
-    names, per_image = score_one_by_one(model_bundle, [strip[p.y : p.y + ch, p.x : p.x + cw] for p in placements])
+    names, per_image = score_one_by_one(
+        model_bundle, [strip[p.y : p.y + ch, p.x : p.x + cw] for p in placements]
+    )
     single: list[tuple[str, np.ndarray]] = []  # one-by-one predictions in strip coordinates
     for place, det in zip(placements, per_image, strict=True):
         for box, cls in zip(det.xyxy, det.class_ids, strict=True):
@@ -124,24 +128,37 @@ def test_strip_defects_stored_once_at_their_position_with_single_image_recall(
     tile_m = cfg.tiling.tile_hw[0] * cfg.mm_per_line / 1000.0
 
     truth = sim.ground_truth()
-    detected_single = detected_strip = 0
+    detected_single = detected_strip = joined = 0
+    lost: list[str] = []
     for gt in truth:
         box = np.array(gt.xyxy, float)
-        singles = [b for c, b in single if c == gt.label]
-        n_single = int((iou(box, np.array(singles).reshape(-1, 4)) >= IOU_MATCH).sum())
+        singles = np.array([b for c, b in single if c == gt.label]).reshape(-1, 4)
+        found = singles[iou(box, singles) >= IOU_MATCH]
         hits = [(b, pos) for c, b, pos in stored if c == gt.label]
         hit_iou = iou(box, np.array([b for b, _ in hits]).reshape(-1, 4))
         matched = [hits[i] for i in np.flatnonzero(hit_iou >= IOU_MATCH)]
-        detected_single += n_single > 0
+        detected_single += len(found) > 0
         detected_strip += bool(matched)
-        if n_single:
-            # stored once: as many stored boxes as the model gives on the image alone (no overlap copies)
-            assert len(matched) == n_single, f"{gt} stored {len(matched)} times, single-image {n_single}"
-            gt_m = gt.xyxy[1] * cfg.mm_per_line / 1000.0
-            assert all(abs(pos - gt_m) <= tile_m for _, pos in matched), f"{gt} stored at {matched}"
+        if not len(found):
+            continue
+        # never stored more often than the model sees it on the image alone: no copies from the overlap
+        assert len(matched) <= len(found), f"{gt} stored {len(matched)} times, single-image {len(found)}"
+        gt_m = gt.xyxy[1] * cfg.mm_per_line / 1000.0
+        assert all(abs(pos - gt_m) <= tile_m for _, pos in matched), f"{gt} stored at {matched}"
+        if not matched:
+            # The one legitimate loss: its box reaches a tile border and was joined with a same-class box
+            # across it (the merge takes them for one defect cut by the border): a stored box covers it.
+            covers = [
+                b for b, _ in hits if (b[:2] <= found[0][:2] + 1).all() and (b[2:] >= found[0][2:] - 1).all()
+            ]
+            if covers:
+                joined += 1
+            else:
+                lost.append(f"{gt.label} {gt.image} {np.round(found[0]).tolist()}")
     assert detected_single >= 5, "too few detections for a meaningful comparison"
     recall_single, recall_strip = detected_single / len(truth), detected_strip / len(truth)
-    assert abs(recall_strip - recall_single) <= 0.05, (recall_single, recall_strip)
+    assert not lost, f"detected on their image but not stored: {lost} (recall {recall_single} {recall_strip})"
+    assert abs(recall_strip - recall_single) <= 0.05, (recall_single, recall_strip, joined)
 
     # no copy of one defect from the overlap band: same class boxes never (almost) coincide
     for i, (c1, b1, _) in enumerate(stored):
@@ -152,15 +169,28 @@ def test_strip_defects_stored_once_at_their_position_with_single_image_recall(
 def test_reload_model_mid_run_switches_version_between_frames(
     tmp_path: Path, model_bundle: ModelBundle, swap_bundle: ModelBundle
 ) -> None:
-    spec = strip_spec(across=2, along=12, line_rate=500)
+    spec = strip_spec(across=2, along=12, line_rate=1000)
     expected = [f.seq for f in source_frames(spec)]
     cfg = daemon_config(tmp_path, source=spec, bundle=model_bundle)
-    daemon = Daemon(cfg, once=True)
     swapped: list[bool] = []
+    done = threading.Event()
+
+    def pace(seconds: float) -> bool:
+        """The camera's line clock; once frames are stored it waits for the swap, so frames follow it."""
+        if done.is_set() or frames_stored(cfg.db) < 2:
+            time.sleep(seconds)
+        else:
+            done.wait(120)
+        return False
+
+    daemon = Daemon(cfg, once=True, source_options={"wait": pace})
 
     def swap() -> None:
-        wait_for(lambda: frames_stored(cfg.db) >= 2, timeout=60, what="two stored frames")
-        swapped.append(daemon.reload_model(str(swap_bundle.path)))
+        try:
+            wait_for(lambda: frames_stored(cfg.db) >= 2, timeout=120, what="two stored frames")
+            swapped.append(daemon.reload_model(str(swap_bundle.path)))
+        finally:
+            done.set()
 
     helper = threading.Thread(target=swap)
     helper.start()
@@ -173,6 +203,8 @@ def test_reload_model_mid_run_switches_version_between_frames(
     versions = [r[5] for r in sorted(rows, key=lambda r: r[2])]
     first_new = versions.index(swap_bundle.version)  # frames before and after the swap
     assert 2 <= first_new < len(versions)
-    assert versions == [model_bundle.version] * first_new + [swap_bundle.version] * (len(versions) - first_new)
+    assert versions == [model_bundle.version] * first_new + [swap_bundle.version] * (
+        len(versions) - first_new
+    )
     registered = {r[0] for r in query(cfg.db, "SELECT version FROM model_versions WHERE path IS NOT NULL")}
     assert {model_bundle.version, swap_bundle.version} <= registered
