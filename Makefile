@@ -47,6 +47,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_read.py
 	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_daemon.py
+	$(BIN)/python bench/bench_dashboard.py
 
 clean:
 	rm -rf $(VENV) var runs .pytest_cache .ruff_cache

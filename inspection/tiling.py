@@ -169,9 +169,9 @@ def _fragment_pairs(
     return other & (cut_right | cut_left | cut_bottom | cut_top)
 
 
-def join_border_fragments(
-    dets: Detections, tile_of: np.ndarray, tile_edges: np.ndarray, *, edge_px: float = DEFAULT_BORDER_EDGE_PX
-) -> Detections:
+def _join(
+    dets: Detections, tile_of: np.ndarray, tile_edges: np.ndarray, *, edge_px: float
+) -> tuple[Detections, np.ndarray]:
     """Union the same-class boxes that continue each other across interior tile edges (step 2).
 
     Args:
@@ -185,7 +185,7 @@ def join_border_fragments(
     """
     n = len(dets)
     if n < 2:
-        return dets
+        return dets, np.asarray(tile_of, dtype=np.int64).reshape(-1)
     pairs = _fragment_pairs(
         dets.xyxy.astype(np.float64), dets.class_ids, tile_of, tile_edges.astype(np.float64), edge_px
     )
@@ -203,13 +203,40 @@ def join_border_fragments(
         ]
     )
     scores = np.array([dets.scores[roots == r].max() for r in keep], dtype=np.float32)
-    return Detections(xyxy, scores, dets.class_ids[keep])
+    # A joined box spans several tiles (-1); a lone box keeps its tile.
+    tiles = np.array([tile_of[r] if (roots == r).sum() == 1 else -1 for r in keep], dtype=np.int64)
+    return Detections(xyxy, scores, dets.class_ids[keep]), tiles
+
+
+def join_border_fragments(
+    dets: Detections, tile_of: np.ndarray, tile_edges: np.ndarray, *, edge_px: float = DEFAULT_BORDER_EDGE_PX
+) -> Detections:
+    """Union the same-class boxes that continue each other across interior tile edges (step 2).
+
+    Args:
+        dets: boxes in frame pixels, in canonical order.
+        tile_of: ``(N,)`` the tile each box came from.
+        tile_edges: ``(N, 4)`` that tile's ``x1, y1, x2, y2`` in frame pixels, ``nan`` at frame edges.
+        edge_px: how close to an edge a box side must be to count as cut by it.
+
+    Returns:
+        One box per joined group, at the group's first (best) member's position in the order.
+    """
+    return _join(dets, tile_of, tile_edges, edge_px=edge_px)[0]
 
 
 def remove_duplicates(
-    dets: Detections, *, method: Literal["nms", "wbf"] = "nms", iou_threshold: float = DEFAULT_MERGE_IOU
+    dets: Detections,
+    *,
+    method: Literal["nms", "wbf"] = "nms",
+    iou_threshold: float = DEFAULT_MERGE_IOU,
+    tile_of: np.ndarray | None = None,
 ) -> Detections:
-    """Class-wise NMS or weighted box fusion over ``dets`` visited in canonical order (step 3)."""
+    """Class-wise NMS or weighted box fusion over ``dets`` visited in canonical order (step 3).
+
+    With ``tile_of`` (each box's tile, -1 for boxes joined across tiles), two boxes of the same tile are
+    never duplicates of each other: the model's own NMS already decided between them, with its threshold.
+    """
     if method not in ("nms", "wbf"):
         raise ValueError(f"method must be 'nms' or 'wbf', got {method!r}")
     if len(dets) < 2:
@@ -218,6 +245,10 @@ def remove_duplicates(
     dets = dets[order]
     iou = box_iou(dets.xyxy.astype(np.float64), dets.xyxy.astype(np.float64))
     same = dets.class_ids[:, None] == dets.class_ids[None, :]
+    if tile_of is not None:
+        tiles = np.asarray(tile_of, dtype=np.int64)[order]
+        same &= ~((tiles[:, None] == tiles[None, :]) & (tiles[:, None] >= 0))
+        np.fill_diagonal(same, True)
     taken = np.zeros(len(dets), dtype=bool)
     xyxy, scores, classes = [], [], []
     for i in range(len(dets)):
@@ -296,6 +327,6 @@ def merge_tile_detections(
         dets, tile_of, tile_edges = dets[alive], tile_of[alive], tile_edges[alive]
     order = _canonical_order(dets)
     dets, tile_of, tile_edges = dets[order], tile_of[order], tile_edges[order]
-    joined = join_border_fragments(dets, tile_of, tile_edges, edge_px=edge_px)
-    merged = remove_duplicates(joined, method=method, iou_threshold=iou_threshold)
+    joined, joined_tiles = _join(dets, tile_of, tile_edges, edge_px=edge_px)
+    merged = remove_duplicates(joined, method=method, iou_threshold=iou_threshold, tile_of=joined_tiles)
     return merged[_canonical_order(merged)]

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
 
 from inspection.storage.db import default_sqlite_url, upgrade
 from inspection.storage.repository import Repository
@@ -43,7 +44,7 @@ def pg_admin_url() -> str:
 def pg_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for this test (dropped afterwards)."""
     name = f"steel_test_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(pg_admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')

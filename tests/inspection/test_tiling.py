@@ -280,3 +280,19 @@ def test_tile_batch_ties_tiles_to_their_frames(neu_root) -> None:
         TileBatch(tiles, frames[:1], [0, 0, 0, 1, 1, 1], grid * 2)
     with pytest.raises(ValueError, match="6 tiles, 5 frame indices"):
         TileBatch(tiles, frames, [0] * 5, grid * 2)
+
+
+def test_merge_keeps_two_boxes_of_one_tile_that_the_model_kept():
+    """The model's own NMS already chose between boxes of one tile; the merger must not overrule it."""
+    a = np.array([10.0, 10.0, 60.0, 60.0])
+    b = np.array([20.0, 10.0, 70.0, 60.0])  # IoU with a = 40*50 / (2*2500 - 40*50) = 0.667
+    one_tile = Detections(np.stack([a, b]), np.array([0.9, 0.8]), np.array([1, 1]))
+    merged = merge_tile_detections([one_tile, Detections.empty()], [(0, 0), (200, 0)], (200, 200))
+    assert len(merged) == 2
+    # The same two boxes seen by two different tiles are duplicates: one survives.
+    shifted = Detections(np.stack([b]) - np.array([150.0, 0, 150.0, 0]), np.array([0.8]), np.array([1]))
+    overlap_grid = [(0, 0), (150, 0)]
+    merged = merge_tile_detections(
+        [Detections(np.stack([a]), np.array([0.9]), np.array([1])), shifted], overlap_grid, (200, 200)
+    )
+    assert len(merged) == 1
