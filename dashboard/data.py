@@ -22,6 +22,7 @@ from dashboard import queries
 from dashboard.config import DashboardConfig
 from dashboard.filters import FilterOptions, Filters
 from datasets.settings import REPO_ROOT
+from inspection.paths import live_frame_path
 from inspection.storage.db import make_engine
 
 T = TypeVar("T")
@@ -94,8 +95,7 @@ def live_image(ctx: PageContext, line: str, kept_image: str | None = None) -> Pa
     (``<output.dir>/frames/<source>/<seq>.jpg``), else ``inspection/live`` beside the SQLite database
     (where ``steel inspect`` and ``make demo`` put it).
     """
-    # the daemon's file name for a line (inspection.stages.sink.safe_name, not imported: it loads OpenCV)
-    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in line)[:80] + ".jpg"
+    name = live_frame_path("", line).name
     folders: list[Path] = []
     if ctx.config.live_dir:
         folders.append(Path(ctx.config.live_dir))

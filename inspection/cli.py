@@ -8,8 +8,8 @@ import typer
 from dashboard.cli import app as dashboard_app
 from datasets.cli import app as data_app
 from inspection.inspect_cli import inspect_command
+from inspection.retrain.cli import models_app, retrain_command
 from training.cli import app as training_app
-from training.retrain.cli import models_app, retrain_command
 
 app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, add_completion=False)
 app.add_typer(data_app, name="data", help="Dataset tools: audit, split")

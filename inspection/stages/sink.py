@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from inspection.messages import FailedFrame, Frame, SourceGap
+from inspection.paths import live_frame_path, raw_frame_path, safe_name
 from inspection.queues import END, Empty
 from inspection.results import FrameResult, TrackedDefect
 from inspection.stages.base import Stage
@@ -81,16 +82,6 @@ def write_image_atomic(path: Path, image: np.ndarray) -> None:
     if not cv2.imwrite(str(tmp), image):
         raise OSError(f"cannot write {path}")
     os.replace(tmp, path)
-
-
-def safe_name(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:80]
-
-
-def raw_frame_path(output_dir: Path, source: str, seq: int) -> Path:
-    """Where the sink keeps a frame's pixels without boxes drawn (lossless PNG, in the frame's own pixels,
-    so the defect boxes stored in SQL fit it): what the retraining job cuts its training windows from."""
-    return Path(output_dir) / "raw" / safe_name(source) / f"{seq}.png"
 
 
 def _raw_pixels(frame: Frame) -> np.ndarray:
@@ -314,7 +305,7 @@ class SinkStage(Stage):
                 raw_path = raw_frame_path(self.output_dir, frame.source, frame.seq)
                 write_image_atomic(raw_path, _raw_pixels(frame))
         if want_live:
-            write_image_atomic(self.output_dir / "live" / f"{safe_name(line)}.jpg", annotated)
+            write_image_atomic(live_frame_path(self.output_dir, line), annotated)
             self._last_live[line] = now
         return path
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from datasets.model import AnnotatedSet, ImageRecord
 from datasets.settings import data_root
 from datasets.split import Split, write_split
-from training.retrain.collect import Snapshot
-from training.retrain.config import DataSourceConfig
+from inspection.retrain.collect import Snapshot
+from inspection.retrain.config import DataSourceConfig
 
 EXPORT_NAME = "train-export.json"
 SPLIT_NAME = "split.json"

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from training.retrain.config import GatesConfig
+from inspection.retrain.config import GatesConfig
 
 _EPS = 1e-9  # float noise never decides a gate
 

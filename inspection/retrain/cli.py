@@ -51,7 +51,7 @@ def retrain_command(
 ) -> None:
     """Retrain on operators' reviews: collect, fine-tune a challenger, compare with the champion, promote or
     reject, record it. Idempotent: run it from cron or a systemd timer; a killed run resumes."""
-    from training.retrain.config import load_retrain_config
+    from inspection.retrain.config import load_retrain_config
 
     try:
         cfg = load_retrain_config(config, set_ or [])
@@ -60,7 +60,7 @@ def retrain_command(
     if validate_config:
         typer.echo(f"{config}: ok")
         return
-    from training.retrain.job import RetrainBusyError, retrain_status, run_retrain
+    from inspection.retrain.job import RetrainBusyError, retrain_status, run_retrain
 
     if dry_run:
         typer.echo(json.dumps(retrain_status(cfg), indent=None if as_json else 2))
@@ -89,7 +89,7 @@ def _db_url(db: str | None, config: Path) -> str:
     if db:
         return db
     if config.is_file():
-        from training.retrain.config import load_retrain_config
+        from inspection.retrain.config import load_retrain_config
 
         try:
             return load_retrain_config(config).db
@@ -224,7 +224,7 @@ def show_command(
     if info["promoted_by"]:
         typer.echo(f"  activated {info['activated_at']} by {info['promoted_by']}: {info['note'] or ''}")
     if run is not None:
-        from training.retrain.report import format_summary
+        from inspection.retrain.report import format_summary
 
         typer.echo("")
         typer.echo(format_summary({**(run.summary or {}), "status": run.status, "run_id": run.id}))

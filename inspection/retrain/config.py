@@ -57,7 +57,7 @@ class RecipeConfig(StrictModel):
 
 
 class GatesConfig(StrictModel):
-    """The promotion rule's tolerances (see :mod:`training.retrain.decide`)."""
+    """The promotion rule's tolerances (see :mod:`inspection.retrain.decide`)."""
 
     max_map50_drop: float = Field(0.01, ge=0, le=1)  # on the fixed set, absolute mAP@0.5
     max_class_ap50_drop: float = Field(0.05, ge=0, le=1)  # any one class's AP50 on the fixed set

@@ -37,6 +37,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from datasets.settings import REPO_ROOT, load_config
+from inspection.retrain.collect import ReviewRange, Snapshot, collect_snapshot, load_snapshot, verdict_counts
+from inspection.retrain.config import RetrainConfig
+from inspection.retrain.decide import Decision, SetScores, decide
+from inspection.retrain.evaluate import brief, evaluate_bundle
+from inspection.retrain.merge import MergedData, build_training_set, read_base_and_fixed
+from inspection.retrain.report import format_summary
 from inspection.storage.db import upgrade
 from inspection.storage.repository import (
     Repository,
@@ -50,12 +56,6 @@ from inspection.storage.repository import (
 from inspection.storage.schema import RetrainRun, Review
 from training.bundle import MANIFEST, load_bundle, read_manifest
 from training.config import TrainConfig
-from training.retrain.collect import ReviewRange, Snapshot, collect_snapshot, load_snapshot, verdict_counts
-from training.retrain.config import RetrainConfig
-from training.retrain.decide import Decision, SetScores, decide
-from training.retrain.evaluate import brief, evaluate_bundle
-from training.retrain.merge import MergedData, build_training_set, read_base_and_fixed
-from training.retrain.report import format_summary
 
 Log = Callable[[str], None]
 

@@ -41,9 +41,9 @@ from sqlalchemy.orm import Session
 
 from datasets.images import sha256_file
 from datasets.model import AnnotatedSet, Box, ImageRecord, Origin
-from inspection.stages.sink import raw_frame_path, safe_name
+from inspection.paths import raw_frame_path, safe_name
+from inspection.retrain.config import CollectConfig
 from inspection.storage.schema import Defect, Frame, Review
-from training.retrain.config import CollectConfig
 
 SNAPSHOT_MARKER = "snapshot.json"
 EXPORT_NAME = "new-data-export.json"

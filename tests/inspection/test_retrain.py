@@ -33,17 +33,9 @@ from datasets.model import NEU_DET_CLASSES
 from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
 from datasets.split import apply_split, read_split, verify_split
-from inspection.stages.sink import raw_frame_path
-from inspection.storage.db import default_sqlite_url, upgrade
-from inspection.storage.repository import DefectRecord, FrameRecord, Repository
-from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun, Review
-from training.bundle import load_bundle, save_bundle
-from training.config import ModelConfig
-from training.models.yolo.model import YoloConfig
-from training.registry import build_model
-from training.retrain import job as retrain_job
-from training.retrain.cli import models_app, retrain_command
-from training.retrain.collect import (
+from inspection.retrain import job as retrain_job
+from inspection.retrain.cli import models_app, retrain_command
+from inspection.retrain.collect import (
     ReviewRange,
     VisibleDefect,
     box_in_window,
@@ -52,11 +44,19 @@ from training.retrain.collect import (
     load_snapshot,
     place_window,
 )
-from training.retrain.config import CollectConfig, GatesConfig, RetrainConfig, load_retrain_config
-from training.retrain.decide import SetScores, decide
-from training.retrain.evaluate import evaluate_bundle
-from training.retrain.merge import read_source
-from training.retrain.report import format_summary
+from inspection.retrain.config import CollectConfig, GatesConfig, RetrainConfig, load_retrain_config
+from inspection.retrain.decide import SetScores, decide
+from inspection.retrain.evaluate import evaluate_bundle
+from inspection.retrain.merge import read_source
+from inspection.retrain.report import format_summary
+from inspection.paths import raw_frame_path
+from inspection.storage.db import default_sqlite_url, upgrade
+from inspection.storage.repository import DefectRecord, FrameRecord, Repository
+from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun, Review
+from training.bundle import load_bundle, save_bundle
+from training.config import ModelConfig
+from training.models.yolo.model import YoloConfig
+from training.registry import build_model
 
 SPLIT = REPO_ROOT / "configs" / "splits" / "neu-det-dev.json"
 SOURCE = "folder:line-cam"
