@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/steel eval --model $(MODEL) --data $(STEEL_DATA)/annotations --split configs/splits/neu-det-dev.json --plots $(DEMO_DIR)/eval
 	@echo
 	@echo "== 3. The inspection daemon over a simulated line-scan strip (NEU-DET validation images) =="
-	$(BIN)/steel inspect --once --model $(MODEL) --db sqlite:///$(DEMO_DIR)/inspection.db --set output.dir=$(DEMO_DIR)/inspection --log-level WARNING
+	$(BIN)/steel inspect --once --model $(MODEL) --db sqlite:///$(DEMO_DIR)/inspection.db --set output.dir=$(DEMO_DIR)/inspection --log-level ERROR
 	@echo
 	@echo "== Done. Results are in $(DEMO_DIR)/inspection.db; open the QA dashboard with:"
 	@echo "   $(BIN)/steel dashboard --db sqlite:///$(abspath $(DEMO_DIR))/inspection.db"
