@@ -101,6 +101,8 @@ def make_config(args: argparse.Namespace, work: Path, *, source: str, name: str)
     if args.batch_tiles:
         data["detector"]["batch_tiles"] = args.batch_tiles
     data["output"]["dir"] = str(work / name / "out")
+    if args.no_evidence:
+        data["output"].update(save_crops=False, save_frames="none", save_raw=False)
     return InspectionConfig.model_validate(data)
 
 
@@ -181,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap-lines", type=int, default=200)
     parser.add_argument(
         "--load", type=float, default=0.5, help="paced run at this share of raw speed (0: skip)"
+    )
+    parser.add_argument(
+        "--no-evidence", action="store_true", help="store rows only: no crops, frame images or raw frames"
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of raw and saturated (best counts)")
     args = parser.parse_args(argv)
