@@ -33,6 +33,7 @@ from datasets.model import NEU_DET_CLASSES
 from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
 from datasets.split import apply_split, read_split, verify_split
+from inspection.paths import raw_frame_path
 from inspection.retrain import job as retrain_job
 from inspection.retrain.cli import models_app, retrain_command
 from inspection.retrain.collect import (
@@ -49,7 +50,6 @@ from inspection.retrain.decide import SetScores, decide
 from inspection.retrain.evaluate import evaluate_bundle
 from inspection.retrain.merge import read_source
 from inspection.retrain.report import format_summary
-from inspection.paths import raw_frame_path
 from inspection.storage.db import default_sqlite_url, upgrade
 from inspection.storage.repository import DefectRecord, FrameRecord, Repository
 from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun, Review
