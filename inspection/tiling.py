@@ -172,17 +172,7 @@ def _fragment_pairs(
 def _join(
     dets: Detections, tile_of: np.ndarray, tile_edges: np.ndarray, *, edge_px: float
 ) -> tuple[Detections, np.ndarray]:
-    """Union the same-class boxes that continue each other across interior tile edges (step 2).
-
-    Args:
-        dets: boxes in frame pixels, in canonical order.
-        tile_of: ``(N,)`` the tile each box came from.
-        tile_edges: ``(N, 4)`` that tile's ``x1, y1, x2, y2`` in frame pixels, ``nan`` at frame edges.
-        edge_px: how close to an edge a box side must be to count as cut by it.
-
-    Returns:
-        One box per joined group, at the group's first (best) member's position in the order.
-    """
+    """:func:`join_border_fragments`, also returning each box's tile (-1 for a box joined across tiles)."""
     n = len(dets)
     if n < 2:
         return dets, np.asarray(tile_of, dtype=np.int64).reshape(-1)
