@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import Engine, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,53 +53,64 @@ _PG_ACTIVATION_LOCK = 0x5713E2  # pg_advisory_xact_lock key: one model activatio
 Box = tuple[float, float, float, float]
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
 def _box(value: Any) -> Box:
     x1, y1, x2, y2 = (float(v) for v in value)
     return (x1, y1, x2, y2)
 
 
-def _coerce(record: Any, converters: Mapping[str, Any]) -> None:
-    """Replace fields of a frozen dataclass by their plain-Python value (numpy scalars, lists)."""
-    for name, convert in converters.items():
-        value = getattr(record, name)
-        if value is not None:
-            object.__setattr__(record, name, convert(value))
+# A record field's declared type (the annotation's text, ``from __future__ import annotations``) without
+# its ``| None`` -> how to turn a value into that plain-Python type. Types not listed are kept as given.
+_CONVERTERS: dict[str, Any] = {"str": str, "int": int, "float": float, "Box": _box, "dict[str, Any]": dict}
 
 
-def _to_dict(record: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(record):
-        value = getattr(record, f.name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
+class _PlainRecord:
+    """Base of the frozen record dataclasses: plain-value coercion and the spool's dict round trip.
 
+    Coercion follows each field's annotation, so numpy scalars, numpy arrays for boxes and the like become
+    plain Python on construction; ``_check`` is the subclass hook for cross-field rules.
+    """
 
-def _from_dict(cls: Any, data: Mapping[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
-    values = {
-        k: datetime.fromisoformat(v) if k.endswith("_at") and isinstance(v, str) else v
-        for k, v in data.items()
-    }
-    return cls(**values)
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        for f in fields(self):  # type: ignore[arg-type]
+            convert = _CONVERTERS.get(str(f.type).removesuffix(" | None"))
+            value = getattr(self, f.name)
+            if convert is not None and value is not None:
+                object.__setattr__(self, f.name, convert(value))
+        self._check()
+
+    def _check(self) -> None:
+        """Subclass hook after coercion: normalise, and raise ``ValueError`` for values wrong together."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (datetimes as ISO 8601, boxes as lists)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if isinstance(value, datetime):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Inverse of ``to_dict``; an unknown key is an error (a spool written by a newer version)."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+        values = {
+            k: datetime.fromisoformat(v) if k.endswith("_at") and isinstance(v, str) else v
+            for k, v in data.items()
+        }
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DefectRecord:
+class DefectRecord(_PlainRecord):
     """One defect to store with its frame.
 
     ``xyxy`` is the box in frame pixels (0-based, x across, y along, x2/y2 exclusive); ``strip_xyxy`` the same
@@ -122,36 +133,9 @@ class DefectRecord:
     crop_path: str | None = None
     created_at: datetime | None = None
 
-    def __post_init__(self) -> None:
-        _coerce(
-            self,
-            {
-                "class_name": str,
-                "score": float,
-                "xyxy": _box,
-                "strip_xyxy": _box,
-                "position_m": float,
-                "cross_m": float,
-                "length_m": float,
-                "width_m": float,
-                "track_id": str,
-                "first_frame_seq": int,
-                "last_frame_seq": int,
-                "crop_path": str,
-            },
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (datetimes as ISO 8601, boxes as lists)."""
-        return _to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DefectRecord:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FrameRecord:
+class FrameRecord(_PlainRecord):
     """The result for one frame; ``(source, seq)`` is its idempotency key.
 
     ``line`` is a line name (``""`` means none) and ``coil`` a coil code on that line (both created on
@@ -178,24 +162,7 @@ class FrameRecord:
     model_version: str | None = None
     latency_ms: float | None = None
 
-    def __post_init__(self) -> None:
-        _coerce(
-            self,
-            {
-                "source": str,
-                "seq": int,
-                "line": str,
-                "coil": str,
-                "model_version": str,
-                "width": int,
-                "height": int,
-                "start_line": int,
-                "position_m": float,
-                "length_m": float,
-                "latency_ms": float,
-                "image_path": str,
-            },
-        )
+    def _check(self) -> None:
         if self.line == "":
             object.__setattr__(self, "line", None)
         if self.status not in FRAME_STATUSES:
@@ -205,16 +172,9 @@ class FrameRecord:
         if self.coil is not None and self.line is None:
             raise ValueError(f"frame {self.source}#{self.seq}: coil {self.coil!r} given without its line")
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> FrameRecord:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AlarmRecord:
+class AlarmRecord(_PlainRecord):
     """A reject signal raised for the stored frame ``(source, seq)``.
 
     ``track_id`` names the defect of that frame it was raised for, if any. ``(frame, sink, kind, sent_at)``
@@ -231,21 +191,13 @@ class AlarmRecord:
     error: str | None = None
     track_id: str | None = None
 
-    def __post_init__(self) -> None:
-        _coerce(self, {"source": str, "seq": int, "sink": str, "kind": str, "track_id": str, "payload": dict})
+    def _check(self) -> None:
         if self.status not in ALARM_STATUSES:
             raise ValueError(f"alarm status {self.status!r} is not one of {ALARM_STATUSES}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> AlarmRecord:
-        return _from_dict(cls, data)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class GapRecord:
+class GapRecord(_PlainRecord):
     """A stretch with no input from ``source`` (see ``schema.Gap``); ``(source, started_at)`` is its key."""
 
     source: str
@@ -256,17 +208,9 @@ class GapRecord:
     first_missing_line: int | None = None
     missing_lines: int | None = None
 
-    def __post_init__(self) -> None:
-        _coerce(self, {"source": str, "reason": str, "first_missing_line": int, "missing_lines": int})
+    def _check(self) -> None:
         if self.line == "":
             object.__setattr__(self, "line", None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GapRecord:
-        return _from_dict(cls, data)
 
 
 # ---------------------------------------------------------------- session-level functions (no commit)
