@@ -19,16 +19,17 @@ so ``close()`` (or setting the ``stop`` event shared with the daemon) ends itera
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Generator, Iterator
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
-from inspection.messages import SourceEvent
+from inspection.messages import SourceEvent, SourceGap
 
 __all__ = [
     "SCHEMES",
     "BaseSource",
     "MissingExtraError",
+    "Outage",
     "Source",
     "SourceError",
     "backoff_delay",
@@ -133,6 +134,48 @@ class BaseSource:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class Outage:
+    """The consecutive failed attempts of a reconnecting source, reported as one ``SourceGap``.
+
+    The video/camera and GenICam sources share it: after a failed open or read, ``yield from
+    outage.failed()`` waits the backoff (its value is ``True`` when the source was stopped meanwhile) or,
+    at ``max_attempts``, yields the closing gap and raises :class:`SourceError`; after a good read,
+    ``yield from outage.recovered(at)`` reports the gap, if there was one, and resets the count.
+    """
+
+    def __init__(
+        self, source: BaseSource, *, what: str, max_attempts: int | None, backoff: dict[str, float]
+    ) -> None:
+        self._source = source
+        self.what = what  # "read rtsp://...": completes "gave up after N failed attempts to ..."
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.failures = 0
+        self.started: datetime | None = None
+
+    def failed(self) -> Generator[SourceGap, None, bool]:
+        self.failures += 1
+        now = self._source._now()
+        self.started = self.started or now
+        if self.max_attempts is not None and self.failures >= self.max_attempts:
+            yield SourceGap(
+                self._source.name,
+                self.started,
+                now,
+                f"gave up after {self.failures} failed attempts to {self.what}",
+            )
+            raise SourceError(f"{self._source.name}: gave up after {self.failures} failed attempts")
+        return self._source._wait(backoff_delay(self.failures, **self.backoff))
+
+    def recovered(self, at: datetime, verb: str = "reconnected") -> Iterator[SourceGap]:
+        if self.started is not None:
+            yield SourceGap(
+                self._source.name, self.started, at, f"{verb} after {self.failures} failed attempt(s)"
+            )
+        self.started = None
+        self.failures = 0
 
 
 def split_uri(uri: str) -> tuple[str, str]:

@@ -33,7 +33,7 @@ from inspection.constants import (
     RECONNECT_MAX_BACKOFF_S,
 )
 from inspection.messages import FailedFrame, Frame, SourceEvent, SourceGap
-from inspection.sources import BaseSource, MissingExtraError, SourceError, backoff_delay
+from inspection.sources import BaseSource, MissingExtraError, Outage
 from inspection.sources.linescan import LineBlock, LineScanSource
 
 MISSING_EXTRA_MESSAGE = "genicam source needs the optional extra: pip install .[genicam]"
@@ -157,8 +157,9 @@ class GenICamSource(BaseSource):
     def _images(self) -> Iterator[tuple[datetime, np.ndarray | str] | SourceGap]:
         """Decoded buffers (or why a buffer is unusable) and outage gaps; raises when giving up."""
         conn = None
-        failures = 0
-        outage_started: datetime | None = None
+        outage = Outage(
+            self, what=f"fetch from {self.cti}", max_attempts=self.max_attempts, backoff=self._backoff
+        )
         try:
             while not self.stopped:
                 if conn is None:
@@ -175,26 +176,11 @@ class GenICamSource(BaseSource):
                         self._disconnect(*conn)
                         conn = None
                 if result is None:
-                    failures += 1
-                    outage_started = outage_started or self._now()
-                    if self.max_attempts is not None and failures >= self.max_attempts:
-                        yield SourceGap(
-                            self.name,
-                            outage_started,
-                            self._now(),
-                            f"gave up after {failures} failed attempts to fetch from {self.cti}",
-                        )
-                        raise SourceError(f"{self.name}: gave up after {failures} failed attempts")
-                    if self._wait(backoff_delay(failures, **self._backoff)):
+                    if (yield from outage.failed()):
                         return
                     continue
                 at = self._now()
-                if outage_started is not None:
-                    yield SourceGap(
-                        self.name, outage_started, at, f"reconnected after {failures} failed attempt(s)"
-                    )
-                    outage_started = None
-                failures = 0
+                yield from outage.recovered(at)
                 yield at, result
         finally:
             if conn is not None:

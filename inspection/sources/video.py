@@ -32,8 +32,8 @@ from inspection.constants import (
     RECONNECT_MAX_ATTEMPTS,
     RECONNECT_MAX_BACKOFF_S,
 )
-from inspection.messages import FailedFrame, Frame, SourceEvent, SourceGap
-from inspection.sources import BaseSource, SkipSpec, SourceError, as_skip, backoff_delay
+from inspection.messages import FailedFrame, Frame, SourceEvent
+from inspection.sources import BaseSource, Outage, SkipSpec, as_skip
 
 
 class Capture(Protocol):
@@ -131,8 +131,9 @@ class VideoSource(BaseSource):
 
     def __iter__(self) -> Iterator[SourceEvent]:
         cap: Capture | None = None
-        failures = 0  # consecutive failed opens/reads; reset by a frame
-        outage_started: datetime | None = None
+        outage = Outage(
+            self, what=f"read {self.target}", max_attempts=self.max_attempts, backoff=self._backoff
+        )
         index = 0  # next frame's position in the stream (files: the frame number)
         try:
             while not self.stopped:
@@ -152,27 +153,11 @@ class VideoSource(BaseSource):
                     if cap is not None:
                         cap.release()
                         cap = None
-                    failures += 1
-                    outage_started = outage_started or self._now()
-                    if self.max_attempts is not None and failures >= self.max_attempts:
-                        yield SourceGap(
-                            self.name,
-                            outage_started,
-                            self._now(),
-                            f"gave up after {failures} failed attempts to read {self.target}",
-                        )
-                        raise SourceError(f"{self.name}: gave up after {failures} failed attempts")
-                    if self._wait(backoff_delay(failures, **self._backoff)):
+                    if (yield from outage.failed()):
                         return
                     continue
                 captured_at = self._now()
-                if outage_started is not None:
-                    what = "reconnected" if index else "opened"
-                    yield SourceGap(
-                        self.name, outage_started, captured_at, f"{what} after {failures} failed attempt(s)"
-                    )
-                    outage_started = None
-                failures = 0
+                yield from outage.recovered(captured_at, "reconnected" if index else "opened")
                 seq = index if self.seq_mode == "index" else self._time_seq(captured_at)
                 yield self._to_frame(image, seq, captured_at, index, cap)
                 index += 1
