@@ -84,40 +84,49 @@ def _aware(value: Any) -> datetime | None:
 # ---------------------------------------------------------------- filters -> WHERE
 
 
-def defect_conditions(f: Filters, *, with_coils: bool = True) -> list[ColumnElement[bool]]:
-    """``WHERE`` terms selecting the defects of ``f`` (``with_coils=False`` ignores its coil filter)."""
+def _window_terms(
+    f: Filters, *, at: Any, line_id: Any, coil_id: Any | None, model_version_id: Any
+) -> list[ColumnElement[bool]]:
+    """The filter terms defects and frames share: time window, lines, coils, model versions."""
     terms: list[ColumnElement[bool]] = []
     if f.start is not None:
-        terms.append(Defect.created_at >= f.start)
+        terms.append(at >= f.start)
     if f.end is not None:
-        terms.append(Defect.created_at < f.end)
+        terms.append(at < f.end)
     if f.line_ids:
-        terms.append(Defect.line_id.in_(f.line_ids))
-    if f.coil_ids and with_coils:
-        terms.append(Defect.coil_id.in_(f.coil_ids))
+        terms.append(line_id.in_(f.line_ids))
+    if f.coil_ids and coil_id is not None:
+        terms.append(coil_id.in_(f.coil_ids))
+    if f.model_version_ids:
+        terms.append(model_version_id.in_(f.model_version_ids))
+    return terms
+
+
+def defect_conditions(f: Filters, *, with_coils: bool = True) -> list[ColumnElement[bool]]:
+    """``WHERE`` terms selecting the defects of ``f`` (``with_coils=False`` ignores its coil filter)."""
+    terms = _window_terms(
+        f,
+        at=Defect.created_at,
+        line_id=Defect.line_id,
+        coil_id=Defect.coil_id if with_coils else None,
+        model_version_id=Defect.model_version_id,
+    )
     if f.classes:
         terms.append(Defect.class_name.in_(f.classes))
     if f.min_score > 0:
         terms.append(Defect.score >= f.min_score)
-    if f.model_version_ids:
-        terms.append(Defect.model_version_id.in_(f.model_version_ids))
     return terms
 
 
 def frame_conditions(f: Filters) -> list[ColumnElement[bool]]:
     """``WHERE`` terms selecting the frames of ``f`` (class and score do not apply to frames)."""
-    terms: list[ColumnElement[bool]] = []
-    if f.start is not None:
-        terms.append(Frame.processed_at >= f.start)
-    if f.end is not None:
-        terms.append(Frame.processed_at < f.end)
-    if f.line_ids:
-        terms.append(Frame.line_id.in_(f.line_ids))
-    if f.coil_ids:
-        terms.append(Frame.coil_id.in_(f.coil_ids))
-    if f.model_version_ids:
-        terms.append(Frame.model_version_id.in_(f.model_version_ids))
-    return terms
+    return _window_terms(
+        f,
+        at=Frame.processed_at,
+        line_id=Frame.line_id,
+        coil_id=Frame.coil_id,
+        model_version_id=Frame.model_version_id,
+    )
 
 
 def _epoch_s(column: Any, dialect: str) -> ColumnElement[int]:
