@@ -16,15 +16,7 @@ from datasets.model import NEU_DET_CLASSES, AnnotatedSet, Box, ImageRecord, Orig
 from datasets.problems import Problem
 from datasets.readers import read_dataset
 from datasets.report import PLOTS, write_report
-
-NEU_COUNTS = {
-    "crazing": 549,
-    "inclusion": 811,
-    "patches": 715,
-    "pitted_surface": 351,
-    "rolled-in_scale": 505,
-    "scratches": 435,
-}
+from tests.datasets.neu_facts import NEU_DEV_BOXES, NEU_DEV_IMAGES, NEU_DEV_PER_CLASS
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +30,9 @@ def neu_audit(neu_set):
 
 
 def test_neu_counts(neu_audit):
-    assert neu_audit.images == 1440
-    assert neu_audit.boxes == 3366
-    assert neu_audit.per_class == NEU_COUNTS
+    assert neu_audit.images == NEU_DEV_IMAGES
+    assert neu_audit.boxes == NEU_DEV_BOXES
+    assert neu_audit.per_class == NEU_DEV_PER_CLASS
     assert neu_audit.errors == 0 and neu_audit.ok
     assert neu_audit.warnings == sum(p["severity"] == "warning" for p in neu_audit.problems) > 0
 
@@ -55,7 +47,7 @@ def test_neu_label_filename_mismatch_matches_the_xml(neu_root, neu_audit):
             if name != prefix:
                 expected[(xml.stem + ".jpg", name)] += 1
     mm = neu_audit.label_filename_mismatch
-    assert mm["images_with_class_prefix"] == 1440
+    assert mm["images_with_class_prefix"] == NEU_DEV_IMAGES
     assert {(it["image"], it["label"]): it["count"] for it in mm["items"]} == dict(expected)
     assert mm["boxes"] == sum(expected.values()) == 159  # the full 1,800-image set has 188 in 123 files
     assert mm["files"] == len({img for img, _ in expected}) == 104
@@ -73,7 +65,7 @@ def test_neu_duplicate_boxes_in_the_development_split(neu_audit):
 
 def test_neu_has_one_identical_image_pair_and_no_false_near_duplicates(neu_audit):
     nd = neu_audit.near_duplicates
-    assert nd["hashed"] == 1440
+    assert nd["hashed"] == NEU_DEV_IMAGES
     assert [(p["a"], p["b"], p["identical"]) for p in nd["within"]] == [
         ("patches_101.jpg", "patches_105.jpg", True)
     ]
@@ -87,11 +79,11 @@ def test_neu_has_one_identical_image_pair_and_no_false_near_duplicates(neu_audit
 
 def test_neu_box_statistics(neu_audit):
     overall = neu_audit.box_stats["overall"]
-    assert overall["width"]["count"] == 3366
+    assert overall["width"]["count"] == NEU_DEV_BOXES
     assert 0 < overall["width"]["min"] <= overall["width"]["median"] <= overall["width"]["max"] <= 200
     assert overall["area"]["max"] == 200 * 200  # some boxes cover the whole image
     per_class = neu_audit.box_stats["per_class"]
-    assert {k: v["height"]["count"] for k, v in per_class.items()} == NEU_COUNTS
+    assert {k: v["height"]["count"] for k, v in per_class.items()} == NEU_DEV_PER_CLASS
     # scratches are long and thin, pitted surfaces large: medians say so
     assert per_class["scratches"]["height"]["median"] > 2 * per_class["scratches"]["width"]["median"]
     assert per_class["pitted_surface"]["area"]["median"] > overall["area"]["median"]
@@ -100,9 +92,9 @@ def test_neu_box_statistics(neu_audit):
 def test_neu_boxes_per_image(neu_audit):
     bpi = neu_audit.boxes_per_image
     hist = {int(k): v for k, v in bpi["histogram"].items()}
-    assert sum(hist.values()) == 1440
-    assert sum(k * v for k, v in hist.items()) == 3366
-    assert bpi["mean"] == pytest.approx(3366 / 1440)
+    assert sum(hist.values()) == NEU_DEV_IMAGES
+    assert sum(k * v for k, v in hist.items()) == NEU_DEV_BOXES
+    assert bpi["mean"] == pytest.approx(NEU_DEV_BOXES / NEU_DEV_IMAGES)
     assert bpi["images_without_boxes"] == 0 and 0 not in hist  # NEU-DET has no defect-free images
 
 

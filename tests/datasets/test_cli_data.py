@@ -13,15 +13,8 @@ from typer.testing import CliRunner
 
 from datasets.cli import app
 from datasets.settings import REPO_ROOT
+from tests.datasets.neu_facts import NEU_DEV_PER_CLASS
 
-NEU_COUNTS = {
-    "crazing": 549,
-    "inclusion": 811,
-    "patches": 715,
-    "pitted_surface": 351,
-    "rolled-in_scale": 505,
-    "scratches": 435,
-}
 FORMS = ["annotations", "vott/NEU-DET-steel-export.json", "vott/NEU-DET-steel-export.csv"]
 
 steel = typer.Typer()  # stands in for inspection.cli's top-level app
@@ -39,7 +32,7 @@ def test_audit_json_on_every_neu_form(neu_root, form):
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)  # exactly one JSON object, nothing else on stdout
     assert data["images"] == 1440 and data["boxes"] == 3366
-    assert data["per_class"] == NEU_COUNTS
+    assert data["per_class"] == NEU_DEV_PER_CLASS
     assert data["errors"] == 0
     assert len(data["duplicate_boxes"]) == 2
     assert data["label_filename_mismatch"]["boxes"] == 159

@@ -12,15 +12,7 @@ from datasets.model import NEU_DET_CLASSES, Box
 from datasets.problems import AnnotationError
 from datasets.readers import read_dataset
 from datasets.readers.voc import read_voc
-
-NEU_PER_CLASS = {
-    "crazing": 549,
-    "inclusion": 811,
-    "patches": 715,
-    "pitted_surface": 351,
-    "rolled-in_scale": 505,
-    "scratches": 435,
-}
+from tests.datasets.neu_facts import NEU_DEV_BOXES, NEU_DEV_IMAGES, NEU_DEV_PER_CLASS
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +22,15 @@ def neu_voc(neu_root):
 
 def test_neu_counts(neu_voc):
     assert neu_voc.format == "voc"
-    assert len(neu_voc.images) == 1440
-    assert neu_voc.num_boxes == 3366
-    assert neu_voc.per_class() == NEU_PER_CLASS
+    assert len(neu_voc.images) == NEU_DEV_IMAGES
+    assert neu_voc.num_boxes == NEU_DEV_BOXES
+    assert neu_voc.per_class() == NEU_DEV_PER_CLASS
     assert neu_voc.class_names == NEU_DET_CLASSES
 
 
 def test_neu_reads_in_strict_mode(neu_root):
     """Warnings (duplicates, bare file names) never stop a strict read; NEU-DET has no errors."""
-    assert read_dataset(neu_root / "annotations", strict=True).num_boxes == 3366
+    assert read_dataset(neu_root / "annotations", strict=True).num_boxes == NEU_DEV_BOXES
 
 
 def test_neu_has_no_errors_and_every_image_resolved(neu_voc, neu_root):
