@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import pytest
 import torch
-from defusedxml import ElementTree
 
 from datasets.model import NEU_DET_CLASSES
-from datasets.settings import data_root
+from tests.training.neu_samples import load_neu, load_neu_batch
 from training.models.faster_rcnn import FasterRCNNConfig, build_faster_rcnn
 
 # Fewer sampled proposals than the defaults: the same code paths at a fraction of the CPU time.
@@ -33,26 +31,8 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def load_neu(name: str, *, size: int, channels: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One NEU-DET image as (C, size, size) in [0, 1] and its VOC boxes as 0-based xyxy pixels, rescaled."""
-    root = data_root()
-    gray = cv2.imread(str(root / "images" / f"{name}.jpg"), cv2.IMREAD_GRAYSCALE)
-    assert gray is not None, f"cannot read {name}.jpg under {root}"
-    scale = size / gray.shape[1]
-    gray = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-    image = torch.from_numpy(gray).float().div(255).expand(channels, -1, -1).clone()
-    boxes, labels = [], []
-    for obj in ElementTree.parse(root / "annotations" / f"{name}.xml").getroot().iter("object"):
-        box = obj.find("bndbox")
-        xmin, ymin, xmax, ymax = (float(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax"))
-        boxes.append([(xmin - 1) * scale, (ymin - 1) * scale, xmax * scale, ymax * scale])
-        labels.append(NEU_DET_CLASSES.index(obj.find("name").text))
-    return image, {"boxes": torch.tensor(boxes), "labels": torch.tensor(labels, dtype=torch.int64)}
-
-
 def batch(*, size: int, channels: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
-    pairs = [load_neu(name, size=size, channels=channels) for name in NAMES]
-    return torch.stack([image for image, _ in pairs]), [target for _, target in pairs]
+    return load_neu_batch(NAMES, size=size, channels=channels)
 
 
 def test_real_targets_are_what_the_xml_says():
