@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +14,6 @@ from sqlalchemy import Engine, create_engine, event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from datasets.settings import REPO_ROOT
 from inspection.storage.db import upgrade
 from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord, GapRecord, Repository
 from inspection.storage.schema import Alarm, Defect, Frame
@@ -30,6 +27,7 @@ from inspection.storage.spool import (
     rejected_path,
     replay,
 )
+from tests.inspection.kill_child import kill_after_acknowledged
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 SOURCE = "strip-sim:spool"
@@ -384,25 +382,7 @@ for seq in range(1_000_000):
 
 def test_spool_killed_mid_append_replays_every_acknowledged_record(sqlite_url: str, tmp_path: Path) -> None:
     path = tmp_path / "spool.jsonl"
-    child = subprocess.Popen(
-        [sys.executable, "-c", SPOOL_CHILD, str(path)],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        acknowledged = -1
-        for line in child.stdout:
-            acknowledged = int(line)
-            if acknowledged >= 50:
-                break
-        assert acknowledged >= 50, child.stderr.read() if child.poll() is not None else "child stalled"
-    finally:
-        child.kill()
-        child.wait()
-        child.stdout.close()
-        child.stderr.close()
+    acknowledged = kill_after_acknowledged(SPOOL_CHILD, str(path), at_least=50)
     upgrade(sqlite_url)
     repo = Repository(sqlite_url)
     try:

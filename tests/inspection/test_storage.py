@@ -17,6 +17,7 @@ from datasets.settings import REPO_ROOT
 from inspection.storage.db import current_revision, head_revision, make_engine, upgrade
 from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord, GapRecord, Repository
 from inspection.storage.schema import Alarm, Base, Coil, Defect, Frame, Gap, Line, ModelVersion, Review
+from tests.inspection.kill_child import kill_after_acknowledged
 
 T0 = datetime(2026, 3, 1, 6, 0, 0, 123456, tzinfo=UTC)
 
@@ -424,25 +425,7 @@ for seq in range(100_000):
 def test_kill_9_mid_write_leaves_whole_frames_only(db_url: str) -> None:
     """SIGKILL a writer in full flight: every frame it acknowledged is there, none is half-written."""
     upgrade(db_url)
-    child = subprocess.Popen(
-        [sys.executable, "-c", WRITER_CHILD, db_url],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        acknowledged = -1
-        for line in child.stdout:
-            acknowledged = int(line)
-            if acknowledged >= 30:
-                break
-        assert acknowledged >= 30, child.stderr.read() if child.poll() is not None else "child stalled"
-    finally:
-        child.kill()
-        child.wait()
-        child.stdout.close()
-        child.stderr.close()
+    acknowledged = kill_after_acknowledged(WRITER_CHILD, db_url, at_least=30)
     repo = Repository(db_url)
     try:
         with repo.transaction() as s:
