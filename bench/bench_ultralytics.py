@@ -16,6 +16,7 @@ Steps:
 4. Our figures come from our run folder (``--ours``): ``metrics.json`` at the same epoch count.
 
 Run from the repository root, e.g. ``.venv/bin/python bench/bench_ultralytics.py --epochs 60``.
+``--rescore`` scores the run kept in ``--work`` again without training (the figures plus AP50 per class).
 A smoke run: ``--epochs 1 --fraction 0.012`` (16 training images).
 """
 
@@ -166,6 +167,14 @@ def run_ultralytics(
     return summary
 
 
+def load_previous(work: Path) -> dict[str, Any]:
+    """The summary and predictions the driver left in ``work`` (``--rescore``)."""
+    job = json.loads((work / "job.json").read_text())
+    summary = json.loads(Path(job["summary"]).read_text())
+    summary["predictions"] = json.loads(Path(job["predictions"]).read_text())
+    return summary
+
+
 def score(predictions: dict[str, dict], val: AnnotatedSet) -> dict[str, Any]:
     """Ultralytics' detections scored with our evaluator (pycocotools), like our bundles."""
     preds = []
@@ -180,7 +189,8 @@ def score(predictions: dict[str, dict], val: AnnotatedSet) -> dict[str, Any]:
         )
     gts = ground_truth_from_records(val.images, val.class_names)
     result = evaluate(gts, preds, val.class_names, conf_threshold=0.25)
-    return {"map50": result.map50, "map50_95": result.map50_95, "images": result.images}
+    per_class = {name: float(c["ap50"]) for name, c in result.per_class.items()}
+    return {"map50": result.map50, "map50_95": result.map50_95, "images": result.images, "ap50": per_class}
 
 
 def ours_at(run_dir: Path, epochs: int, batch: int) -> dict[str, Any] | None:
@@ -195,7 +205,13 @@ def ours_at(run_dir: Path, epochs: int, batch: int) -> dict[str, Any] | None:
         return None
     train_images = json.loads(manifest.read_text())["split"]["train_images"]
     last = rows[-1]
+    # Per-class AP50 only where the run's bundle was scored at that very epoch (its manifest's metrics).
+    bundle_metrics = json.loads(manifest.read_text()).get("metrics") or {}
+    ap50 = None
+    if bundle_metrics.get("epoch") == scored[-1]["epoch"]:
+        ap50 = {name: c["ap50"] for name, c in bundle_metrics.get("per_class", {}).items()}
     return {
+        "ap50": ap50,
         "epoch": scored[-1]["epoch"],
         "map50": scored[-1]["map50"],
         "map50_95": scored[-1].get("map50_95"),
@@ -219,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours", type=Path, default=REPO_ROOT / recipe.train.out_dir, help="our run folder")
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "var" / "bench-ultralytics")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--rescore", action="store_true", help="score the last run kept in --work again; train nothing"
+    )
     args = parser.parse_args(argv)
     if args.cache == "False":
         args.cache = False
@@ -230,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     aset = read_dataset(data_root() / "annotations", class_names=recipe.data.classes)
     train, val = apply_split(aset, read_split(args.split))
-    data_yaml = prepare(work, train, val)
-    theirs = run_ultralytics(args, work, data_yaml, val)
+    if args.rescore:
+        theirs = load_previous(work)
+    else:
+        theirs = run_ultralytics(args, work, prepare(work, train, val), val)
     theirs_scored = score(theirs.pop("predictions"), val)
     ours = ours_at(args.ours, args.epochs, args.batch)
     our_params = sum(
@@ -258,6 +279,16 @@ def main(argv: list[str] | None = None) -> int:
             f"| ours (YOLO-n, epoch {ours['epoch']}) | {our_params / 1e6:.2f}M | {ours['img_s']:.1f} "
             f"| {ours['map50']:.3f} "
             f"| {ours['map50_95']:.3f} | - |"
+        )
+    rows = [("Ultralytics YOLOv8n", theirs_scored["ap50"])]
+    if ours is not None and ours["ap50"]:
+        rows.append((f"ours (epoch {ours['epoch']})", ours["ap50"]))
+    print("\nAP50 per class (pycocotools)\n")
+    print("| model | " + " | ".join(val.class_names) + " |")
+    print("|---|" + "---:|" * len(val.class_names))
+    for label, ap50 in rows:
+        print(
+            f"| {label} | " + " | ".join(f"{ap50.get(n, float('nan')):.3f}" for n in val.class_names) + " |"
         )
     if args.out:
         figures = {"ultralytics": {**theirs, **theirs_scored, "img_s": img_s}, "ours": ours}
