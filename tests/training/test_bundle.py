@@ -18,7 +18,7 @@ from training.config import ModelConfig
 from training.models.yolo.model import YoloConfig, build_yolo
 from training.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
 
-from .test_yolo import load_neu
+from .neu_samples import load_neu
 
 SIZE = 96
 TRAIN_NAMES = ("patches_1", "scratches_10", "inclusion_2", "crazing_1")
