@@ -17,7 +17,7 @@ Steps:
 
 Run from the repository root, e.g. ``.venv/bin/python bench/bench_ultralytics.py --epochs 60``.
 ``--rescore`` scores the run kept in ``--work`` again without training (the figures plus AP50 per class).
-A smoke run: ``--epochs 1 --fraction 0.012`` (16 training images).
+A smoke run: ``--epochs 1 --fraction 0.012`` (14 training images).
 """
 
 from __future__ import annotations
