@@ -162,9 +162,7 @@ def run_ultralytics(
     }
     env.pop("PYTHONPATH", None)
     subprocess.run([args.bench_python, str(driver), str(work / "job.json")], cwd=work, env=env, check=True)
-    summary = json.loads(Path(job["summary"]).read_text())
-    summary["predictions"] = json.loads(Path(job["predictions"]).read_text())
-    return summary
+    return load_previous(work)
 
 
 def load_previous(work: Path) -> dict[str, Any]:
@@ -203,10 +201,11 @@ def ours_at(run_dir: Path, epochs: int, batch: int) -> dict[str, Any] | None:
     scored = [r for r in rows if r.get("map50") is not None]
     if not rows or not scored:
         return None
-    train_images = json.loads(manifest.read_text())["split"]["train_images"]
+    manifest_data = json.loads(manifest.read_text())
+    train_images = manifest_data["split"]["train_images"]
     last = rows[-1]
     # Per-class AP50 only where the run's bundle was scored at that very epoch (its manifest's metrics).
-    bundle_metrics = json.loads(manifest.read_text()).get("metrics") or {}
+    bundle_metrics = manifest_data.get("metrics") or {}
     ap50 = None
     if bundle_metrics.get("epoch") == scored[-1]["epoch"]:
         ap50 = {name: c["ap50"] for name, c in bundle_metrics.get("per_class", {}).items()}

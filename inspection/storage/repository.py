@@ -14,6 +14,7 @@ Supported backends: SQLite and PostgreSQL (idempotent inserts use ``INSERT ... O
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -63,6 +64,14 @@ def _box(value: Any) -> Box:
 _CONVERTERS: dict[str, Any] = {"str": str, "int": int, "float": float, "Box": _box, "dict[str, Any]": dict}
 
 
+@functools.cache
+def _field_converters(cls: type) -> tuple[tuple[str, Any], ...]:
+    """``(field name, converter)`` for the fields of record class ``cls`` that have one; worked out once per
+    class, since records are built for every defect of every frame."""
+    pairs = ((f.name, _CONVERTERS.get(str(f.type).removesuffix(" | None"))) for f in fields(cls))
+    return tuple((name, convert) for name, convert in pairs if convert is not None)
+
+
 class _PlainRecord:
     """Base of the frozen record dataclasses: plain-value coercion and the spool's dict round trip.
 
@@ -73,11 +82,10 @@ class _PlainRecord:
     __slots__ = ()
 
     def __post_init__(self) -> None:
-        for f in fields(self):  # type: ignore[arg-type]
-            convert = _CONVERTERS.get(str(f.type).removesuffix(" | None"))
-            value = getattr(self, f.name)
-            if convert is not None and value is not None:
-                object.__setattr__(self, f.name, convert(value))
+        for name, convert in _field_converters(type(self)):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, convert(value))
         self._check()
 
     def _check(self) -> None:
