@@ -89,17 +89,34 @@ def _fmt(value: float | None) -> str:
 
 def render_markdown(result: AuditResult) -> str:
     """The report text; plots are referenced by the file names in :data:`PLOTS`."""
-    out = [f"# Dataset audit: {result.source or 'in-memory set'}", ""]
     verdict = "no errors" if result.ok else f"**{result.errors} errors**"
-    out += [
+    out = [
+        f"# Dataset audit: {result.source or 'in-memory set'}",
+        "",
         f"Format `{result.format}`: {result.images} images, {result.boxes} boxes, {verdict}, "
         f"{result.warnings} warnings.",
         "",
-        "## Classes",
-        "",
     ]
+    for section in (
+        _classes_section,
+        _box_sizes_section,
+        _boxes_per_image_section,
+        _label_mismatch_section,
+        _repeated_boxes_section,
+        _near_duplicates_section,
+        _problems_section,
+    ):
+        out += section(result)
+    return "\n".join(out)
+
+
+def _classes_section(result: AuditResult) -> list[str]:
+    out = ["## Classes", ""]
     out += _table(["class", "boxes"], [[n, c] for n, c in result.per_class.items()])
-    out += [f"![boxes per class]({PLOTS[0]})", "", "## Box sizes (pixels)", ""]
+    return out + [f"![boxes per class]({PLOTS[0]})", ""]
+
+
+def _box_sizes_section(result: AuditResult) -> list[str]:
     rows = []
     for scope, stats in [("all", result.box_stats["overall"]), *result.box_stats["per_class"].items()]:
         w, h, a = stats["width"], stats["height"], stats["area"]
@@ -112,21 +129,30 @@ def render_markdown(result: AuditResult) -> str:
                 _fmt(a.get("median")),
             ]
         )
+    out = ["## Box sizes (pixels)", ""]
     out += _table(
         ["class", "boxes", "w min", "w median", "w max", "h min", "h median", "h max", "area median"], rows
     )
-    out += [f"![box sizes]({PLOTS[1]})", "", "## Boxes per image", ""]
+    return out + [f"![box sizes]({PLOTS[1]})", ""]
+
+
+def _boxes_per_image_section(result: AuditResult) -> list[str]:
     bpi = result.boxes_per_image
-    out += [
+    out = [
+        "## Boxes per image",
+        "",
         f"Mean {bpi['mean']:.2f}, max {bpi['max']}; {bpi['images_without_boxes']} images without boxes.",
         "",
     ]
     out += _table(["boxes", "images"], [[k, v] for k, v in bpi["histogram"].items()])
-    out += [f"![boxes per image]({PLOTS[2]})", ""]
+    return out + [f"![boxes per image]({PLOTS[2]})", ""]
 
+
+def _label_mismatch_section(result: AuditResult) -> list[str]:
     mm = result.label_filename_mismatch
-    out += ["## Labels that differ from the file name's class", ""]
-    out += [
+    out = [
+        "## Labels that differ from the file name's class",
+        "",
         f"{mm['boxes']} boxes in {mm['files']} files "
         f"(of {mm['images_with_class_prefix']} named after a class). "
         "Not errors: labels come from the annotation, but worth a look.",
@@ -138,50 +164,51 @@ def render_markdown(result: AuditResult) -> str:
             ["image", "file class", "label", "boxes"],
             [[it["image"], it["file_class"], it["label"], it["count"]] for it in mm["items"]],
         )
+    return out
 
-    out += ["## Repeated boxes", ""]
-    if result.duplicate_boxes:
-        out += _table(
-            ["image", "label", "xyxy", "copies"],
-            [
-                [d["image"], d["label"], ", ".join(f"{v:g}" for v in d["xyxy"]), d["count"]]
-                for d in result.duplicate_boxes
-            ],
-        )
-    else:
-        out += ["None.", ""]
 
+def _repeated_boxes_section(result: AuditResult) -> list[str]:
+    if not result.duplicate_boxes:
+        return ["## Repeated boxes", "", "None.", ""]
+    return ["## Repeated boxes", ""] + _table(
+        ["image", "label", "xyxy", "copies"],
+        [
+            [d["image"], d["label"], ", ".join(f"{v:g}" for v in d["xyxy"]), d["count"]]
+            for d in result.duplicate_boxes
+        ],
+    )
+
+
+def _near_duplicates_section(result: AuditResult) -> list[str]:
     nd = result.near_duplicates
-    out += ["## Near-duplicate images", ""]
     if not nd:
-        out += ["Not checked.", ""]
-    else:
-        out += [
-            f"dHash distance <= {nd['max_distance']} confirmed by detail correlation >= "
-            f"{nd['min_correlation']}; {nd['hashed']} images hashed, {nd['candidates_rejected']} hash "
-            "candidates rejected as look-alikes.",
-            "",
-        ]
-        out += _pairs(["image", "image"], nd["within"], "None within the set.")
-        if nd.get("against"):
-            other = nd["against"]
-            out += [f"Against `{other['source']}` ({other['hashed']} images):", ""]
-            out += _pairs(
-                ["this set", "other set"], other["pairs"], "No image of this set appears in the other."
-            )
+        return ["## Near-duplicate images", "", "Not checked.", ""]
+    out = [
+        "## Near-duplicate images",
+        "",
+        f"dHash distance <= {nd['max_distance']} confirmed by detail correlation >= "
+        f"{nd['min_correlation']}; {nd['hashed']} images hashed, {nd['candidates_rejected']} hash "
+        "candidates rejected as look-alikes.",
+        "",
+    ]
+    out += _pairs(["image", "image"], nd["within"], "None within the set.")
+    if nd.get("against"):
+        other = nd["against"]
+        out += [f"Against `{other['source']}` ({other['hashed']} images):", ""]
+        out += _pairs(["this set", "other set"], other["pairs"], "No image of this set appears in the other.")
+    return out
 
-    out += ["## Problems", ""]
-    if result.problems:
-        out += _table(
-            ["severity", "file", "item", "field", "message"],
-            [
-                [p["severity"], Path(p["file"]).name, p["item"], p["field"], p["message"]]
-                for p in sorted(result.problems, key=lambda p: p["severity"] != "error")
-            ],
-        )
-    else:
-        out += ["None.", ""]
-    return "\n".join(out)
+
+def _problems_section(result: AuditResult) -> list[str]:
+    if not result.problems:
+        return ["## Problems", "", "None.", ""]
+    return ["## Problems", ""] + _table(
+        ["severity", "file", "item", "field", "message"],
+        [
+            [p["severity"], Path(p["file"]).name, p["item"], p["field"], p["message"]]
+            for p in sorted(result.problems, key=lambda p: p["severity"] != "error")
+        ],
+    )
 
 
 def write_report(result: AuditResult, aset: AnnotatedSet, out_dir: str | Path) -> Path:
