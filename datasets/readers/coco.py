@@ -64,7 +64,7 @@ def _categories(cats: object, file: str, log: ProblemLog) -> dict[object, str]:
     for i, cat in enumerate(cats):
         cid = cat.get("id") if isinstance(cat, dict) else None
         name = cat.get("name") if isinstance(cat, dict) else None
-        if not isinstance(cid, int | str) or isinstance(cid, bool) or not isinstance(name, str) or not name:
+        if not _is_id(cid) or not isinstance(name, str) or not name:
             log.error(file, f"categories[{i}]", "", "category needs an id and a name; skipped")
             continue
         if cid in out:
@@ -82,7 +82,7 @@ def _images(images: list, file: str, log: ProblemLog) -> dict[object, RawRecord]
             log.error(file, where, "", "image entry is not an object; skipped")
             continue
         iid, name = im.get("id"), im.get("file_name")
-        if not isinstance(iid, int | str) or isinstance(iid, bool):
+        if not _is_id(iid):
             log.error(file, where, "id", f"missing or unusable image id {str(iid)[:40]}; skipped")
             continue
         if not isinstance(name, str) or not name.strip():
@@ -108,12 +108,12 @@ def _annotations(
             log.error(file, where, "", "annotation is not an object; skipped")
             continue
         image_id = ann.get("image_id")
-        rec = images.get(image_id) if isinstance(image_id, int | str) else None
+        rec = images.get(image_id) if _is_id(image_id) else None
         if rec is None:
             log.error(file, where, "image_id", f"no image with id {str(image_id)[:40]}; annotation skipped")
             continue
         cat = ann.get("category_id")
-        label = categories.get(cat) if isinstance(cat, int | str) else None
+        label = categories.get(cat) if _is_id(cat) else None
         if label is None:
             log.error(
                 file, rec.item, f"{where}.category_id", f"unknown category {str(cat)[:40]}; box dropped"
@@ -130,3 +130,9 @@ def _annotations(
         rec.boxes.append(
             RawBox(x, y, x + w, y + h, label, field=f"{where}.bbox", label_field=f"{where}.category_id")
         )
+
+
+def _is_id(value: object) -> bool:
+    """COCO ids are integers (strings are tolerated); JSON ``true`` is not an id, though Python's
+    ``True == 1`` would find image 1 with it."""
+    return isinstance(value, int | str) and not isinstance(value, bool)

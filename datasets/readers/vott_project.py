@@ -23,7 +23,12 @@ from pathlib import Path
 
 from datasets.model import AnnotatedSet
 from datasets.problems import AnnotationError, Problem, ProblemLog
-from datasets.readers.vott_json import VIDEO_ASSET_TYPE, parse_asset_metadata, parse_tags
+from datasets.readers.vott_json import (
+    VIDEO_ASSET_TYPE,
+    parse_asset_metadata,
+    parse_tags,
+    report_repeated_assets,
+)
 from datasets.validate import RawRecord, build_set, load_json
 
 ASSET_SUFFIX = "-asset.json"
@@ -104,6 +109,7 @@ def _read_project(project_file: Path, log: ProblemLog) -> tuple[list[str] | None
             log.error(file, key, f"assets[{key!r}]", "asset is not an object; skipped")
             continue
         listed[key] = asset
+    report_repeated_assets(assets, file=file, log=log)
     return declared, listed
 
 
