@@ -3,7 +3,7 @@
 Runs ``python -m streamlit run dashboard/app.py --server.port N --server.headless true -- --db URL``
 in a child process and exits with its status. The config is checked first, so a bad file fails here
 with the key that is wrong. ``steel dashboard-hash-password`` prints a hash for the config's
-``auth.users``. Mounted by ``inspection.cli``; ``python -m dashboard.cli`` runs it alone.
+``auth.users``. Mounted by ``steel.cli``; ``python -m dashboard.cli`` runs it alone.
 """
 
 from __future__ import annotations
