@@ -90,11 +90,15 @@ def dashboard_command(
 
 @app.command("dashboard-hash-password")
 def hash_password_command() -> None:
-    """Print a password hash for the dashboard config's ``auth.users`` (the password is prompted)."""
+    """Print a password hash for the dashboard config's ``auth.users`` (the password is prompted).
+
+    The prompts go to the terminal (or stderr), so ``steel dashboard-hash-password > hash.txt`` keeps the
+    hash alone on stdout.
+    """
     from dashboard.auth import hash_password
 
-    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    typer.echo(hash_password(password))
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    typer.echo(hash_password(password))  # click re-prompts on an empty answer and aborts at end of input
 
 
 if __name__ == "__main__":
