@@ -31,7 +31,20 @@ out = Console(highlight=False, markup=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 MAX_SHOWN = 20  # problems listed in the human summary
 
-Format = enum.StrEnum("Format", [(name, name) for name in ("auto", *FORMATS)])
+
+class Format(enum.StrEnum):
+    """``--format`` choices: ``auto`` and every reader's name (checked against ``FORMATS`` below)."""
+
+    auto = "auto"
+    voc = "voc"
+    vott_json = "vott-json"
+    vott_project = "vott-project"
+    vott_csv = "vott-csv"
+    coco = "coco"
+
+
+if tuple(f.value for f in Format)[1:] != FORMATS:
+    raise ImportError(f"datasets.cli.Format lists other formats than the readers' {FORMATS}")
 
 PathArg = Annotated[
     Path,
@@ -269,7 +282,7 @@ def _print_problems(problems: list[dict[str, str]]) -> None:
     """Errors one per line (up to MAX_SHOWN); warnings counted by field (indices dropped), with an example."""
     errors = [p for p in problems if p["severity"] == "error"]
     for p in errors[:MAX_SHOWN]:
-        out.print(str(Problem(**p)), style="red")
+        out.print(str(Problem("error", p["file"], p["item"], p["field"], p["message"])), style="red")
     if len(errors) > MAX_SHOWN:
         out.print(f"... {len(errors) - MAX_SHOWN} more errors (use --json or --report for all)", style="red")
     by_field: dict[str, list[dict[str, str]]] = {}

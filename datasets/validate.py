@@ -60,7 +60,7 @@ class RawRecord:
     file: str = ""  # the annotation file, when records of one set come from several files (VOC)
 
 
-class RepeatedKeyObject(dict):
+class RepeatedKeyObject(dict[str, object]):
     """A JSON object that held some key more than once: the first value is kept, later ones in ``repeated``.
 
     ``json`` keeps the *last* value of a repeated key without a word, so a VoTT export holding one asset

@@ -32,18 +32,14 @@ def read_coco(
     declared: list[str] | None = None
     records: list[RawRecord] = []
     ok, data = load_json(path, log)
-    if ok and not (
-        isinstance(data, dict)
-        and isinstance(data.get("images"), list)
-        and isinstance(data.get("annotations"), list)
-    ):
-        log.error(file, "", "", "not COCO: expected an object with 'images' and 'annotations' lists")
-    elif ok:
+    if ok and isinstance(data, dict) and _is_coco(data):
         categories = _categories(data.get("categories"), file, log)
         declared = list(dict.fromkeys(categories.values())) or None
         by_id = _images(data["images"], file, log)
         _annotations(data["annotations"], by_id, categories, file, log)
         records = list(by_id.values())
+    elif ok:
+        log.error(file, "", "", "not COCO: expected an object with 'images' and 'annotations' lists")
     return build_set(
         records,
         file=file,
@@ -74,7 +70,7 @@ def _categories(cats: object, file: str, log: ProblemLog) -> dict[object, str]:
     return out
 
 
-def _images(images: list, file: str, log: ProblemLog) -> dict[object, RawRecord]:
+def _images(images: list[object], file: str, log: ProblemLog) -> dict[object, RawRecord]:
     out: dict[object, RawRecord] = {}
     for i, im in enumerate(images):
         where = f"images[{i}]"
@@ -100,7 +96,11 @@ def _images(images: list, file: str, log: ProblemLog) -> dict[object, RawRecord]
 
 
 def _annotations(
-    anns: list, images: dict[object, RawRecord], categories: dict[object, str], file: str, log: ProblemLog
+    anns: list[object],
+    images: dict[object, RawRecord],
+    categories: dict[object, str],
+    file: str,
+    log: ProblemLog,
 ) -> None:
     for i, ann in enumerate(anns):
         where = f"annotations[{i}]"
@@ -130,6 +130,10 @@ def _annotations(
         rec.boxes.append(
             RawBox(x, y, x + w, y + h, label, field=f"{where}.bbox", label_field=f"{where}.category_id")
         )
+
+
+def _is_coco(data: dict[str, object]) -> bool:
+    return isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)
 
 
 def _is_id(value: object) -> bool:

@@ -60,7 +60,7 @@ def read_vott_json(
     ok, data = load_json(path, log)
     if ok and not isinstance(data, dict):
         log.error(file, "", "", f"top level is a JSON {type(data).__name__}, expected an object")
-    elif ok:
+    elif ok and isinstance(data, dict):  # (the second test only tells the type checker)
         declared = parse_tags(data.get("tags"), log, file)
         assets = data.get("assets")
         if not isinstance(assets, dict):
@@ -83,7 +83,7 @@ def read_vott_json(
     )
 
 
-def report_repeated_assets(assets: dict, *, file: str, log: ProblemLog) -> None:
+def report_repeated_assets(assets: dict[str, object], *, file: str, log: ProblemLog) -> None:
     """An error per asset id that the ``assets`` object holds more than once (the first entry is kept).
 
     Asset ids are VoTT's keys for images; a repeat is a hand edit or a bad merge of two exports, and
