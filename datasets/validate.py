@@ -64,26 +64,34 @@ class RepeatedKeyObject(dict[str, object]):
     """A JSON object that held some key more than once: the first value is kept, later ones in ``repeated``.
 
     ``json`` keeps the *last* value of a repeated key without a word, so a VoTT export holding one asset
-    id twice would lose a record silently. Readers look for this type where keys are ids (``assets``)
-    and report each repeat; :func:`load_json` itself cannot say where in the file an object lies.
+    id twice would lose a record silently. :func:`load_json` reports every repeat as an error naming
+    its JSON path, except in the objects a reader reports itself (``ids_at``: VoTT's ``assets``, whose
+    messages name the asset and both image names).
     """
 
     repeated: list[tuple[str, object]]
 
 
-def _object_keeping_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    repeats: list[tuple[str, object]] = []
-    for key, value in pairs:
-        if key in out:
-            repeats.append((key, value))
-        else:
-            out[key] = value
-    if not repeats:
-        return out
-    obj = RepeatedKeyObject(out)
-    obj.repeated = repeats
-    return obj
+class _RepeatTracker:
+    """The ``object_pairs_hook`` for :func:`json.loads`; remembers whether any object repeated a key."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, pairs: list[tuple[str, object]]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        repeats: list[tuple[str, object]] = []
+        for key, value in pairs:
+            if key in out:
+                repeats.append((key, value))
+            else:
+                out[key] = value
+        if not repeats:
+            return out
+        self.seen = True
+        obj = RepeatedKeyObject(out)
+        obj.repeated = repeats
+        return obj
 
 
 def repeated_keys(obj: object) -> list[tuple[str, object]]:
@@ -91,23 +99,44 @@ def repeated_keys(obj: object) -> list[tuple[str, object]]:
     return list(obj.repeated) if isinstance(obj, RepeatedKeyObject) else []
 
 
-def load_json(path: Path, log: ProblemLog) -> tuple[bool, object]:
+def _report_repeats(data: object, file: str, log: ProblemLog, ids_at: tuple[str, ...]) -> None:
+    """An error per repeated key, named by its JSON path (``images[3].id``); iterative, any depth."""
+    stack: list[tuple[str, object]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            if isinstance(value, RepeatedKeyObject) and where not in ids_at:
+                for key, _ in value.repeated:
+                    field = f"{where}.{key}" if where else key
+                    log.error(file, "", field, f"key {key!r} appears more than once; the first value is used")
+            stack.extend((f"{where}.{k}" if where else k, v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+
+
+def load_json(path: Path, log: ProblemLog, *, ids_at: tuple[str, ...] = ()) -> tuple[bool, object]:
     """``(True, data)`` for a well-formed UTF-8 JSON file, else ``(False, None)`` and a "malformed" error.
 
-    Objects with a repeated key keep its first value (see :class:`RepeatedKeyObject`).
+    A key repeated in an object keeps its first value and is an error (see :class:`RepeatedKeyObject`);
+    ``ids_at`` names top-level objects whose repeats the caller reports itself.
     """
     try:
         raw = path.read_bytes()
     except OSError as exc:
         log.error(str(path), "", "", f"cannot read: {exc.strerror or exc}")
         return False, None
+    tracker = _RepeatTracker()
     try:
-        return True, json.loads(raw, object_pairs_hook=_object_keeping_repeats)
+        data = json.loads(raw, object_pairs_hook=tracker)
     except json.JSONDecodeError as exc:
         log.error(str(path), "", "", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        return False, None
     except (ValueError, RecursionError) as exc:  # bad UTF-8, huge integers, absurd nesting
         log.error(str(path), "", "", f"malformed JSON: {exc}")
-    return False, None
+        return False, None
+    if tracker.seen:
+        _report_repeats(data, str(path), log, ids_at)
+    return True, data
 
 
 def number(

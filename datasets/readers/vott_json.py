@@ -57,7 +57,7 @@ def read_vott_json(
     search_dirs = [images_dir, path.parent, path.parent / "images", path.parent.parent / "images"]
     records: list[RawRecord] = []
     declared: list[str] | None = None
-    ok, data = load_json(path, log)
+    ok, data = load_json(path, log, ids_at=("assets",))
     if ok and not isinstance(data, dict):
         log.error(file, "", "", f"top level is a JSON {type(data).__name__}, expected an object")
     elif ok and isinstance(data, dict):  # (the second test only tells the type checker)

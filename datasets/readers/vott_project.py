@@ -94,7 +94,7 @@ def _read_project(
 ) -> tuple[list[str] | None, dict[str, dict[str, object]]]:
     """The project's tag names and its ``assets`` (id → IAsset); problems name the ``.vott`` file."""
     file = str(project_file)
-    ok, data = load_json(project_file, log)
+    ok, data = load_json(project_file, log, ids_at=("assets",))
     if not ok:
         return None, {}
     if not isinstance(data, dict):

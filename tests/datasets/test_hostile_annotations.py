@@ -156,3 +156,26 @@ def test_a_json_boolean_is_not_a_coco_id(neu_root, tmp_path, field):
     assert aset.num_boxes == boxes - 1
     (error,) = [p for p in aset.problems if p.severity == "error"]
     assert error.field.endswith(field) and "True" in error.message
+
+
+def test_a_key_repeated_inside_a_coco_annotation_is_an_error_naming_its_path(neu_root, tmp_path):
+    path, data = _neu_coco(neu_root, tmp_path)
+    text = json.dumps(data)
+    first = json.dumps(data["annotations"][0])
+    assert text.count(first) == 1
+    repeated = first[:-1] + ', "category_id": 5}'  # a hand edit: the second value would win in json
+    path.write_text(text.replace(first, repeated))
+    aset = read_dataset(path, images_dir=neu_root / "images")
+    (error,) = [p for p in aset.problems if p.severity == "error"]
+    assert (error.file, error.field) == (str(path), "annotations[0].category_id")
+    assert "appears more than once" in error.message
+    assert aset.num_boxes == len(data["annotations"])  # the first value is used, the box kept
+
+
+def test_a_key_repeated_inside_a_vott_region_is_an_error(neu_root, tmp_path):
+    path, _ = _export_with_typo_tag(neu_root, tmp_path)
+    text = path.read_text().replace('"tags": ["crazng"]', '"tags": ["crazing"], "tags": ["crazng"]', 1)
+    path.write_text(text)
+    aset = read_dataset(path, images_dir=neu_root / "images")
+    (error,) = [p for p in aset.problems if p.severity == "error"]
+    assert error.field.endswith(".regions[0].tags") and error.field.startswith("assets.")
