@@ -15,8 +15,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
-from collections.abc import Mapping
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1  # OWASP's minimum for scrypt; ~50 ms per check
 _KEY_BYTES = 32
@@ -86,6 +91,102 @@ def authenticate(users: Mapping[str, str], username: str, password: str) -> bool
     return verify_password(password, encoded)
 
 
+@dataclass(slots=True)
+class _Failures:
+    count: int = 0
+    last: float = 0.0  # clock time of the latest failure
+
+
+class LoginThrottle:
+    """Exponential back-off on failed sign-ins, per user name and per client address.
+
+    After ``free`` failures a key (``user:NAME`` or ``addr:IP``) must wait ``base_s * 2**k`` seconds
+    (capped at ``max_s``) after its latest failure before the next attempt is even checked; a success
+    clears the user's and the address's count, and a count is forgotten ``forget_s`` after its latest
+    failure. At most ``max_keys`` keys are kept (the stalest go first), so guessing with random names
+    cannot grow memory. Shared by every session of the server; the clock is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        *,
+        user_free: int = 3,
+        address_free: int = 10,
+        base_s: float = 1.0,
+        max_s: float = 300.0,
+        forget_s: float = 3600.0,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free = {"user": user_free, "addr": address_free}
+        self.base_s, self.max_s, self.forget_s, self.max_keys = base_s, max_s, forget_s, max_keys
+        self.clock = clock
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _keys(user: str, address: str | None) -> list[str]:
+        return [f"user:{user}"] + ([f"addr:{address}"] if address else [])
+
+    def _wait(self, key: str, now: float) -> float:
+        entry = self._failures.get(key)
+        if entry is None or now - entry.last >= self.forget_s:
+            return 0.0
+        over = entry.count - self.free[key.split(":", 1)[0]]
+        if over < 0:
+            return 0.0
+        delay = min(self.max_s, self.base_s * 2.0 ** min(over, 64))
+        return max(0.0, entry.last + delay - now)
+
+    def retry_after(self, user: str, address: str | None) -> float:
+        """Seconds before ``user`` from ``address`` may try again (0: now)."""
+        with self._lock:
+            now = self.clock()
+            return max(self._wait(key, now) for key in self._keys(user, address))
+
+    def failed(self, user: str, address: str | None) -> None:
+        with self._lock:
+            now = self.clock()
+            for key in self._keys(user, address):
+                entry = self._failures.pop(key, None) or _Failures()
+                if now - entry.last >= self.forget_s:
+                    entry.count = 0
+                entry.count += 1
+                entry.last = now
+                self._failures[key] = entry  # most recent last
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
+
+    def succeeded(self, user: str, address: str | None) -> None:
+        with self._lock:
+            for key in self._keys(user, address):
+                self._failures.pop(key, None)
+
+
+LOGIN_THROTTLE = LoginThrottle()
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAttempt:
+    signed_in: bool
+    checked: bool  # False: refused by the throttle, the password was not even looked at
+    wait_s: float  # before the next attempt is checked
+
+
+def attempt_login(
+    users: Mapping[str, str], username: str, password: str, address: str | None, throttle: LoginThrottle
+) -> LoginAttempt:
+    """One sign-in attempt through the throttle (a throttled one is refused unchecked)."""
+    wait = throttle.retry_after(username, address)
+    if wait > 0:
+        return LoginAttempt(signed_in=False, checked=False, wait_s=wait)
+    if authenticate(users, username, password):
+        throttle.succeeded(username, address)
+        return LoginAttempt(signed_in=True, checked=True, wait_s=0.0)
+    throttle.failed(username, address)
+    return LoginAttempt(signed_in=False, checked=True, wait_s=throttle.retry_after(username, address))
+
+
 def require_login(users: Mapping[str, str]) -> str:
     """Show a login form until someone logs in; returns the user name. Stops the script meanwhile."""
     import streamlit as st  # here, so hashing (config validation, the CLI) does not load Streamlit
@@ -103,9 +204,14 @@ def require_login(users: Mapping[str, str]) -> str:
         password = st.text_input("Password", type="password", key="auth_password")
         submitted = st.form_submit_button("Sign in")
     if submitted:
-        if authenticate(users, name.strip(), password):
+        address = st.context.ip_address  # None where unknown (tests); the user's count still applies
+        attempt = attempt_login(users, name.strip(), password, address, LOGIN_THROTTLE)
+        if attempt.signed_in:
             st.session_state[_SESSION_USER] = name.strip()
             st.rerun()
-        st.error("Unknown user or wrong password.")
+        if attempt.checked:
+            st.error("Unknown user or wrong password.")
+        if attempt.wait_s > 0:
+            st.warning(f"Too many failed sign-ins: try again in {math.ceil(attempt.wait_s)} s.")
     st.stop()
     raise AssertionError("unreachable")  # st.stop() raises

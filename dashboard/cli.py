@@ -1,13 +1,16 @@
 """``steel dashboard``: start the Streamlit QA dashboard on the daemon's database.
 
-Runs ``python -m streamlit run dashboard/app.py --server.port N --server.headless true -- --db URL``
-in a child process and exits with its status. The config is checked first, so a bad file fails here
-with the key that is wrong. ``steel dashboard-hash-password`` prints a hash for the config's
-``auth.users``. Mounted by ``inspection.cli``; ``python -m dashboard.cli`` runs it alone.
+Checks the config (a bad file fails here with the key that is wrong), then *replaces itself* (exec)
+with ``python -m streamlit run dashboard/app.py --server.port N --server.address 127.0.0.1 ... -- --db
+URL``: the process a service manager started is the server, so ``kill -TERM`` (or ``-KILL``) stops it
+and no orphan keeps the port. It listens on 127.0.0.1 unless ``--address`` opens it up (with a
+warning when login is off). ``steel dashboard-hash-password`` prints a hash for the config's
+``auth.users``. Mounted by ``steel.cli``; ``python -m dashboard.cli`` runs it alone.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -18,12 +21,13 @@ import typer
 
 APP_PATH = Path(__file__).resolve().with_name("app.py")
 DEFAULT_PORT = 8501
+DEFAULT_ADDRESS = "127.0.0.1"  # this machine only; `--address 0.0.0.0` opens it to the network
 
 app = typer.Typer(help="QA dashboard", no_args_is_help=True, add_completion=False)
 
 
 def streamlit_command(
-    *, db_url: str, port: int, config: Path | None = None, address: str | None = None
+    *, db_url: str, port: int, config: Path | None = None, address: str = DEFAULT_ADDRESS
 ) -> tuple[list[str], dict[str, str]]:
     """The command line and extra environment that start the dashboard.
 
@@ -35,9 +39,7 @@ def streamlit_command(
         "--server.port", str(port), "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
     ]  # fmt: skip
-    if address:
-        cmd += ["--server.address", address]
-    cmd.append("--")
+    cmd += ["--server.address", address, "--"]
     env: dict[str, str] = {}
     from sqlalchemy.engine import make_url
 
@@ -61,8 +63,12 @@ def dashboard_command(
         Path | None, typer.Option("--config", exists=True, dir_okay=False, help="Dashboard YAML config.")
     ] = None,
     address: Annotated[
-        str | None, typer.Option("--address", help="Interface to listen on (Streamlit's default: all).")
-    ] = None,
+        str,
+        typer.Option(
+            "--address",
+            help="Interface to listen on: 127.0.0.1 (this machine only) unless opened up, e.g. 0.0.0.0.",
+        ),
+    ] = DEFAULT_ADDRESS,
     print_command: Annotated[
         bool, typer.Option("--print-command", help="Print the command instead of running it.")
     ] = False,
@@ -77,24 +83,44 @@ def dashboard_command(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     cmd, env = streamlit_command(db_url=cfg.db_url, port=port, config=config, address=address)
+    if not cfg.auth.enabled and not is_local_address(address):
+        typer.echo(
+            f"warning: login is off and the dashboard listens on {address}: anyone who reaches port {port} "
+            "uses it without signing in (turn on auth in the config, or keep the default 127.0.0.1)",
+            err=True,
+        )
     if print_command:
         typer.echo(subprocess.list2cmdline(cmd))
         return
-    typer.echo(f"Dashboard on http://localhost:{port}/ (Ctrl+C stops it)", err=True)
+    host = "localhost" if is_local_address(address) else address
+    typer.echo(f"Dashboard on http://{host}:{port}/ (Ctrl+C stops it)", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec, not a child: signals reach the server itself and nothing is left behind when it stops
+    os.execve(cmd[0], cmd, {**os.environ, **env})
+
+
+def is_local_address(address: str) -> bool:
+    """Whether ``address`` (an IP or host name) is this machine's loopback, unreachable from others."""
+    if address.strip().lower() == "localhost":
+        return True
     try:
-        code = subprocess.call(cmd, env={**os.environ, **env})
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: assume it is reachable
 
 
 @app.command("dashboard-hash-password")
 def hash_password_command() -> None:
-    """Print a password hash for the dashboard config's ``auth.users`` (the password is prompted)."""
+    """Print a password hash for the dashboard config's ``auth.users`` (the password is prompted).
+
+    The prompts go to the terminal (or stderr), so ``steel dashboard-hash-password > hash.txt`` keeps the
+    hash alone on stdout.
+    """
     from dashboard.auth import hash_password
 
-    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    typer.echo(hash_password(password))
+    password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+    typer.echo(hash_password(password))  # click re-prompts on an empty answer and aborts at end of input
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from dashboard import queries
 from dashboard.config import DashboardConfig
 from dashboard.filters import FilterOptions, Filters
-from datasets.settings import REPO_ROOT
+from dashboard.media import confined_media_path, media_roots
 from inspection.paths import live_frame_path
 from inspection.storage.db import make_engine
 
@@ -121,24 +121,10 @@ def _sqlite_folder(url: str) -> Path | None:
 
 
 def media_path(ctx: PageContext, stored: str | None) -> Path | None:
-    """The file a stored ``crop_path``/``image_path`` names, or None when there is none on disk.
-
-    Relative paths are tried against ``media_root``, then the SQLite database's folder, then the current
-    directory and the repository (where the daemon usually runs: its paths are relative to its own).
-    """
-    if not stored:
-        return None
-    path = Path(stored).expanduser()
-    if path.is_absolute():
-        return path if path.is_file() else None
-    bases: list[Path] = []
-    if ctx.config.media_root:
-        bases.append(Path(ctx.config.media_root).expanduser())
-    db_folder = _sqlite_folder(ctx.db_url)
-    if db_folder is not None:
-        bases.append(db_folder)
-    bases += [Path.cwd(), REPO_ROOT]
-    for base in bases:
-        if (base / path).is_file():
-            return base / path
-    return None
+    """The file a stored ``crop_path``/``image_path`` names, or None when there is none on disk or it
+    lies outside the media roots (see :mod:`dashboard.media`: ``media_root``, else the SQLite database's
+    folder, the current directory and the repository)."""
+    roots = media_roots(
+        media_root=ctx.config.media_root, live_dir=ctx.config.live_dir, db_folder=_sqlite_folder(ctx.db_url)
+    )
+    return confined_media_path(stored, roots)

@@ -31,7 +31,20 @@ out = Console(highlight=False, markup=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 MAX_SHOWN = 20  # problems listed in the human summary
 
-Format = enum.StrEnum("Format", [(name, name) for name in ("auto", *FORMATS)])
+
+class Format(enum.StrEnum):
+    """``--format`` choices: ``auto`` and every reader's name (checked against ``FORMATS`` below)."""
+
+    auto = "auto"
+    voc = "voc"
+    vott_json = "vott-json"
+    vott_project = "vott-project"
+    vott_csv = "vott-csv"
+    coco = "coco"
+
+
+if tuple(f.value for f in Format)[1:] != FORMATS:
+    raise ImportError(f"datasets.cli.Format lists other formats than the readers' {FORMATS}")
 
 PathArg = Annotated[
     Path,
@@ -49,6 +62,30 @@ ImagesOpt = Annotated[
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first annotation error.")]
 
 
+def _parse_classes(value: str | None) -> list[str] | None:
+    """``--classes a,b,c`` as a list of distinct, non-empty names (None when not given)."""
+    if value is None:
+        return None
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise typer.BadParameter(f"{value!r} has an empty class name", param_hint="--classes")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise typer.BadParameter(f"{', '.join(repeated)} given more than once", param_hint="--classes")
+    return names
+
+
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--classes",
+        metavar="NAME,NAME,...",
+        help="The allowed class names (as in a training config's data.classes); any other label is an "
+        "error naming file, asset and label. Default: the file's own tags/categories.",
+    ),
+]
+
+
 class AnnotationFailure(Exception):
     """Raised by :func:`_read` after reporting; commands turn it into exit 1."""
 
@@ -57,7 +94,14 @@ class AnnotationFailure(Exception):
         self.problem = exc.problem
 
 
-def _read(path: Path, fmt: Format, images: Path | None, strict: bool, hint: str = "PATH") -> AnnotatedSet:
+def _read(
+    path: Path,
+    fmt: Format,
+    images: Path | None,
+    strict: bool,
+    hint: str = "PATH",
+    classes: list[str] | None = None,
+) -> AnnotatedSet:
     """Read a set, turning a format that cannot be told into a usage error (exit 2) and a strict
     failure into exit 1 with the problem on stderr."""
     name = fmt.value
@@ -70,7 +114,7 @@ def _read(path: Path, fmt: Format, images: Path | None, strict: bool, hint: str 
             ) from None
     err.print(f"reading {path} as {name}", style="dim")
     try:
-        return read_dataset(path, format=name, images_dir=images, strict=strict)
+        return read_dataset(path, format=name, images_dir=images, class_names=classes, strict=strict)
     except AnnotationError as exc:
         err.print(str(exc.problem), style="red")
         raise AnnotationFailure(exc) from None
@@ -92,14 +136,20 @@ def audit_command(
         Path | None, typer.Option("--report", file_okay=False, help="Write report.md and plots here.")
     ] = None,
     strict: StrictOpt = False,
+    classes: ClassesOpt = None,
     near_dup_distance: Annotated[
         int, typer.Option("--near-dup-distance", min=0, max=64, help="dHash bits that make a near-duplicate.")
     ] = DEFAULT_NEAR_DUP_DISTANCE,
 ) -> None:
     """Count, check and describe an annotated set; exit 1 when it has errors."""
+    class_names = _parse_classes(classes)
     try:
-        aset = _read(path, format, images, strict)
-        other = _read(against, Format.auto, None, False, "--against") if against is not None else None
+        aset = _read(path, format, images, strict, classes=class_names)
+        other = (
+            _read(against, Format.auto, None, False, "--against", classes=class_names)
+            if against is not None
+            else None
+        )
     except AnnotationFailure as exc:
         if as_json:
             fatal = {"images": None, "boxes": None, "per_class": None, "errors": 1, "fatal": str(exc)}
@@ -138,10 +188,12 @@ def split_command(
     ] = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Same seed and images, same split.")] = 0,
     strict: StrictOpt = False,
+    classes: ClassesOpt = None,
 ) -> None:
     """Write a reproducible train/val split stratified by class, with each image's content hash."""
+    class_names = _parse_classes(classes)
     try:
-        aset = _read(path, format, images, strict)
+        aset = _read(path, format, images, strict, classes=class_names)
     except AnnotationFailure:
         raise typer.Exit(1) from None
     errors = [p for p in aset.problems if p.severity == "error"]
@@ -230,7 +282,7 @@ def _print_problems(problems: list[dict[str, str]]) -> None:
     """Errors one per line (up to MAX_SHOWN); warnings counted by field (indices dropped), with an example."""
     errors = [p for p in problems if p["severity"] == "error"]
     for p in errors[:MAX_SHOWN]:
-        out.print(str(Problem(**p)), style="red")
+        out.print(str(Problem("error", p["file"], p["item"], p["field"], p["message"])), style="red")
     if len(errors) > MAX_SHOWN:
         out.print(f"... {len(errors) - MAX_SHOWN} more errors (use --json or --report for all)", style="red")
     by_field: dict[str, list[dict[str, str]]] = {}

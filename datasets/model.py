@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datasets.problems import Problem
+
 NEU_DET_CLASSES: tuple[str, ...] = (
     "crazing",
     "inclusion",
@@ -85,7 +87,7 @@ class AnnotatedSet:
 
     images: list[ImageRecord]
     class_names: tuple[str, ...]
-    problems: list = field(default_factory=list)  # list[datasets.problems.Problem]
+    problems: list[Problem] = field(default_factory=list)
     source: str = ""
     format: str = ""
 

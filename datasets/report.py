@@ -7,6 +7,7 @@ and no display needed, so reports can be written from the CLI, tests or a headle
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -73,7 +74,7 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return lines + [""]
 
 
-def _pairs(names: list[str], pairs: list[dict], empty: str) -> list[str]:
+def _pairs(names: list[str], pairs: list[dict[str, Any]], empty: str) -> list[str]:
     if not pairs:
         return [empty, ""]
     rows = [

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 M = TypeVar("M", bound=BaseModel)
@@ -35,7 +36,7 @@ def data_root() -> Path:
     return (REPO_ROOT.parent / "shared" / "datasets" / "neu-det").resolve()
 
 
-def _describe(err: dict[str, Any], prefix: str) -> str:
+def _describe(err: ErrorDetails, prefix: str) -> str:
     path = ".".join(str(p) for p in (prefix, *err.get("loc", ())) if p != "")
     value = err.get("input")
     msg = err.get("msg", "invalid")

@@ -50,7 +50,7 @@ def class_index(class_names: Sequence[str]) -> dict[str, int]:
     return index
 
 
-class DetectionDataset(Dataset):
+class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
     """Images and boxes of ``records`` resized to ``image_size`` x ``image_size``.
 
     Args:

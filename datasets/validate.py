@@ -18,6 +18,7 @@ them to :func:`build_set`. The rules below are therefore the same for VOC, VoTT 
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -27,6 +28,8 @@ from pathlib import Path
 from datasets.images import UnreadableImageError, inspect_image, resolve_image
 from datasets.model import NEU_DET_CLASSES, AnnotatedSet, Box, ImageRecord, Origin
 from datasets.problems import ProblemLog
+
+LOOK_ALIKE_RATIO = 0.85  # difflib ratio: 'crazng' vs 'crazing' is 0.92, 'patches' vs 'scratches' 0.75
 
 
 @dataclass(slots=True)
@@ -57,20 +60,83 @@ class RawRecord:
     file: str = ""  # the annotation file, when records of one set come from several files (VOC)
 
 
-def load_json(path: Path, log: ProblemLog) -> tuple[bool, object]:
-    """``(True, data)`` for a well-formed UTF-8 JSON file, else ``(False, None)`` and a "malformed" error."""
+class RepeatedKeyObject(dict[str, object]):
+    """A JSON object that held some key more than once: the first value is kept, later ones in ``repeated``.
+
+    ``json`` keeps the *last* value of a repeated key without a word, so a VoTT export holding one asset
+    id twice would lose a record silently. :func:`load_json` reports every repeat as an error naming
+    its JSON path, except in the objects a reader reports itself (``ids_at``: VoTT's ``assets``, whose
+    messages name the asset and both image names).
+    """
+
+    repeated: list[tuple[str, object]]
+
+
+class _RepeatTracker:
+    """The ``object_pairs_hook`` for :func:`json.loads`; remembers whether any object repeated a key."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, pairs: list[tuple[str, object]]) -> dict[str, object]:
+        out: dict[str, object] = {}
+        repeats: list[tuple[str, object]] = []
+        for key, value in pairs:
+            if key in out:
+                repeats.append((key, value))
+            else:
+                out[key] = value
+        if not repeats:
+            return out
+        self.seen = True
+        obj = RepeatedKeyObject(out)
+        obj.repeated = repeats
+        return obj
+
+
+def repeated_keys(obj: object) -> list[tuple[str, object]]:
+    """The later ``(key, value)`` pairs of keys repeated in a JSON object read by :func:`load_json`."""
+    return list(obj.repeated) if isinstance(obj, RepeatedKeyObject) else []
+
+
+def _report_repeats(data: object, file: str, log: ProblemLog, ids_at: tuple[str, ...]) -> None:
+    """An error per repeated key, named by its JSON path (``images[3].id``); iterative, any depth."""
+    stack: list[tuple[str, object]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            if isinstance(value, RepeatedKeyObject) and where not in ids_at:
+                for key, _ in value.repeated:
+                    field = f"{where}.{key}" if where else key
+                    log.error(file, "", field, f"key {key!r} appears more than once; the first value is used")
+            stack.extend((f"{where}.{k}" if where else k, v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+
+
+def load_json(path: Path, log: ProblemLog, *, ids_at: tuple[str, ...] = ()) -> tuple[bool, object]:
+    """``(True, data)`` for a well-formed UTF-8 JSON file, else ``(False, None)`` and a "malformed" error.
+
+    A key repeated in an object keeps its first value and is an error (see :class:`RepeatedKeyObject`);
+    ``ids_at`` names top-level objects whose repeats the caller reports itself.
+    """
     try:
         raw = path.read_bytes()
     except OSError as exc:
         log.error(str(path), "", "", f"cannot read: {exc.strerror or exc}")
         return False, None
+    tracker = _RepeatTracker()
     try:
-        return True, json.loads(raw)
+        data = json.loads(raw, object_pairs_hook=tracker)
     except json.JSONDecodeError as exc:
         log.error(str(path), "", "", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        return False, None
     except (ValueError, RecursionError) as exc:  # bad UTF-8, huge integers, absurd nesting
         log.error(str(path), "", "", f"malformed JSON: {exc}")
-    return False, None
+        return False, None
+    if tracker.seen:
+        _report_repeats(data, str(path), log, ids_at)
+    return True, data
 
 
 def number(
@@ -198,6 +264,7 @@ def build_set(
         names = tuple(dict.fromkeys(class_names))
     else:
         names = choose_class_names((b.label for r in records for b in r.boxes), declared_names)
+        _warn_look_alike_names(names, file, log)
     known = set(names)
     images: list[ImageRecord] = []
     seen_names: dict[str, str] = {}
@@ -214,6 +281,23 @@ def build_set(
         seen_names[rec.name] = rec.item or rec.name
         images.append(_check_record(rec, rec_file, search_dirs, log, known))
     return AnnotatedSet(images=images, class_names=names, problems=log.problems, source=source, format=format)
+
+
+def _warn_look_alike_names(names: Sequence[str], file: str, log: ProblemLog) -> None:
+    """A warning for each pair of class names one typo apart (``crazng`` beside ``crazing``).
+
+    Without a configured class list the file decides the classes, so a mistyped tag would become a
+    class of its own; only a configured list (``--classes``, ``data.classes``) makes it an error.
+    """
+    for i, name in enumerate(names):
+        for other in difflib.get_close_matches(name, names[i + 1 :], n=3, cutoff=LOOK_ALIKE_RATIO):
+            log.warning(
+                file,
+                "",
+                "class names",
+                f"classes {name!r} and {other!r} look alike (a typo?); pass the class list to make "
+                "unknown labels errors",
+            )
 
 
 def _check_record(

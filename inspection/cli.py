@@ -1,11 +1,14 @@
-"""The ``steel`` command: one entry point, sub-commands from each package. Heavy modules (torch, the
-daemon, Streamlit) are imported inside the commands, so ``steel data audit`` starts fast."""
+"""The ``steel`` commands of the layers up to the line: data, training, inspect, retrain, models.
+
+The ``steel`` entry point (:mod:`steel.cli`) adds the dashboard's commands on top; this module must not
+import ``dashboard`` (it stands above inspection). ``python -m inspection.cli`` runs these commands
+alone (torchrun starts ``-m inspection.cli train``). Heavy modules (torch, the daemon) are imported
+inside the commands, so ``steel data audit`` starts fast."""
 
 from __future__ import annotations
 
 import typer
 
-from dashboard.cli import app as dashboard_app
 from datasets.cli import app as data_app
 from inspection.inspect_cli import inspect_command
 from inspection.retrain.cli import models_app, retrain_command
@@ -15,7 +18,6 @@ app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, 
 app.add_typer(data_app, name="data", help="Dataset tools: audit, split")
 app.registered_commands.extend(training_app.registered_commands)
 app.command("inspect")(inspect_command)
-app.registered_commands.extend(dashboard_app.registered_commands)
 app.command("retrain")(retrain_command)
 app.add_typer(models_app, name="models", help="Model registry: list, show, activate (promote or roll back)")
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from datasets.model import AnnotatedSet
 from datasets.readers.detect import FORMATS, detect_format
+
+if TYPE_CHECKING:  # the readers themselves are imported when a format needs them
+    from datasets.readers.voc import VocConvention
 
 __all__ = ["FORMATS", "detect_format", "read_dataset"]
 
@@ -23,7 +27,7 @@ def read_dataset(
     images_dir: Path | str | None = None,
     class_names: Sequence[str] | None = None,
     strict: bool = False,
-    voc_convention: str = "auto",
+    voc_convention: VocConvention = "auto",
 ) -> AnnotatedSet:
     """Read annotations in any supported format.
 
@@ -44,25 +48,26 @@ def read_dataset(
     """
     if format == "auto":
         format = detect_format(path)
-    common = {"images_dir": images_dir, "class_names": class_names, "strict": strict}
     if format == "voc":
         from datasets.readers.voc import read_voc
 
-        return read_voc(path, convention=voc_convention, **common)  # type: ignore[arg-type]
+        return read_voc(
+            path, convention=voc_convention, images_dir=images_dir, class_names=class_names, strict=strict
+        )
     if format == "vott-json":
         from datasets.readers.vott_json import read_vott_json
 
-        return read_vott_json(path, **common)
+        return read_vott_json(path, images_dir=images_dir, class_names=class_names, strict=strict)
     if format == "vott-project":
         from datasets.readers.vott_project import read_vott_project
 
-        return read_vott_project(path, **common)
+        return read_vott_project(path, images_dir=images_dir, class_names=class_names, strict=strict)
     if format == "vott-csv":
         from datasets.readers.vott_csv import read_vott_csv
 
-        return read_vott_csv(path, **common)
+        return read_vott_csv(path, images_dir=images_dir, class_names=class_names, strict=strict)
     if format == "coco":
         from datasets.readers.coco import read_coco
 
-        return read_coco(path, **common)
+        return read_coco(path, images_dir=images_dir, class_names=class_names, strict=strict)
     raise ValueError(f"unknown annotation format {format!r}; expected 'auto' or one of {FORMATS}")

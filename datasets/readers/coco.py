@@ -32,18 +32,14 @@ def read_coco(
     declared: list[str] | None = None
     records: list[RawRecord] = []
     ok, data = load_json(path, log)
-    if ok and not (
-        isinstance(data, dict)
-        and isinstance(data.get("images"), list)
-        and isinstance(data.get("annotations"), list)
-    ):
-        log.error(file, "", "", "not COCO: expected an object with 'images' and 'annotations' lists")
-    elif ok:
+    if ok and isinstance(data, dict) and _is_coco(data):
         categories = _categories(data.get("categories"), file, log)
         declared = list(dict.fromkeys(categories.values())) or None
         by_id = _images(data["images"], file, log)
         _annotations(data["annotations"], by_id, categories, file, log)
         records = list(by_id.values())
+    elif ok:
+        log.error(file, "", "", "not COCO: expected an object with 'images' and 'annotations' lists")
     return build_set(
         records,
         file=file,
@@ -64,7 +60,7 @@ def _categories(cats: object, file: str, log: ProblemLog) -> dict[object, str]:
     for i, cat in enumerate(cats):
         cid = cat.get("id") if isinstance(cat, dict) else None
         name = cat.get("name") if isinstance(cat, dict) else None
-        if not isinstance(cid, int | str) or isinstance(cid, bool) or not isinstance(name, str) or not name:
+        if not _is_id(cid) or not isinstance(name, str) or not name:
             log.error(file, f"categories[{i}]", "", "category needs an id and a name; skipped")
             continue
         if cid in out:
@@ -74,7 +70,7 @@ def _categories(cats: object, file: str, log: ProblemLog) -> dict[object, str]:
     return out
 
 
-def _images(images: list, file: str, log: ProblemLog) -> dict[object, RawRecord]:
+def _images(images: list[object], file: str, log: ProblemLog) -> dict[object, RawRecord]:
     out: dict[object, RawRecord] = {}
     for i, im in enumerate(images):
         where = f"images[{i}]"
@@ -82,7 +78,7 @@ def _images(images: list, file: str, log: ProblemLog) -> dict[object, RawRecord]
             log.error(file, where, "", "image entry is not an object; skipped")
             continue
         iid, name = im.get("id"), im.get("file_name")
-        if not isinstance(iid, int | str) or isinstance(iid, bool):
+        if not _is_id(iid):
             log.error(file, where, "id", f"missing or unusable image id {str(iid)[:40]}; skipped")
             continue
         if not isinstance(name, str) or not name.strip():
@@ -100,7 +96,11 @@ def _images(images: list, file: str, log: ProblemLog) -> dict[object, RawRecord]
 
 
 def _annotations(
-    anns: list, images: dict[object, RawRecord], categories: dict[object, str], file: str, log: ProblemLog
+    anns: list[object],
+    images: dict[object, RawRecord],
+    categories: dict[object, str],
+    file: str,
+    log: ProblemLog,
 ) -> None:
     for i, ann in enumerate(anns):
         where = f"annotations[{i}]"
@@ -108,12 +108,12 @@ def _annotations(
             log.error(file, where, "", "annotation is not an object; skipped")
             continue
         image_id = ann.get("image_id")
-        rec = images.get(image_id) if isinstance(image_id, int | str) else None
+        rec = images.get(image_id) if _is_id(image_id) else None
         if rec is None:
             log.error(file, where, "image_id", f"no image with id {str(image_id)[:40]}; annotation skipped")
             continue
         cat = ann.get("category_id")
-        label = categories.get(cat) if isinstance(cat, int | str) else None
+        label = categories.get(cat) if _is_id(cat) else None
         if label is None:
             log.error(
                 file, rec.item, f"{where}.category_id", f"unknown category {str(cat)[:40]}; box dropped"
@@ -130,3 +130,13 @@ def _annotations(
         rec.boxes.append(
             RawBox(x, y, x + w, y + h, label, field=f"{where}.bbox", label_field=f"{where}.category_id")
         )
+
+
+def _is_coco(data: dict[str, object]) -> bool:
+    return isinstance(data.get("images"), list) and isinstance(data.get("annotations"), list)
+
+
+def _is_id(value: object) -> bool:
+    """COCO ids are integers (strings are tolerated); JSON ``true`` is not an id, though Python's
+    ``True == 1`` would find image 1 with it."""
+    return isinstance(value, int | str) and not isinstance(value, bool)

@@ -14,6 +14,7 @@ without an image extension (174 NEU-DET files) is completed from the image folde
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 from xml.etree.ElementTree import Element, ParseError
@@ -60,7 +61,7 @@ def read_voc(
     path: Path | str,
     *,
     images_dir: Path | str | None = None,
-    class_names: tuple[str, ...] | list[str] | None = None,
+    class_names: Sequence[str] | None = None,
     strict: bool = False,
     convention: VocConvention = "auto",
 ) -> AnnotatedSet:

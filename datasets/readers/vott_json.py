@@ -20,7 +20,15 @@ from pathlib import Path
 from datasets.model import AnnotatedSet
 from datasets.problems import AnnotationError, Problem, ProblemLog
 from datasets.readers.detect import export_file_in
-from datasets.validate import RawBox, RawRecord, build_set, image_size_value, load_json, number
+from datasets.validate import (
+    RawBox,
+    RawRecord,
+    build_set,
+    image_size_value,
+    load_json,
+    number,
+    repeated_keys,
+)
 
 _BOX_TYPES = ("RECTANGLE", "SQUARE")
 _SHAPE_TYPES = ("POLYGON", "POLYLINE")
@@ -49,10 +57,10 @@ def read_vott_json(
     search_dirs = [images_dir, path.parent, path.parent / "images", path.parent.parent / "images"]
     records: list[RawRecord] = []
     declared: list[str] | None = None
-    ok, data = load_json(path, log)
+    ok, data = load_json(path, log, ids_at=("assets",))
     if ok and not isinstance(data, dict):
         log.error(file, "", "", f"top level is a JSON {type(data).__name__}, expected an object")
-    elif ok:
+    elif ok and isinstance(data, dict):  # (the second test only tells the type checker)
         declared = parse_tags(data.get("tags"), log, file)
         assets = data.get("assets")
         if not isinstance(assets, dict):
@@ -62,6 +70,7 @@ def read_vott_json(
                 rec = parse_asset_metadata(meta, key=key, file=file, log=log)
                 if rec is not None:
                     records.append(rec)
+            report_repeated_assets(assets, file=file, log=log)
     return build_set(
         records,
         file=file,
@@ -72,6 +81,33 @@ def read_vott_json(
         source=file,
         format="vott-json",
     )
+
+
+def report_repeated_assets(assets: dict[str, object], *, file: str, log: ProblemLog) -> None:
+    """An error per asset id that the ``assets`` object holds more than once (the first entry is kept).
+
+    Asset ids are VoTT's keys for images; a repeat is a hand edit or a bad merge of two exports, and
+    JSON would otherwise keep the last entry and drop the first without a word.
+    """
+    for key, later in repeated_keys(assets):
+        first = _asset_name(assets[key])
+        item = f"{key} ({_asset_name(later)})"
+        log.error(
+            file,
+            item,
+            f"assets[{key!r}]",
+            f"asset id {key!r} appears more than once (first for {first}); this entry skipped",
+        )
+
+
+def _asset_name(meta: object) -> str:
+    """The image name of an export entry (``{asset: {name}}``) or a project asset (``{name}``)."""
+    if isinstance(meta, dict):
+        inner = meta.get("asset", meta)
+        name = inner.get("name") if isinstance(inner, dict) else None
+        if isinstance(name, str) and name:
+            return name[:80]
+    return "an entry without a name"
 
 
 def parse_tags(tags: object, log: ProblemLog, file: str) -> list[str] | None:

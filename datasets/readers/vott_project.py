@@ -23,7 +23,12 @@ from pathlib import Path
 
 from datasets.model import AnnotatedSet
 from datasets.problems import AnnotationError, Problem, ProblemLog
-from datasets.readers.vott_json import VIDEO_ASSET_TYPE, parse_asset_metadata, parse_tags
+from datasets.readers.vott_json import (
+    VIDEO_ASSET_TYPE,
+    parse_asset_metadata,
+    parse_tags,
+    report_repeated_assets,
+)
 from datasets.validate import RawRecord, build_set, load_json
 
 ASSET_SUFFIX = "-asset.json"
@@ -49,7 +54,7 @@ def read_vott_project(
     log = ProblemLog(strict=strict)
     project_file = _project_file(path, folder, log)
     declared: list[str] | None = None
-    listed: dict[str, dict] = {}
+    listed: dict[str, dict[str, object]] = {}
     if project_file is not None:
         declared, listed = _read_project(project_file, log)
     asset_files = {p.name[: -len(ASSET_SUFFIX)]: p for p in sorted(folder.glob("*" + ASSET_SUFFIX))}
@@ -84,10 +89,12 @@ def _project_file(path: Path, folder: Path, log: ProblemLog) -> Path | None:
     return found[0]
 
 
-def _read_project(project_file: Path, log: ProblemLog) -> tuple[list[str] | None, dict[str, dict]]:
+def _read_project(
+    project_file: Path, log: ProblemLog
+) -> tuple[list[str] | None, dict[str, dict[str, object]]]:
     """The project's tag names and its ``assets`` (id → IAsset); problems name the ``.vott`` file."""
     file = str(project_file)
-    ok, data = load_json(project_file, log)
+    ok, data = load_json(project_file, log, ids_at=("assets",))
     if not ok:
         return None, {}
     if not isinstance(data, dict):
@@ -98,17 +105,22 @@ def _read_project(project_file: Path, log: ProblemLog) -> tuple[list[str] | None
     if not isinstance(assets, dict):
         log.error(file, "", "assets", "not an object of {asset id: asset}; ignored")
         return declared, {}
-    listed: dict[str, dict] = {}
+    listed: dict[str, dict[str, object]] = {}
     for key, asset in assets.items():
         if not isinstance(asset, dict):
             log.error(file, key, f"assets[{key!r}]", "asset is not an object; skipped")
             continue
         listed[key] = asset
+    report_repeated_assets(assets, file=file, log=log)
     return declared, listed
 
 
 def _record_for(
-    asset_id: str, asset_file: Path | None, listed: dict | None, project_file: str, log: ProblemLog
+    asset_id: str,
+    asset_file: Path | None,
+    listed: dict[str, object] | None,
+    project_file: str,
+    log: ProblemLog,
 ) -> RawRecord | None:
     """The record for one asset id, from its ``-asset.json`` or, when it has none, from the project entry."""
     if asset_file is not None:

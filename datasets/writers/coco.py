@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from datasets.model import AnnotatedSet
 
 
-def coco_dict(aset: AnnotatedSet) -> dict:
+def coco_dict(aset: AnnotatedSet) -> dict[str, Any]:
     """The set as a COCO detection dictionary (``images``, ``annotations``, ``categories``)."""
     cat_ids = {name: i + 1 for i, name in enumerate(aset.class_names)}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, im in enumerate(aset.images, start=1):
         images.append({"id": image_id, "file_name": im.name, "width": im.width, "height": im.height})
         for box in im.boxes:

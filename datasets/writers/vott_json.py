@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from datasets.images import unsafe_name_reason
@@ -39,7 +40,7 @@ def asset_id_for(im: ImageRecord) -> str:
     return im.asset_id or hashlib.md5(im.name.encode("utf-8")).hexdigest()
 
 
-def _regions(im: ImageRecord, asset_id: str) -> list[dict]:
+def _regions(im: ImageRecord, asset_id: str) -> list[dict[str, Any]]:
     groups: list[tuple[Box, list[str]]] = []
     for box in im.boxes:
         for first, tags in groups:
@@ -74,10 +75,10 @@ def _file_url(path: Path) -> str:
 
 def vott_export_dict(
     aset: AnnotatedSet, *, project_name: str, image_paths: dict[str, Path] | None = None
-) -> dict:
+) -> dict[str, Any]:
     """The export as a dictionary; ``image_paths`` overrides where ``asset.path`` points (copied images)."""
     known = set(aset.class_names)
-    assets: dict[str, dict] = {}
+    assets: dict[str, dict[str, Any]] = {}
     for im in aset.images:
         bad = [b.label for b in im.boxes if b.label not in known]
         if bad:

@@ -66,6 +66,19 @@ def _crop(image: Path, xyxy: tuple[float, float, float, float], out: Path) -> tu
         return im.size
 
 
+def _kept_frame(image: Path, media: Path) -> Path:
+    """A copy of ``image`` in ``frames/`` beside ``media``, as the daemon keeps frames beside crops.
+
+    The dashboard shows only files inside its media roots (the database's folder by default), so the
+    seeded rows must point there, not into the dataset folder.
+    """
+    kept = media.parent / "frames" / image.name
+    if not kept.exists():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image, kept)
+    return kept
+
+
 def seed_database(
     url: str, *, images: list[Path], media: Path, single_class: str | None = None, t0: datetime | None = None
 ) -> Seed:
@@ -142,7 +155,7 @@ def seed_database(
                     length_m=length,
                     model_version_id=models["v1" if at < t0 + timedelta(hours=24) else "v2"].id,
                     latency_ms=35.0 + k % 7,
-                    image_path=str(image) if k == n_frames - 1 else None,
+                    image_path=str(_kept_frame(image, media)) if k == n_frames - 1 else None,
                 )
                 if status == "ok":
                     burst = line == "L2" and k in (80, 81) and single_class is None
@@ -277,9 +290,9 @@ def seed(seed_template: tuple[Path, Seed]) -> Seed:
 
 @pytest.fixture
 def seeded_url(seed_template: tuple[Path, Seed], tmp_path: Path) -> str:
-    """A private copy of the seeded SQLite database (WAL checkpointed into the file by dispose)."""
-    target = tmp_path / "var" / "inspection.db"
-    target.parent.mkdir(parents=True)
+    """A private copy of the seeded SQLite database (WAL checkpointed into the file by dispose), in the
+    template's folder so that its crops and frames lie in the database's folder (a media root)."""
+    target = seed_template[0].parent / f"{tmp_path.name}.db"
     shutil.copyfile(seed_template[0], target)
     return default_sqlite_url(target)
 

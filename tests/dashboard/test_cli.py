@@ -82,3 +82,31 @@ def test_the_dashboard_never_imports_torch_or_model_code(seeded_url: str) -> Non
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "HEAVY []" in out.stdout, out.stdout[-2000:]
+
+
+def _hash_password_through_pipes(text: str) -> subprocess.CompletedProcess[str]:
+    """``python -m steel dashboard-hash-password`` with stdin and stdout pipes and no terminal at all
+    (a new session has none), as in ``... > hash.txt``."""
+    return subprocess.run(
+        [sys.executable, "-m", "steel", "dashboard-hash-password"],
+        input=text,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        start_new_session=True,
+        timeout=60,
+    )
+
+
+def test_hash_password_prints_only_the_hash_on_stdout_through_a_pipe() -> None:
+    result = _hash_password_through_pipes("pa55word\npa55word\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("scrypt$")
+    assert verify_password("pa55word", result.stdout.strip())
+    assert "Password" in result.stderr and "Repeat" in result.stderr  # the prompts, on stderr
+
+
+def test_hash_password_with_no_password_given_prints_nothing_on_stdout() -> None:
+    result = _hash_password_through_pipes("\n\n")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "Aborted" in result.stderr and "Traceback" not in result.stderr

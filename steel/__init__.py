@@ -1,0 +1,1 @@
+"""The ``steel`` command line, assembled above every layer (see :mod:`steel.cli`)."""
