@@ -9,6 +9,7 @@ from dashboard.cli import app as dashboard_app
 from datasets.cli import app as data_app
 from inspection.inspect_cli import inspect_command
 from inspection.retrain.cli import models_app, retrain_command
+from training.classical.cli import app as classic_app
 from training.cli import app as training_app
 
 app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, add_completion=False)
@@ -18,6 +19,7 @@ app.command("inspect")(inspect_command)
 app.registered_commands.extend(dashboard_app.registered_commands)
 app.command("retrain")(retrain_command)
 app.add_typer(models_app, name="models", help="Model registry: list, show, activate (promote or roll back)")
+app.add_typer(classic_app, name="classic", help="Classical texture baseline: train, eval, predict")
 
 if __name__ == "__main__":
     app()
