@@ -29,6 +29,7 @@ class TileRule(StrictModel):
     margin_px: int = Field(8, ge=0, le=256, description="clean tiles keep this far from every box")
     min_defect_cover: float = Field(0.5, gt=0, le=1, description="box-covered fraction of a defect tile")
     max_defect_per_image: int = Field(2, ge=0, description="defect tiles kept per image (evenly spread)")
+    max_clean_per_image: int = Field(4, ge=0, description="clean tiles kept per image (evenly spread)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ def _spread(items: list[Tile], keep: int) -> list[Tile]:
 
 
 def cut_tiles(boxes: tuple[Box, ...], width: int, height: int, rule: TileRule) -> list[Tile]:
-    """Every clean tile of the grid and up to ``rule.max_defect_per_image`` defect tiles, row-major."""
+    """Up to ``rule.max_clean_per_image`` clean and ``rule.max_defect_per_image`` defect tiles, each kind
+    evenly spread over the grid's row-major order (so a few images cannot dominate either class)."""
     mask = box_mask(boxes, width, height)
     grown = mask
     if rule.margin_px:  # a tile is clean when no box pixel lies within margin_px of it
@@ -84,4 +86,4 @@ def cut_tiles(boxes: tuple[Box, ...], width: int, height: int, rule: TileRule) -
                 clean.append(Tile(x, y, t, CLEAN))
             elif mask[y : y + t, x : x + t].mean() >= rule.min_defect_cover:
                 defect.append(Tile(x, y, t, DEFECT))
-    return clean + _spread(defect, rule.max_defect_per_image)
+    return _spread(clean, rule.max_clean_per_image) + _spread(defect, rule.max_defect_per_image)
