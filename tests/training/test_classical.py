@@ -142,7 +142,7 @@ def test_train_eval_and_predict_commands_on_real_images(
     assert evaluated["accuracy"] == pytest.approx(np.trace(matrix) / matrix.sum(), abs=1e-4)
     assert evaluated["accuracy"] == trained["metrics"]["accuracy"]  # the bundle predicts what the fit did
     assert set(evaluated["per_class"]) == set(load_classic_bundle(out).model.class_names)
-    image = images / "scratches_1.jpg"
+    image = images / "scratches_10.jpg"
     predicted = _steel("classic", "predict", image, "--model", out, "--json")
     assert predicted["images"][0]["image"] == str(image)
     assert predicted["images"][0]["class"] in evaluated["per_class"]

@@ -20,15 +20,16 @@ def _metrics_table(metrics: dict[str, JsonValue]) -> Table:
 
 
 def _groups_table(ablation: JsonValue, reliance: JsonValue) -> Table:
-    table = Table(
-        "feature group", "val acc: only this group", "refit without it", "trained model, group muted"
-    )
-    groups = list((ablation or reliance or {}).keys()) if isinstance(ablation or reliance, dict) else []
-    for g in groups:
+    """Accuracy per feature group: refitted on it alone / without it (train only), and the trained model
+    with the group held at its training mean (train and eval)."""
+    refits = isinstance(ablation, dict)
+    heads = ["val acc: this group only", "refit without it"] if refits else []
+    table = Table("feature group", *heads, "trained model, group muted")
+    assert isinstance(reliance, dict)
+    for g, muted in reliance.items():
         row = ablation.get(g, {}) if isinstance(ablation, dict) else {}
         assert isinstance(row, dict)
-        muted = reliance.get(g) if isinstance(reliance, dict) else None
-        cells = [row.get("only"), row.get("without"), muted]
+        cells = [row.get("only"), row.get("without"), muted] if refits else [muted]
         table.add_row(g, *("-" if v is None else f"{v:.4f}" for v in cells))
     return table
 
