@@ -29,10 +29,6 @@ class Explanation:
     margin_by_group: dict[FeatureGroup, float]
     logit_by_group: dict[FeatureGroup, float]
 
-    def strongest(self) -> FeatureGroup:
-        """The group that pushed hardest towards the prediction."""
-        return max(self.margin_by_group, key=lambda g: self.margin_by_group[g])
-
 
 def explain_features(features: np.ndarray, model: LinearTextureModel) -> Explanation:
     """Explanation for one ``(F,)`` feature vector."""

@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from pydantic import JsonValue
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
 def classification_report(
     targets: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...]
-) -> dict[str, object]:
+) -> dict[str, JsonValue]:
     """``accuracy``, ``per_class`` ({name: support, precision, recall, f1}) and ``confusion_matrix``
     (``labels`` and ``matrix``: rows are the true class, columns the predicted one)."""
     labels = list(range(len(class_names)))
@@ -19,7 +20,7 @@ def classification_report(
     precision, recall, f1, support = precision_recall_fscore_support(
         targets, predicted, labels=labels, zero_division=0
     )
-    per_class = {
+    per_class: dict[str, JsonValue] = {
         name: {
             "support": int(support[k]),
             "precision": round(float(precision[k]), 4),
@@ -36,14 +37,16 @@ def classification_report(
     }
 
 
-def plot_confusion(matrix: list[list[int]], class_names: tuple[str, ...], path: Path, *, title: str) -> Path:
-    """Counts with row-normalised colour (true class per row) written to ``path``."""
+def plot_confusion(
+    targets: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...], path: Path, *, title: str
+) -> Path:
+    """The confusion matrix as counts with row-normalised colour (true class per row), written to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    counts = np.asarray(matrix, dtype=np.float64)
+    counts = confusion_matrix(targets, predicted, labels=list(range(len(class_names)))).astype(np.float64)
     rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(class_names)
     fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 2.0))

@@ -87,7 +87,8 @@ def train(
         targets = label_indices([s.label for s in samples], classes)
         sides.append((feature_matrix(samples, settings, desc=f"{name} features"), targets))
     model = fit_linear(*sides[0], settings=settings, class_names=classes, kind=kind, c=c)
-    metrics = classification_report(sides[1][1], model.predict(sides[1][0]), classes)
+    val_predicted = model.predict(sides[1][0])
+    metrics = classification_report(sides[1][1], val_predicted, classes)
     report: dict[str, JsonValue] = {
         "metrics": {"split": "val", "samples": len(sides[1][1]), "images": len(val_set.images), **metrics},
         "ablation": ablation(sides[0], sides[1], settings=settings, class_names=classes, kind=kind, c=c),
@@ -104,9 +105,7 @@ def train(
     if task == "defect-tile":
         report["tile_rule"] = rule.model_dump(mode="json")
     save_classic_bundle(out, model, task=task, version=version, report=report)
-    plot_confusion(
-        metrics["confusion_matrix"]["matrix"], classes, out / CONFUSION_PNG, title=f"{version} (val)"
-    )
+    plot_confusion(sides[1][1], val_predicted, classes, out / CONFUSION_PNG, title=f"{version} (val)")
     return {"model": version, "bundle": str(out), "task": task, **report}
 
 
@@ -128,10 +127,12 @@ def evaluate(source: DataSource, *, model_dir: Path, plots: Path | None = None) 
     samples = make_samples(val_set, task, tile_rule_of(bundle) if task == "defect-tile" else None)
     targets = label_indices([s.label for s in samples], bundle.model.class_names)
     features = feature_matrix(samples, bundle.model.settings, desc="features")
-    metrics = classification_report(targets, bundle.model.predict(features), bundle.model.class_names)
+    predicted = bundle.model.predict(features)
+    metrics = classification_report(targets, predicted, bundle.model.class_names)
     if plots is not None:
         plot_confusion(
-            metrics["confusion_matrix"]["matrix"],
+            targets,
+            predicted,
             bundle.model.class_names,
             plots / CONFUSION_PNG,
             title=bundle.version,
