@@ -147,3 +147,25 @@ def test_missing_and_malformed_manifests_are_clear_errors(tmp_path: Path, bundle
     (bundle_dir / MANIFEST).write_text("{not json")
     with pytest.raises(ClassicBundleError, match="manifest.json: unreadable JSON"):
         load_classic_bundle(bundle_dir)
+
+
+def test_predicting_from_a_bundle_needs_neither_torch_nor_scikit_learn() -> None:
+    """The dashboard explains crops with this package, so it must stay free of torch, training and sklearn."""
+    import subprocess
+    import sys
+
+    bundle = Path(__file__).resolve().parents[2] / "models" / "neu-classic"
+    script = (
+        "import sys, numpy as np\n"
+        "from datasets.texture.bundle import load_classic_bundle\n"
+        "from datasets.texture.explain import explain_crop\n"
+        f"b = load_classic_bundle({str(bundle)!r})\n"
+        "explain_crop(np.full((40, 50), 128, np.uint8), b.model)\n"
+        "banned = {'torch', 'training', 'sklearn', 'inspection'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & banned))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
