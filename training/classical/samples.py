@@ -62,6 +62,8 @@ def make_samples(aset: AnnotatedSet, task: Task, rule: TileRule | None = None) -
 
 def read_gray(path: Path) -> np.ndarray:
     """uint8 ``(H, W)``; an unreadable file is a ValueError naming it."""
+    if not path.is_file():  # checked first: OpenCV would also print its own warning
+        raise ValueError(f"{path}: no such image file")
     gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if gray is None:
         raise ValueError(f"{path}: cannot read this image")
