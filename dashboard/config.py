@@ -99,6 +99,9 @@ class DashboardConfig(StrictModel):
     """Where the daemon refreshes the annotated latest frame of each line (``<output.dir>/live``, files
     ``<line>.jpg``); relative like ``media_root``. Default: found beside the kept frame images or the
     SQLite database. The Live page falls back to the latest kept frame."""
+    explain_model: str | None = None
+    """Classical texture bundle (``models/neu-classic``) whose per-feature-group explanation the gallery's
+    enlarged view shows; relative paths from the working directory, then the repository. None: none."""
     page_size: int = Field(24, ge=1, le=200)
     csv_max_rows: int = Field(100_000, ge=1)
     coil_map_max_points: int = Field(20_000, ge=100)

@@ -12,6 +12,7 @@ import typer
 from datasets.cli import app as data_app
 from inspection.inspect_cli import inspect_command
 from inspection.retrain.cli import models_app, retrain_command
+from training.classical.cli import app as classic_app
 from training.cli import app as training_app
 
 app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, add_completion=False)
@@ -20,6 +21,7 @@ app.registered_commands.extend(training_app.registered_commands)
 app.command("inspect")(inspect_command)
 app.command("retrain")(retrain_command)
 app.add_typer(models_app, name="models", help="Model registry: list, show, activate (promote or roll back)")
+app.add_typer(classic_app, name="classic", help="Classical texture baseline: train, eval, predict")
 
 if __name__ == "__main__":
     app()

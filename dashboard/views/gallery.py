@@ -11,6 +11,7 @@ from dashboard import queries
 from dashboard.data import PageContext, context, media_path, q, query_engine
 from dashboard.images import draw_box, load_rgb, row_crop
 from dashboard.ui import csv_button, empty_state, fmt_int
+from dashboard.views.explain import explain_defect
 
 TITLE = "Gallery"
 SORT_LABELS = {
@@ -66,6 +67,7 @@ def show_defect(ctx: PageContext, defect_id: int) -> None:
 @st.dialog("Defect", width="large")
 def _enlarge(ctx: PageContext, defect_id: int) -> None:
     show_defect(ctx, defect_id)
+    explain_defect(ctx, defect_id)
 
 
 def defect_grid(ctx: PageContext, rows: pd.DataFrame, *, key: str) -> None:

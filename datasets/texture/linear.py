@@ -1,0 +1,66 @@
+"""The classical model at prediction time: a standard scaler and a linear classifier, in NumPy only.
+
+``logits = ((x - mean) / scale) @ coef.T + intercept``. Being linear, each logit splits exactly into one
+sum per feature group plus the intercept, which is what the explanation view shows. Binary models are
+stored with two rows (``[0, w]``, ``[0, b]``) so every task reads the same way; the softmax of those two
+logits is scikit-learn's logistic probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from datasets.texture.settings import FeatureGroup, FeatureSettings
+
+ClassifierKind = Literal["logistic-regression", "linear-svm"]
+
+
+@dataclass(frozen=True)
+class LinearTextureModel:
+    """Scaler statistics ``mean``/``scale`` ``(F,)``, ``coef`` ``(C, F)``, ``intercept`` ``(C,)``."""
+
+    settings: FeatureSettings
+    class_names: tuple[str, ...]
+    kind: ClassifierKind
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: np.ndarray
+
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        """``(N, F)`` or ``(F,)`` raw features -> the scaled values the coefficients multiply."""
+        return (features - self.mean) / self.scale
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """``(N, C)`` decision values for ``(N, F)`` features."""
+        return self.standardise(np.atleast_2d(features)) @ self.coef.T + self.intercept
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """``(N,)`` class indices."""
+        return np.argmax(self.logits(features), axis=1)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """``(N, C)`` softmax of the logits: probabilities for logistic regression, a ranking for an SVM."""
+        z = self.logits(features)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def group_contributions(self, features: np.ndarray) -> dict[FeatureGroup, np.ndarray]:
+        """For one ``(F,)`` vector: ``group -> (C,)`` share of each class's logit (they sum, with the
+        intercept, to :meth:`logits`)."""
+        weighted = self.coef * self.standardise(np.asarray(features, dtype=np.float64))[None, :]
+        return {g: weighted[:, a:b].sum(axis=1) for g, (a, b) in self.settings.layout().items()}
+
+    def without_groups(self, groups: set[FeatureGroup]) -> LinearTextureModel:
+        """The same model with ``groups`` held at their training mean (their coefficients zeroed): the
+        accuracy it keeps shows how much the trained model leans on those groups."""
+        coef = self.coef.copy()
+        for g, (a, b) in self.settings.layout().items():
+            if g in groups:
+                coef[:, a:b] = 0.0
+        return LinearTextureModel(
+            self.settings, self.class_names, self.kind, self.mean, self.scale, coef, self.intercept
+        )
