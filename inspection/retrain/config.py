@@ -48,7 +48,25 @@ class CollectConfig(StrictModel):
 class ReplayConfig(StrictModel):
     """Old data mixed into the challenger's training so it does not forget old classes."""
 
-    previous_snapshots: bool = True  # the snapshots of earlier finished runs join the training data
+    # Snapshots of earlier runs join the training data: those of promoted runs (unless a person dropped
+    # them: steel models snapshot drop) and of rejected runs a person accepted (steel models snapshot accept).
+    previous_snapshots: bool = True
+
+
+class CalibrationConfig(StrictModel):
+    """The challenger's per-class operating point, chosen before it is judged, never on the fixed set."""
+
+    target_recall: float = Field(0.9, gt=0, le=1)  # per class, on the calibration images
+    # A seeded sample of the base side held out of the challenger's training to calibrate on.
+    holdout_images: int = Field(60, ge=1)
+    seed: int = 0
+
+
+class RetentionConfig(StrictModel):
+    """What finished runs leave on disk (the database keeps every row)."""
+
+    keep_rejected_bundles: int = Field(3, ge=0)  # newest rejected challengers kept in the registry
+    keep_run_dirs: int = Field(5, ge=0)  # newest runs/run-<id>/ folders (training data links, checkpoints)
 
 
 class RecipeConfig(StrictModel):
@@ -64,6 +82,12 @@ class GatesConfig(StrictModel):
     require_better_on_new: bool = True  # on the new data's validation part
     # On the new data, the challenger's mAP@0.5 must exceed the champion's by more than this.
     min_new_gain: float = Field(0.0, ge=0, le=1)
+    # Fewer boxes than this of a class in the new data's validation part: that comparison is not significant.
+    min_new_boxes_per_class: int = Field(10, ge=1)
+    # At each model's per-class operating point on the fixed set: reject recall may fall by at most this...
+    max_reject_recall_drop: float = Field(0.05, ge=0, le=1)
+    # ... and false rejects (detections over no defect) may rise by at most this many per image.
+    max_false_reject_rise: float = Field(0.05, ge=0)
 
 
 class OutputConfig(StrictModel):
@@ -83,6 +107,8 @@ class RetrainConfig(StrictModel):
     champion_fallback: str | None = "models/neu-yolo-n"  # the champion when the database has none active
     nproc: int = Field(0, ge=0)  # torchrun processes for training; 0 = in this process
     gates: GatesConfig = GatesConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    retention: RetentionConfig = RetentionConfig()
     output: OutputConfig = OutputConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

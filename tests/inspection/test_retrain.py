@@ -36,20 +36,13 @@ from datasets.split import apply_split, read_split, verify_split
 from inspection.paths import raw_frame_path
 from inspection.retrain import job as retrain_job
 from inspection.retrain.cli import models_app, retrain_command
-from inspection.retrain.collect import (
-    ReviewRange,
-    VisibleDefect,
-    box_in_window,
-    collect_snapshot,
-    label_window,
-    load_snapshot,
-    place_window,
-)
+from inspection.retrain.collect import ReviewRange, collect_snapshot, load_snapshot
 from inspection.retrain.config import CollectConfig, GatesConfig, RetrainConfig, load_retrain_config
 from inspection.retrain.decide import SetScores, decide
 from inspection.retrain.evaluate import evaluate_bundle
 from inspection.retrain.merge import read_source
 from inspection.retrain.report import format_summary
+from inspection.retrain.windows import VisibleDefect, box_in_window, label_window, place_window
 from inspection.storage.db import default_sqlite_url, upgrade
 from inspection.storage.repository import DefectRecord, FrameRecord, Repository
 from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun, Review
@@ -78,9 +71,11 @@ def _one_thread():
 GATES = GatesConfig(max_map50_drop=0.02, max_class_ap50_drop=0.05, require_better_on_new=True)
 
 
-def scores(map50, ap50=None, false_alarms=0, images=10):
+def scores(map50, ap50=None, false_alarms=0, images=10, gt=None):
     per_class = ap50 if ap50 is not None else {"crazing": map50, "scratches": map50}
-    return SetScores(map50=map50, per_class_ap50=per_class, false_alarms=false_alarms, images=images)
+    return SetScores(
+        map50=map50, per_class_ap50=per_class, false_alarms=false_alarms, images=images, gt_per_class=gt or {}
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,8 +101,17 @@ def scores(map50, ap50=None, false_alarms=0, images=10):
         # new data of background only: fewer false alarms is better, more is not
         (scores(0.70), scores(0.70), scores(None, {}, 5), scores(None, {}, 1), True, "false alarms 5 -> 1"),
         (scores(0.70), scores(0.70), scores(None, {}, 1), scores(None, {}, 3), False, "not fewer"),
-        # no validation images in the new data: cannot show it is better
-        (scores(0.70), scores(0.70), None, None, False, "no new validation images"),
+        # no validation part in the new data (one coil): nothing to compare, said, not gated
+        (scores(0.70), scores(0.70), None, None, True, "no validation part"),
+        # a validation part of a handful of boxes: the comparison is not significant and does not decide
+        (
+            scores(0.70),
+            scores(0.70),
+            scores(0.40, images=3, gt={"crazing": 3}),
+            scores(0.10, images=3, gt={"crazing": 3}),
+            True,
+            "not significant: rests on boxes per class crazing 3 (needs 10",
+        ),
     ],
 )
 def test_decide_table(champ_fixed, chall_fixed, champ_new, chall_new, promote, needle):
@@ -120,7 +124,7 @@ def test_decide_table(champ_fixed, chall_fixed, champ_new, chall_new, promote, n
     )
     assert decision.promote is promote
     assert decision.reason.startswith("promoted" if promote else "rejected")
-    assert needle in decision.reason
+    assert needle in decision.reason or needle in " ".join(c.message for c in decision.checks)
     assert all(c.passed for c in decision.checks) is promote
 
 
@@ -151,7 +155,9 @@ def test_set_scores_from_eval_counts_false_alarms():
         "per_class": {"crazing": {"ap50": None, "ap": None, "gt": 0}},
         "confusion_matrix": [[0, 0], [4, 0]],  # background row: 4 predictions of crazing matched nothing
     }
-    assert SetScores.from_eval(summary) == SetScores(None, {"crazing": None}, false_alarms=4, images=3)
+    assert SetScores.from_eval(summary) == SetScores(
+        None, {"crazing": None}, false_alarms=4, images=3, gt_per_class={"crazing": 0}
+    )
 
 
 # ---------------------------------------------------------------- windows
@@ -321,6 +327,12 @@ class World:
             f"output.registry_dir={self.root / 'models' / 'registry'}",
             "recipe.overrides=[model.image_size=64, train.epochs=1, train.max_steps=2, train.batch_size=8, "
             "train.threads=1, train.ema.enabled=false, data.augment.enabled=false]",
+            "calibration.holdout_images=8",
+            # The seeded database holds a handful of boxes per class: let the new-data check decide on them.
+            "gates.min_new_boxes_per_class=1",
+            # The blind champion raises no alarm at all, so any working challenger "adds" false rejects;
+            # these tests are about the job's mechanics (the operating-point gate has its own tests).
+            "gates.max_false_reject_rise=1000",
             *extra,
         ]
         return load_retrain_config(REPO_ROOT / "configs" / "retrain.yaml", overrides)
@@ -532,7 +544,11 @@ def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
     config_file = world.root / "retrain.yaml"
     config_file.write_text(json.dumps(cfg.model_dump(mode="json")), encoding="utf-8")
     dry = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--dry-run", "--json"])
-    assert json.loads(dry.stdout) | {"champion_path": None} == {
+    planned = json.loads(dry.stdout)
+    assert planned["images"]["fixed_set"] == 24 and planned["images"]["calibration"] == 8
+    assert {k: planned[k] for k in planned if k not in ("images", "epochs", "estimate")} | {
+        "champion_path": None
+    } == {
         "high_water_review_id": 0,
         "newest_review_id": run.last_review_id,
         "new_reviews": {k: run.summary["reviews"][k] for k in ("confirmed", "relabelled", "rejected")},
@@ -543,8 +559,8 @@ def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
         "would_run": True,
     }
     result = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--json"])
-    assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == {"promoted": 0, "rejected": 3}[payload["status"]], result.output
     assert payload["run_id"] == run.id and payload["status"] in ("promoted", "rejected")
     assert payload["summary"]["training"]["resumed"] is True and payload["summary"]["training"]["epochs"] == 2
     (done,) = world.runs()
