@@ -345,6 +345,14 @@ def test_better_challenger_promoted_worse_one_rejected_rollback(world: World, mo
         runner.invoke(app, ["models", "show", "retrain-r2", "--db", world.db, "--json"]).stdout
     )
     assert shown["retrain_run"]["status"] == "rejected" and shown["retrain_run"]["reason"] == second.reason
+    # Every activation is a row: the world's first, run 1's promotion, the rollback by hand.
+    history = json.loads(runner.invoke(app, ["models", "history", "--db", world.db, "--json"]).stdout)
+    assert [(h["version"], h["previous_version"], h["kind"], h["actor"]) for h in history] == [
+        ("blind-v0", "retrain-r1", "manual", "qa"),
+        ("retrain-r1", "blind-v0", "retrain", "retrain run 1"),
+        ("blind-v0", None, "manual", None),
+    ]
+    assert history[1]["reason"] == first.reason
 
 
 class SimulatedKill(BaseException):
@@ -403,13 +411,19 @@ def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
     assert result.exit_code == {"promoted": 0, "rejected": 3}[payload["status"]], result.output
     assert payload["run_id"] == run.id and payload["status"] in ("promoted", "rejected")
     assert payload["summary"]["training"]["resumed"] is True and payload["summary"]["training"]["epochs"] == 2
+    assert "epoch 2/2" not in result.stderr  # stderr is not a terminal: no progress bars in cron mail
     (done,) = world.runs()
     assert done.id == run.id and done.status == payload["status"] and done.finished_at is not None
     assert world.versions() == ["blind-v0", f"retrain-r{run.id}"]  # exactly one challenger registered
     assert world.review_marks() == {run.id: run.last_review_id}  # every review counted once, by this run
     again = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--json"])
     assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "nothing-to-do"
-    assert len(world.runs()) == 1
+    assert again.exit_code == 4 and len(world.runs()) == 1
+    # The next dry run estimates from this run's measured training time.
+    estimate = json.loads(
+        CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--dry-run", "--json"]).stdout
+    )["estimate"]
+    assert estimate["training_seconds"] > 0 and estimate["basis"].startswith(f"run {run.id}: ")
 
 
 # ---------------------------------------------------------------- the daemon keeps what retraining cuts

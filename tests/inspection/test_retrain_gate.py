@@ -33,6 +33,7 @@ from inspection.sources.strip_sim import StripSimulator
 from inspection.storage.repository import finish_retrain_run, start_retrain_run
 from inspection.storage.retrain_store import newest_review_id
 from inspection.storage.schema import Frame, SnapshotDecision
+from tests.inspection.daemon_fixtures import model_bundle_fixture, swap_bundle_fixture  # noqa: F401
 from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
     CLASSES,
     SOURCE,
@@ -349,3 +350,119 @@ def test_frame_sources_of_a_strip_are_what_collection_rebuilds(world: World):
     assert strip_images_under(VAL_STRIP, (0, 0, 200, 200)) == [first.image]
     assert strip_images_under(VAL_STRIP, (0, 150, 200, 350)) == [first.image, second.image]
     assert strip_images_under("strip-sim:across=1,along=1,split=nope", (0, 0, 1, 1)) is None
+
+
+# ---------------------------------------------------------------- 4. thresholds inside the decision
+
+
+def shipped_copy(folder: Path, version: str, *, score: float, thresholds: dict | None = None):
+    """The shipped model under another version, with another alarm threshold (and a per-class operating
+    point as a retrain run records it, when given)."""
+    shutil.copytree(REPO_ROOT / "models" / "neu-yolo-n", folder / version)
+    manifest_file = folder / version / "manifest.json"
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
+    manifest["version"], manifest["thresholds"]["score"] = version, score
+    if thresholds is not None:
+        manifest["training"] = {"retrain": {"operating_point": {"thresholds": thresholds}}}
+    manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
+    return load_bundle(folder / version)
+
+
+def test_the_challenger_is_calibrated_then_judged_at_its_per_class_operating_point(tmp_path: Path):
+    import torch
+
+    from inspection.retrain.evaluate import score_bundle
+    from inspection.retrain.gate import judge
+    from inspection.retrain.merge import read_data
+    from inspection.retrain.operating import calibrate_thresholds, rejects_at
+
+    torch.set_num_threads(1)
+    cfg = RetrainConfig.model_validate(
+        {
+            "device": "cpu",
+            "fixed_set": {"side": "val", "max_images": 30},
+            "calibration": {"holdout_images": 30, "target_recall": 0.95},
+            "gates": {"require_better_on_new": False},
+        }
+    )
+    data = read_data(cfg.base, cfg.fixed_set, CLASSES, holdout_images=30)
+    # The line runs the shipped model at a conservative 0.7; the challenger has the very same weights.
+    champion = shipped_copy(tmp_path, "line-0.7", score=0.7)
+    challenger = shipped_copy(tmp_path, "challenger", score=0.25)
+    judged = judge(champion, challenger, fixed=data.fixed, calibration=data.holdout, new_val=[], cfg=cfg)
+
+    # Calibrated first: per class, the highest threshold still finding 95 % of the calibration boxes.
+    matched = score_bundle(challenger, data.holdout, device="cpu").matched
+    thresholds = calibrate_thresholds(matched, target_recall=0.95, fallback=dict.fromkeys(CLASSES, 0.25))
+    assert judged.challenger_thresholds == thresholds
+    for name, point in rejects_at(matched, thresholds).items():
+        m = matched.per_class[name]
+        higher = m.scores[m.caught & (m.scores > thresholds[name])]
+        assert point.recall is not None and point.recall >= 0.95
+        if higher.size:  # the next threshold up loses a box below the target
+            assert rejects_at(matched, {**thresholds, name: float(higher.min())})[name].recall < 0.95
+
+    # Same weights, same mAP: the mAP gates pass, and an mAP-only gate would promote ...
+    checks = {c.name: c for c in judged.decision.checks}
+    assert checks["fixed_map50"].passed and checks["fixed_map50"].champion == checks["fixed_map50"].challenger
+    assert all(c.passed for n, c in checks.items() if n.startswith("class_ap50:"))
+    scores = SetScores.from_eval({"map50": checks["fixed_map50"].champion, "per_class": {}})
+    assert decide(
+        champion_fixed=scores,
+        challenger_fixed=scores,
+        champion_new=None,
+        challenger_new=None,
+        gates=cfg.gates,
+    ).promote
+    # ... but at its operating point the challenger would throw out much more good steel: rejected, per class.
+    assert not judged.decision.promote and "false rejects per image" in judged.decision.reason
+    points = judged.operating_points
+    assert points["champion"]["thresholds"] == dict.fromkeys(CLASSES, 0.7)
+    fr = {role: sum(p["false_rejects"] for p in points[role]["fixed_set"].values()) for role in points}
+    assert fr["challenger"] > fr["champion"]
+
+    # A champion running that very operating point (recorded in its manifest by the run that made it):
+    # the same recall and false rejects per class, so the operating-point gates pass.
+    same_point = shipped_copy(tmp_path, "line-calibrated", score=0.7, thresholds=thresholds)
+    again = judge(same_point, challenger, fixed=data.fixed, calibration=data.holdout, new_val=[], cfg=cfg)
+    assert again.decision.promote, again.decision.reason
+    assert (
+        again.operating_points["champion"]["fixed_set"] == again.operating_points["challenger"]["fixed_set"]
+    )
+
+    # A line running a low threshold catches more: calibrated for 50 % recall, the challenger loses recall.
+    eager = shipped_copy(tmp_path, "line-0.05", score=0.05)
+    half = cfg.model_copy(update={"calibration": cfg.calibration.model_copy(update={"target_recall": 0.5})})
+    lower = judge(eager, challenger, fixed=data.fixed, calibration=data.holdout, new_val=[], cfg=half)
+    assert not lower.decision.promote and "reject recall" in lower.decision.reason
+
+
+# ---------------------------------------------------------------- 6. the daemon says which model it runs
+
+
+def test_the_daemon_logs_its_model_at_start_and_at_a_swap_and_lists_both(
+    tmp_path: Path, model_bundle, swap_bundle, caplog
+):
+    import logging
+
+    from inspection.daemon import Daemon
+    from tests.inspection.daemon_fixtures import daemon_config, strip_spec
+
+    cfg = daemon_config(tmp_path, source=strip_spec(across=1, along=4, line_rate=100000), bundle=model_bundle)
+    swapped: list[bool] = []
+
+    def pace(seconds: float) -> bool:  # the camera's line clock; the first tick swaps the model
+        if not swapped:
+            swapped.append(daemon.reload_model(str(swap_bundle.path)))
+        return False
+
+    daemon = Daemon(cfg, once=True, source_options={"wait": pace})
+    with caplog.at_level(logging.INFO, logger="steel.daemon"):
+        summary = daemon.run()
+    assert swapped == [True]
+    messages = [r.getMessage() for r in caplog.records if r.name == "steel.daemon"]
+    assert f"model at start: {model_bundle.version} ({model_bundle.path})" in messages
+    assert any(
+        m.startswith(f"model swapped: {model_bundle.version} -> {swap_bundle.version} (") for m in messages
+    )
+    assert summary.to_dict()["model_versions"] == [model_bundle.version, swap_bundle.version]
