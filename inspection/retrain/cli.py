@@ -79,7 +79,11 @@ def retrain_command(
     if dry_run:
         from inspection.retrain.status import retrain_status
 
-        typer.echo(json.dumps(retrain_status(cfg), indent=None if as_json else 2))
+        try:
+            status = retrain_status(cfg)
+        except (ValueError, OSError) as exc:  # a missing split file, an unreadable annotation folder...
+            raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+        typer.echo(json.dumps(status, indent=None if as_json else 2))
         return
     from inspection.retrain.job import RetrainBusyError, run_retrain
 

@@ -5,9 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from datasets.settings import StrictModel
+from datasets.settings import REPO_ROOT, StrictModel
+
+
+def project_file(path: str | None) -> str | None:
+    """A project file named relative to the checkout (split files, recipes) found from any working folder:
+    as given when it exists from here, else under the repository root."""
+    if path is None or Path(path).is_absolute() or Path(path).exists():
+        return path
+    candidate = REPO_ROOT / path
+    return str(candidate) if candidate.exists() else path
+
 
 AnnotationFormat = Literal["auto", "voc", "vott-json", "vott-project", "vott-csv", "coco"]
 
@@ -22,6 +32,11 @@ class DataSourceConfig(StrictModel):
     side: Literal["train", "val", "all"] = "train"  # "all": every image, no split file needed
     max_images: int | None = Field(None, ge=1)  # a seeded sample (a replay budget, or smoke tests)
     seed: int = 0
+
+    @field_validator("split_file")
+    @classmethod
+    def _split_file_found(cls, value: str | None) -> str | None:
+        return project_file(value)
 
     @model_validator(mode="after")
     def _side_needs_split(self) -> DataSourceConfig:
@@ -72,6 +87,11 @@ class RetentionConfig(StrictModel):
 class RecipeConfig(StrictModel):
     path: str = "configs/train/yolo_n.yaml"  # a training config (steel train)
     overrides: list[str] = Field(default_factory=list)  # key.path=value, as `steel train --set`
+
+    @field_validator("path")
+    @classmethod
+    def _recipe_found(cls, value: str) -> str:
+        return project_file(value) or value
 
 
 class GatesConfig(StrictModel):

@@ -287,22 +287,7 @@ def _record(
         gates=cfg.gates.model_dump(mode="json"),
         phase="finished",
     )
-    metrics = {
-        "split": "fixed",
-        **(judged.metrics["fixed"]["challenger"]),
-        "new_data": judged.metrics["new"].get("challenger"),
-        "retrain_run": plan.run_id,
-    }
-    retrain_info = {
-        "run_id": plan.run_id,
-        "fine_tuned_from": plan.fine_tune_from,
-        "snapshot_split_sha256": snapshot.stats["split_sha256"],
-        "reviews": summary["reviews"],
-        "operating_point": {
-            "thresholds": judged.challenger_thresholds,
-            "target_recall": cfg.calibration.target_recall,
-        },
-    }
+    metrics, retrain_info = _manifest_facts(cfg, plan, judged, snapshot, summary)
     target = Path(cfg.output.registry_dir) / version
     target.parent.mkdir(parents=True, exist_ok=True)
     manifest = publish_bundle(bundle_dir, target, version=version, metrics=metrics, retrain=retrain_info)
@@ -331,6 +316,29 @@ def _record(
     (run_dir / "train" / "last.pt").unlink(missing_ok=True)  # resume state, useless once decided
     log(format_summary(summary))
     return RetrainOutcome(status, plan.run_id, version, decision.reason, summary)
+
+
+def _manifest_facts(
+    cfg: RetrainConfig, plan: RunPlan, judged: Judgement, snapshot: Snapshot, summary: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The challenger manifest's ``metrics`` and ``training.retrain`` (its calibrated operating point too)."""
+    metrics = {
+        "split": "fixed",
+        **(judged.metrics["fixed"]["challenger"]),
+        "new_data": judged.metrics["new"].get("challenger"),
+        "retrain_run": plan.run_id,
+    }
+    retrain_info = {
+        "run_id": plan.run_id,
+        "fine_tuned_from": plan.fine_tune_from,
+        "snapshot_split_sha256": snapshot.stats["split_sha256"],
+        "reviews": summary["reviews"],
+        "operating_point": {
+            "thresholds": judged.challenger_thresholds,
+            "target_recall": cfg.calibration.target_recall,
+        },
+    }
+    return metrics, retrain_info
 
 
 def _previous_snapshots(

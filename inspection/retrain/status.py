@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from datasets.settings import load_config
 from inspection.retrain.collect import SNAPSHOT_MARKER, ReviewRange, verdict_counts
-from inspection.retrain.config import RetrainConfig
+from inspection.retrain.config import RetrainConfig, project_file
 from inspection.retrain.plan import reading, resolve_champion
 from inspection.storage import retrain_store as store
 from inspection.storage.db import upgrade
@@ -57,6 +57,27 @@ def _seconds_per_image_epoch(session: Session) -> tuple[float | None, str]:
     return None, "no finished run has trained yet: nothing measured to estimate from"
 
 
+def _champion_rate(champion_path: str | None) -> tuple[float | None, str]:
+    """Seconds per image and epoch of the champion's own training (its manifest), when it says enough."""
+    from datasets.split import SplitError, read_split
+    from training.bundle import read_manifest
+
+    if champion_path is None:
+        return None, "no finished run and no champion to estimate from"
+    manifest = read_manifest(champion_path)
+    training = manifest.get("training") or {}
+    data = (training.get("config") or {}).get("data") or {}
+    seconds, epochs, split_file = training.get("seconds"), training.get("epochs"), data.get("split_file")
+    if not (seconds and epochs and split_file) or data.get("subset"):
+        return None, "no finished run yet, and the champion's manifest does not say how long it trained"
+    try:
+        images = len(read_split(project_file(split_file) or split_file).train)
+    except SplitError:
+        return None, f"no finished run yet, and the champion's split file {split_file} is not here"
+    rate = float(seconds) / (float(epochs) * images)
+    return rate, f"the champion {manifest['version']}'s own training ({seconds:.0f} s, {epochs} epochs)"
+
+
 def _estimate(per_image_epoch: float | None, basis: str, images: int, epochs: int) -> dict[str, Any]:
     if per_image_epoch is None:
         return {"training_seconds": None, "basis": basis}
@@ -85,6 +106,8 @@ def retrain_status(cfg: RetrainConfig) -> dict[str, Any]:
             per_image_epoch, basis = _seconds_per_image_epoch(s)
     finally:
         repo.dispose()
+    if per_image_epoch is None:
+        per_image_epoch, basis = _champion_rate(path)
     base, holdout, fixed = _data_images(cfg)
     replayed = _snapshot_images(cfg, replay)
     new_train = round(new_defects * (1 - cfg.collect.val_fraction))
