@@ -466,3 +466,37 @@ def test_the_daemon_logs_its_model_at_start_and_at_a_swap_and_lists_both(
         m.startswith(f"model swapped: {model_bundle.version} -> {swap_bundle.version} (") for m in messages
     )
     assert summary.to_dict()["model_versions"] == [model_bundle.version, swap_bundle.version]
+
+
+def test_activation_history_and_snapshot_decisions_on_both_backends(db_url: str):
+    """The audit rows are written in the activation's own transaction, on SQLite and PostgreSQL alike."""
+    from inspection.storage.db import upgrade
+    from inspection.storage.model_history import activation_history
+    from inspection.storage.repository import Repository, register_model_version
+    from inspection.storage.retrain_store import record_snapshot_decision, replayable_run_ids
+
+    upgrade(db_url)
+    repo = Repository(db_url)
+    try:
+        with repo.transaction() as s:
+            for version in ("a", "b"):
+                register_model_version(s, {"version": version, "class_names": CLASSES}, None)
+            runs = [start_retrain_run(s).id for _ in range(3)]
+            for run_id, status in zip(runs, ("promoted", "rejected", "failed"), strict=True):
+                finish_retrain_run(s, run_id, status=status, decision_reason=status)
+        repo.activate_model("a", promoted_by="daemon", kind="daemon")
+        repo.activate_model("b", promoted_by="retrain run 1", note="better", kind="retrain")
+        repo.activate_model("b", promoted_by="someone")  # already active: no change, no row
+        with pytest.raises(ValueError, match="kind"):
+            repo.activate_model("a", kind="whim")
+        with repo.transaction() as s:
+            rows = [(a.version, a.previous_version, a.kind, a.actor) for a in activation_history(s)]
+            with pytest.raises(ValueError, match="only finished runs"):
+                record_snapshot_decision(s, runs[2], action="accept", by="qa", reason="x")
+            record_snapshot_decision(s, runs[0], action="drop", by="qa", reason="bad labels")
+            record_snapshot_decision(s, runs[1], action="accept", by="qa", reason="checked")
+            replayed = replayable_run_ids(s, before=runs[2] + 1)
+        assert rows == [("b", "a", "retrain", "retrain run 1"), ("a", None, "daemon", "daemon")]
+        assert repo.active_model().version == "b" and replayed == [runs[1]]
+    finally:
+        repo.dispose()
