@@ -27,7 +27,7 @@ EXPORT_NAME = "train-export.json"
 SPLIT_NAME = "split.json"
 
 
-def _read(cfg: DataSourceConfig, class_names: Sequence[str]) -> AnnotatedSet:
+def read_annotations(cfg: DataSourceConfig, class_names: Sequence[str]) -> AnnotatedSet:
     from datasets.readers import read_dataset
 
     path = Path(cfg.path) if cfg.path else data_root() / "annotations"
@@ -45,7 +45,7 @@ def read_source(
     (``aset``: the set already read from the same annotations)."""
     from datasets.split import apply_split, read_split
 
-    aset = aset if aset is not None else _read(cfg, class_names)
+    aset = aset if aset is not None else read_annotations(cfg, class_names)
     records = aset.images
     if cfg.side != "all":
         train, val = apply_split(aset, read_split(cfg.split_file))
@@ -53,14 +53,6 @@ def read_source(
     if cfg.max_images is not None and cfg.max_images < len(records):
         records = sorted(random.Random(cfg.seed).sample(records, cfg.max_images), key=lambda r: r.name)
     return list(records)
-
-
-def read_base_and_fixed(
-    base: DataSourceConfig, fixed: DataSourceConfig, class_names: Sequence[str]
-) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Both sets, reading annotations shared by the two (the usual case: two sides of one split) once."""
-    data = read_data(base, fixed, class_names, holdout_images=0)
-    return data.base, data.fixed
 
 
 @dataclass(frozen=True)
@@ -87,9 +79,9 @@ def read_data(
     holdout_seed: int = 0,
 ) -> DataSets:
     """Read base and fixed set once, hold out the calibration images, hash the whole fixed side."""
-    base_set = _read(base, class_names)
+    base_set = read_annotations(base, class_names)
     same = (base.path, base.format, base.images) == (fixed.path, fixed.format, fixed.images)
-    fixed_set = base_set if same else _read(fixed, class_names)
+    fixed_set = base_set if same else read_annotations(fixed, class_names)
     base_side = read_source(base.model_copy(update={"max_images": None}), class_names, aset=base_set)
     rng = random.Random(holdout_seed)
     holdout = sorted(rng.sample(base_side, min(holdout_images, len(base_side) // 2)), key=lambda r: r.name)

@@ -30,16 +30,16 @@ def _snapshot_images(cfg: RetrainConfig, run_ids: list[int]) -> int:
 
 def _data_images(cfg: RetrainConfig) -> tuple[int, int, int]:
     """``(base replayed, calibration holdout, fixed set)`` image counts, as the job would take them."""
-    from inspection.retrain.merge import _read, read_source
+    from inspection.retrain.merge import read_annotations, read_source
 
     base_side = len(
-        read_source(cfg.base.model_copy(update={"max_images": None}), [], aset=_read(cfg.base, []))
+        read_source(cfg.base.model_copy(update={"max_images": None}), [], aset=read_annotations(cfg.base, []))
     )
     holdout = min(cfg.calibration.holdout_images, base_side // 2)
     base = (
         base_side - holdout if cfg.base.max_images is None else min(cfg.base.max_images, base_side - holdout)
     )
-    fixed = len(read_source(cfg.fixed_set, [], aset=_read(cfg.fixed_set, [])))
+    fixed = len(read_source(cfg.fixed_set, [], aset=read_annotations(cfg.fixed_set, [])))
     return base, holdout, fixed
 
 
