@@ -129,9 +129,9 @@ def build_training_set(
     holdout: Sequence[ImageRecord] = (),
 ) -> MergedData:
     """Write the merged export and split into ``out_dir`` (replaced). ``previous`` oldest first: a later
-    snapshot's image replaces an earlier one of the same name (a frame reviewed again). Snapshot images
-    (cut before the fixed-set check existed, or re-encoded) are checked against ``guard`` again; the
-    calibration ``holdout`` never trains."""
+    snapshot's image replaces an earlier one of the same name (a frame reviewed again). Every image (base
+    ones too: another dataset may hold copies across its split; snapshots cut before the fixed-set check
+    existed) is checked against ``guard`` for near-duplicates; the calibration ``holdout`` never trains."""
     from datasets.dhash import read_gray
     from datasets.writers.vott_json import write_vott_json
 
@@ -145,8 +145,7 @@ def build_training_set(
     for origin, records in groups:
         for record in records:
             near = (
-                origin != "base"
-                and guard is not None
+                guard is not None
                 and record.path is not None
                 and guard.near_duplicate(read_gray(record.path)) is not None
             )
