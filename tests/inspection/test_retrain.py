@@ -274,6 +274,11 @@ def test_better_challenger_promoted_worse_one_rejected_rollback(world: World, mo
     assert run.summary["metrics"]["fixed"]["challenger"]["map50"] == pytest.approx(independent["map50"])
     assert run.summary["metrics"]["fixed"]["champion"]["map50"] == 0.0
     assert run.summary["data_added"]["boxes_per_class"]["scratches"] > 0
+    # The challenger was judged at per-class thresholds calibrated on held-out images, published with it.
+    point = run.summary["operating_points"]["challenger"]
+    assert set(point["thresholds"]) == set(CLASSES) and "held-out base images" in point["chosen_by"]
+    published = registered.manifest["training"]["retrain"]["operating_point"]["thresholds"]
+    assert published == point["thresholds"] and "reject recall" in lines[-1]
     assert world.review_marks() == {1: run.last_review_id}
     with world.repo.transaction() as s:
         row = s.scalars(select(ModelVersion).where(ModelVersion.version == "retrain-r1")).one()
