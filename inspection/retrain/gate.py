@@ -15,7 +15,7 @@ from typing import Any
 from datasets.model import ImageRecord
 from inspection.retrain.config import RetrainConfig
 from inspection.retrain.decide import Decision, SetScores, decide
-from inspection.retrain.evaluate import ModelOnSet, brief, score_bundle
+from inspection.retrain.evaluate import brief, score_bundle
 from inspection.retrain.operating import ClassRejects, bundle_thresholds, calibrate_thresholds, rejects_at
 from training.bundle import Bundle
 
@@ -30,19 +30,20 @@ class Judgement:
     challenger_thresholds: dict[str, float]
 
 
-def _points(matched: ModelOnSet, thresholds: dict[str, float]) -> dict[str, ClassRejects]:
-    return rejects_at(matched.matched, thresholds)
-
-
 def _describe(
-    thresholds: dict[str, float], points: dict[str, ClassRejects], how: str, **extra: Any
+    thresholds: dict[str, float],
+    points: dict[str, ClassRejects],
+    how: str,
+    calibration_set: dict[str, ClassRejects] | None = None,
 ) -> dict[str, Any]:
-    return {
+    described: dict[str, Any] = {
         "thresholds": thresholds,
         "chosen_by": how,
         "fixed_set": {name: p.to_dict() for name, p in points.items()},
-        **extra,
     }
+    if calibration_set is not None:
+        described["calibration_set"] = {name: p.to_dict() for name, p in calibration_set.items()}
+    return described
 
 
 def judge(
@@ -72,7 +73,7 @@ def judge(
             continue
         on_fixed = score_bundle(model, fixed, device=cfg.device)
         role_thresholds = thresholds if role == "challenger" else bundle_thresholds(model)
-        points[role] = _points(on_fixed, role_thresholds)
+        points[role] = rejects_at(on_fixed.matched, role_thresholds)
         metrics["fixed"][role] = brief(on_fixed.summary)
         scores["fixed"][role] = SetScores.from_eval(on_fixed.summary)
         if new_val:
@@ -84,12 +85,8 @@ def judge(
             if role == "challenger"
             else "as it runs on the line (its manifest)"
         )
-        extra = (
-            {"calibration_set": {n: p.to_dict() for n, p in calibrated.items()}}
-            if role == "challenger"
-            else {}
-        )
-        described[role] = _describe(role_thresholds, points[role], how, **extra)
+        on_calibration_set = calibrated if role == "challenger" else None
+        described[role] = _describe(role_thresholds, points[role], how, on_calibration_set)
     decision = decide(
         champion_fixed=scores["fixed"].get("champion"),
         challenger_fixed=scores["fixed"]["challenger"],

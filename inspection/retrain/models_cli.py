@@ -10,10 +10,12 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.orm import Session
 
 from datasets.settings import ConfigError
 from inspection.storage.repository import Repository
@@ -61,7 +63,7 @@ def _repository(db: str | None, config: Path) -> Repository:
     return repo
 
 
-def _iso(value: Any) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
@@ -107,7 +109,7 @@ def list_command(
         )
 
 
-def _version_info(s: Any, version: str) -> dict[str, Any]:
+def _version_info(s: Session, version: str) -> dict[str, Any]:
     from inspection.storage.model_history import activation_history, model_version, run_of_challenger
 
     row = model_version(s, version)
