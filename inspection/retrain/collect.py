@@ -122,13 +122,14 @@ def _visible_defects(session: Session, frame: Frame, up_to: int) -> list[Visible
     """The frame's own defects plus, for a line-scan frame, defects of overlapping frames (strip coords)."""
     placed = [(d, (d.x1, d.y1, d.x2, d.y2)) for d in store.frame_defects(session, frame.id)]
     top = frame.start_line or 0
-    for d in store.strip_neighbour_defects(session, frame):
-        placed.append((d, (d.sx1, d.sy1 - top, d.sx2, d.sy2 - top)))
+    for d in store.strip_neighbour_defects(session, frame):  # strip boxes: the query keeps complete ones
+        sx1, sy1, sx2, sy2 = (float(v) for v in (d.sx1, d.sy1, d.sx2, d.sy2) if v is not None)
+        placed.append((d, (sx1, sy1 - top, sx2, sy2 - top)))
     latest = store.latest_reviews(session, [d.id for d, _ in placed], up_to=up_to)
     out = []
-    for d, xyxy in placed:
+    for d, (x1, y1, x2, y2) in placed:
         status, label = _status(d, latest.get(d.id))
-        out.append(VisibleDefect(d.id, tuple(float(v) for v in xyxy), status, label))
+        out.append(VisibleDefect(d.id, (float(x1), float(y1), float(x2), float(y2)), status, label))
     return out
 
 

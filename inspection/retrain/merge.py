@@ -47,7 +47,7 @@ def read_source(
 
     aset = aset if aset is not None else read_annotations(cfg, class_names)
     records = aset.images
-    if cfg.side != "all":
+    if cfg.side != "all" and cfg.split_file is not None:  # the config refuses a side without a split file
         train, val = apply_split(aset, read_split(cfg.split_file))
         records = train.images if cfg.side == "train" else val.images
     if cfg.max_images is not None and cfg.max_images < len(records):

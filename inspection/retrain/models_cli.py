@@ -82,7 +82,7 @@ def list_command(
     repo = _repository(db, config)
     try:
         with repo.transaction() as s:
-            items = [
+            items: list[dict[str, Any]] = [
                 {
                     "version": r.version,
                     "active": bool(r.is_active),
@@ -273,7 +273,7 @@ def runs_command(
     repo = _repository(db, config)
     try:
         with repo.transaction() as s:
-            items = [
+            items: list[dict[str, Any]] = [
                 {
                     "id": r.id,
                     "status": r.status,

@@ -190,7 +190,10 @@ def strip_neighbour_defects(session: Session, frame: Frame) -> list[Defect]:
             Frame.source == frame.source,
             coil,
             Defect.frame_id != frame.id,
+            Defect.sx1.is_not(None),
             Defect.sy1.is_not(None),
+            Defect.sx2.is_not(None),
+            Defect.sy2.is_not(None),
             Defect.sy1 < bottom,
             Defect.sy2 > top,
         )
