@@ -144,6 +144,11 @@ def _class_names(cfg: RetrainConfig, repo: Repository, plan: RunPlan) -> list[st
     return list(load_config(cfg.recipe.path, TrainConfig, cfg.recipe.overrides).data.classes)
 
 
+def _counts(stats: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot's counts for the run's summary (the window -> group map stays in snapshot.json)."""
+    return {key: value for key, value in stats.items() if key != "groups"}
+
+
 def _collect(
     cfg: RetrainConfig, repo: Repository, plan: RunPlan, data: DataSets, class_names: list[str], log: Log
 ) -> Snapshot:
@@ -162,7 +167,7 @@ def _collect(
                 guard=data.guard,
             )
     stats = snapshot.stats
-    _set_phase(repo, plan.run_id, "collected", data_added=stats)
+    _set_phase(repo, plan.run_id, "collected", data_added=_counts(stats))
     log(
         f"new data: {len(snapshot.images)} images ({stats['background_images']} background), "
         f"train {len(snapshot.train)} / val {len(snapshot.val)} (split by coil or frame group); "
@@ -223,7 +228,7 @@ def _execute(
     )
     # 1. the snapshot of the new data
     snapshot = _collect(cfg, repo, plan, data, class_names, log)
-    summary.update(reviews=snapshot.stats["reviews"], data_added=snapshot.stats)
+    summary.update(reviews=snapshot.stats["reviews"], data_added=_counts(snapshot.stats))
     if len(snapshot.images) < cfg.collect.min_images:
         return _too_little_data(cfg, repo, plan, snapshot, summary, log)
     # 2. the training set
