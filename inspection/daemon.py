@@ -44,6 +44,7 @@ class RunSummary:
     elapsed_s: float
     tally: Any
     spool_pending: bool = False  # results left in the spool (database unreachable at exit)
+    model_versions: tuple[str, ...] = ()  # every model this run used, in order (hot swaps included)
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tally
@@ -51,6 +52,7 @@ class RunSummary:
         return {
             "source": self.source,
             "model_version": self.model_version,
+            "model_versions": list(self.model_versions or (self.model_version,)),
             "frames": t.frames,
             "frames_failed": t.frames_failed,
             "frames_dropped": t.frames_dropped,
@@ -197,15 +199,19 @@ class Daemon:
         return None
 
     def _register_model(self, path: str) -> None:
-        self.repository.register_model_version(self.detector.manifest, path)
+        # An absolute path: the retraining job and `steel models activate` may run from another folder.
+        self.repository.register_model_version(self.detector.manifest, str(Path(path).resolve()))
         active = self.repository.active_model()
         if active is None:
-            self.repository.activate_model(self.detector.version)
+            self.repository.activate_model(self.detector.version, promoted_by="daemon", kind="daemon")
 
     def reload_model(self, path: str | None = None) -> bool:
+        before = self.detector.version
         ok = self.detector.reload(path)
         if not ok:
             return False
+        log.info("model swapped: %s -> %s (%s)", before, self.detector.version, self.detector.path)
+        self.models_used = [*getattr(self, "models_used", [before]), self.detector.version]
         if self.metrics is not None:
             self.metrics.set_model(self.detector.version)
         try:  # frames name the new version from now on: give it its manifest, not a placeholder row
@@ -330,6 +336,8 @@ class Daemon:
 
     def run(self) -> RunSummary:
         started = time.perf_counter()
+        log.info("model at start: %s (%s)", self.detector.version, self.detector.path)
+        self.models_used = [self.detector.version]
         if self.metrics is not None:
             self.metrics.set_model(self.detector.version)
         for stage in self.stages:
@@ -369,4 +377,5 @@ class Daemon:
             elapsed_s=time.perf_counter() - started,
             tally=self.sink.tally,
             spool_pending=not flushed,
+            model_versions=tuple(self.models_used),
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import math
 import random
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -310,7 +311,7 @@ def fit(cfg: TrainConfig, *, resume: bool = False) -> FitResult:
         bar = tqdm(
             total=steps_per_epoch,
             desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=not info.is_main,
+            disable=not info.is_main or not sys.stderr.isatty(),  # no bars in logs and cron mail
             dynamic_ncols=True,
             leave=False,
         )

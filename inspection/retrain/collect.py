@@ -18,6 +18,13 @@ overlapping frame of the same source and coil (mapped through strip coordinates)
 A box counts in a window when at least ``min_visibility`` of it (or of the window, for a box larger than the
 window) is inside. A defect already inside an earlier window of its frame gets no window of its own.
 
+A window that shows any part of a fixed-set image (by the strip's provenance, or as a near-duplicate) is
+refused (:mod:`.leakage`): the fixed set must never reach training.
+
+The split into train and the new data's validation part is by **group**, not by window: all windows of one
+coil (line-scan frames overlap, so windows of one coil share pixels), or of one frame when frames carry no
+coil and no strip position, go to the same side.
+
 The snapshot folder holds ``images/``, a VoTT JSON export of them (``new-data-export.json``, for annotators
 and for the trainer), a split file with content hashes (``split.json``: its val side is the new data's
 validation part) and ``snapshot.json`` (counts; written last, so its presence means the snapshot is whole).
@@ -25,6 +32,7 @@ validation part) and ``snapshot.json`` (counts; written last, so its presence me
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -36,19 +44,21 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from datasets.images import sha256_file
-from datasets.model import AnnotatedSet, Box, ImageRecord, Origin
+from datasets.model import AnnotatedSet, ImageRecord, Origin
+from datasets.split import Split
 from inspection.paths import raw_frame_path, safe_name
 from inspection.retrain.config import CollectConfig
+from inspection.retrain.leakage import FixedSetGuard
+from inspection.retrain.windows import VisibleDefect, contains, label_window, place_window
+from inspection.storage import retrain_store as store
 from inspection.storage.schema import Defect, Frame, Review
 
 SNAPSHOT_MARKER = "snapshot.json"
 EXPORT_NAME = "new-data-export.json"
 SPLIT_NAME = "split.json"
-_CHUNK = 500  # ids per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -57,16 +67,6 @@ class ReviewRange:
 
     after: int
     up_to: int
-
-
-@dataclass(frozen=True)
-class VisibleDefect:
-    """A defect as seen in one frame: ``xyxy`` in that frame's pixels; ``label`` None when rejected."""
-
-    defect_id: int
-    xyxy: tuple[float, float, float, float]
-    status: str  # "positive", "rejected" or "unreviewed"
-    label: str | None
 
 
 @dataclass
@@ -92,30 +92,20 @@ class Snapshot:
         return self.dir / SPLIT_NAME
 
 
+@dataclass
+class _Cut:
+    """What cutting windows produced: records, the split group of each, and why anything was skipped."""
+
+    records: list[ImageRecord] = field(default_factory=list)
+    groups: dict[str, str] = field(default_factory=dict)  # image name -> split group
+    skipped: Counter[str] = field(default_factory=Counter)
+    frames: int = 0
+    shared: int = 0  # defects already inside an earlier window of their frame
+
+
 def verdict_counts(session: Session, reviews: ReviewRange) -> dict[str, int]:
     """How many reviews of each verdict lie in the range (every review row, repeats included)."""
-    rows = session.execute(
-        select(Review.verdict, func.count())
-        .where(Review.id > reviews.after, Review.id <= reviews.up_to)
-        .group_by(Review.verdict)
-    ).all()
-    counts = {"confirmed": 0, "relabelled": 0, "rejected": 0}
-    counts.update({verdict: int(n) for verdict, n in rows})
-    return counts
-
-
-def _chunks(ids: Sequence[int]) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), _CHUNK):
-        yield ids[start : start + _CHUNK]
-
-
-def _latest_reviews(session: Session, defect_ids: Sequence[int], up_to: int) -> dict[int, Review]:
-    latest: dict[int, Review] = {}
-    for chunk in _chunks(list(defect_ids)):
-        stmt = select(Review).where(Review.defect_id.in_(chunk), Review.id <= up_to).order_by(Review.id)
-        for review in session.scalars(stmt):
-            latest[review.defect_id] = review  # ascending ids: the last one wins
-    return latest
+    return store.verdict_counts(session, after=reviews.after, up_to=reviews.up_to)
 
 
 def _status(defect: Defect, review: Review | None) -> tuple[str, str | None]:
@@ -130,97 +120,27 @@ def _status(defect: Defect, review: Review | None) -> tuple[str, str | None]:
 
 def _visible_defects(session: Session, frame: Frame, up_to: int) -> list[VisibleDefect]:
     """The frame's own defects plus, for a line-scan frame, defects of overlapping frames (strip coords)."""
-    own = list(session.scalars(select(Defect).where(Defect.frame_id == frame.id).order_by(Defect.id)))
-    placed = [(d, (d.x1, d.y1, d.x2, d.y2)) for d in own]
-    if frame.start_line is not None and frame.height:
-        top, bottom = frame.start_line, frame.start_line + frame.height
-        coil = Frame.coil_id.is_(None) if frame.coil_id is None else Frame.coil_id == frame.coil_id
-        stmt = (
-            select(Defect)
-            .join(Frame, Defect.frame_id == Frame.id)
-            .where(
-                Frame.source == frame.source,
-                coil,
-                Defect.frame_id != frame.id,
-                Defect.sy1.is_not(None),
-                Defect.sy1 < bottom,
-                Defect.sy2 > top,
-            )
-            .order_by(Defect.id)
-        )
-        for d in session.scalars(stmt):
-            placed.append((d, (d.sx1, d.sy1 - top, d.sx2, d.sy2 - top)))
-    latest = _latest_reviews(session, [d.id for d, _ in placed], up_to)
+    placed = [(d, (d.x1, d.y1, d.x2, d.y2)) for d in store.frame_defects(session, frame.id)]
+    top = frame.start_line or 0
+    for d in store.strip_neighbour_defects(session, frame):  # strip boxes: the query keeps complete ones
+        sx1, sy1, sx2, sy2 = (float(v) for v in (d.sx1, d.sy1, d.sx2, d.sy2) if v is not None)
+        placed.append((d, (sx1, sy1 - top, sx2, sy2 - top)))
+    latest = store.latest_reviews(session, [d.id for d, _ in placed], up_to=up_to)
     out = []
-    for d, xyxy in placed:
+    for d, (x1, y1, x2, y2) in placed:
         status, label = _status(d, latest.get(d.id))
-        out.append(VisibleDefect(d.id, tuple(float(v) for v in xyxy), status, label))
+        out.append(VisibleDefect(d.id, (float(x1), float(y1), float(x2), float(y2)), status, label))
     return out
 
 
-def place_window(
-    xyxy: Sequence[float], *, frame_wh: tuple[int, int], window_px: int
-) -> tuple[int, int, int, int]:
-    """A ``window_px`` square centred on the box, shifted to lie inside the frame (smaller frames: all of
-    it along that axis). Returns integer ``(x0, y0, x1, y1)``, ``x1``/``y1`` exclusive."""
-    width, height = frame_wh
-    out = []
-    for lo, hi, size in ((xyxy[0], xyxy[2], width), (xyxy[1], xyxy[3], height)):
-        span = min(window_px, size)
-        start = int(round((lo + hi) / 2 - span / 2))
-        out.append(min(max(start, 0), size - span))
-        out.append(span)
-    x0, w, y0, h = out
-    return x0, y0, x0 + w, y0 + h
-
-
-def _area(x1: float, y1: float, x2: float, y2: float) -> float:
-    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
-
-
-def box_in_window(
-    xyxy: Sequence[float], window: Sequence[int], *, min_visibility: float
-) -> tuple[float, float, float, float] | None:
-    """The box clipped to the window in window pixels, or None when too little of it is inside.
-
-    Visibility is the clipped area over the smaller of the box's and the window's areas, so a defect
-    larger than the window that fills it still counts (a tile of the daemon would see it the same way).
-    """
-    x0, y0, x1, y1 = window
-    cx1, cy1 = max(xyxy[0], x0), max(xyxy[1], y0)
-    cx2, cy2 = min(xyxy[2], x1), min(xyxy[3], y1)
-    if cx2 - cx1 < 1 or cy2 - cy1 < 1:
-        return None
-    full = min(_area(*xyxy), _area(*window))
-    if full <= 0 or _area(cx1, cy1, cx2, cy2) / full < min_visibility:
-        return None
-    return (cx1 - x0, cy1 - y0, cx2 - x0, cy2 - y0)
-
-
-def _contains(window: Sequence[int], xyxy: Sequence[float]) -> bool:
-    return window[0] <= xyxy[0] and window[1] <= xyxy[1] and xyxy[2] <= window[2] and xyxy[3] <= window[3]
-
-
-def label_window(
-    window: Sequence[int],
-    defects: Sequence[VisibleDefect],
-    *,
-    class_names: Sequence[str],
-    cfg: CollectConfig,
-) -> tuple[list[Box] | None, str | None]:
-    """The window's boxes, or ``(None, reason)`` when it cannot be used."""
-    known = set(class_names)
-    boxes = []
-    for d in defects:
-        clipped = box_in_window(d.xyxy, window, min_visibility=cfg.min_visibility)
-        if clipped is None or d.status == "rejected":
-            continue
-        if d.status == "unreviewed" and cfg.unreviewed == "skip":
-            return None, "unreviewed_defect_in_window"
-        if d.label not in known:
-            return None, "unknown_class"
-        boxes.append(Box(*clipped, label=str(d.label)))
-    return boxes, None
+def split_group(frame: Frame) -> str:
+    """The unit that goes whole to one side of the split: a coil of a source; a line-scan source without
+    coils as a whole (its frames overlap); else the frame itself."""
+    if frame.coil_id is not None:
+        return f"{frame.source}|coil {frame.coil_id}"
+    if frame.start_line is not None:
+        return f"{frame.source}|strip"
+    return f"{frame.source}|frame {frame.seq}"
 
 
 def _read_raw(path: Path) -> np.ndarray | None:
@@ -243,6 +163,154 @@ def _per_class(records: Iterable[ImageRecord], class_names: Sequence[str]) -> di
     return {name: int(counts.get(name, 0)) for name in class_names}
 
 
+# ---------------------------------------------------------------- the steps of a snapshot
+
+
+def _anchors_by_frame(
+    session: Session, reviews: ReviewRange
+) -> tuple[list[int], dict[int, tuple[Frame, list[Defect]]]]:
+    """The reviewed defects, and them grouped by frame (frame id order)."""
+    touched = store.reviewed_defect_ids(session, after=reviews.after, up_to=reviews.up_to)
+    by_frame: dict[int, tuple[Frame, list[Defect]]] = {}
+    for defect, frame in store.defects_with_frames(session, touched):
+        by_frame.setdefault(frame.id, (frame, []))[1].append(defect)
+    return touched, by_frame
+
+
+def _frame_windows(
+    session: Session,
+    frame: Frame,
+    anchors: Sequence[Defect],
+    *,
+    up_to: int,
+    class_names: Sequence[str],
+    cfg: CollectConfig,
+    guard: FixedSetGuard | None,
+    out: _Cut,
+    images_dir: Path,
+) -> None:
+    """Cut, label, check and write the windows of one frame's reviewed defects into ``out``."""
+    image = _read_raw(raw_frame_path(Path(cfg.frames_dir), frame.source, frame.seq))
+    if image is None:
+        out.skipped["no_raw_frame"] += len(anchors)
+        return
+    height, width = image.shape[:2]
+    if guard is not None and guard.near_duplicate(image) is not None:
+        out.skipped["fixed_set_near_duplicate"] += len(anchors)  # the whole frame is a fixed-set image
+        return
+    visible = _visible_defects(session, frame, up_to)
+    windows: list[tuple[int, int, int, int]] = []
+    for anchor in anchors:
+        xyxy = (anchor.x1, anchor.y1, anchor.x2, anchor.y2)
+        if any(contains(w, xyxy) for w in windows):
+            out.shared += 1  # already labelled in an earlier window of this frame
+            continue
+        window = place_window(xyxy, frame_wh=(width, height), window_px=cfg.window_px)
+        x0, y0, x1, y1 = window
+        pixels = np.ascontiguousarray(image[y0:y1, x0:x1])
+        boxes, reason = label_window(window, visible, class_names=class_names, cfg=cfg)
+        if boxes is not None and guard is not None:
+            strip = (
+                None if frame.start_line is None else (x0, frame.start_line + y0, x1, frame.start_line + y1)
+            )
+            reason = guard.overlap(source=frame.source, strip_window=strip, pixels=pixels)
+        if boxes is None or reason is not None:
+            out.skipped[str(reason)] += 1
+            continue
+        windows.append(window)
+        name = f"{safe_name(frame.source)}-{frame.seq}-{x0}-{y0}.png"
+        path = images_dir / name
+        _write_png(path, pixels)
+        out.records.append(
+            ImageRecord(
+                name=name,
+                width=x1 - x0,
+                height=y1 - y0,
+                boxes=tuple(boxes),
+                path=path,
+                sha256=sha256_file(path),
+                origin=Origin(file="inspection-db", item=f"frame {frame.id} defect {anchor.id}"),
+            )
+        )
+        out.groups[name] = split_group(frame)
+    out.frames += bool(windows)
+
+
+def _rank(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+def split_by_group(
+    records: Sequence[ImageRecord],
+    groups: dict[str, str],
+    *,
+    val_fraction: float,
+    seed: int,
+    class_names: Sequence[str],
+) -> Split:
+    """Whole groups to one side: groups in a seeded order go to val until it holds ``val_fraction`` of the
+    images; at least one group stays on the train side. One group only: no validation part at all."""
+    members: dict[str, list[ImageRecord]] = {}
+    for record in records:
+        members.setdefault(groups[record.name], []).append(record)
+    order = sorted(members, key=lambda g: _rank(seed, g))
+    quota = round(len(records) * val_fraction)
+    val: list[ImageRecord] = []
+    for group in order[:-1]:  # the last group always trains
+        if len(val) >= quota:
+            break
+        val.extend(members[group])
+    val_names = {r.name for r in val}
+    return Split(
+        seed=seed,
+        val_fraction=val_fraction,
+        class_names=tuple(class_names),
+        train=dict(sorted((r.name, r.sha256) for r in records if r.name not in val_names)),
+        val=dict(sorted((r.name, r.sha256) for r in val)),
+    )
+
+
+def _stats(
+    session: Session,
+    reviews: ReviewRange,
+    touched: Sequence[int],
+    cut: _Cut,
+    parts: tuple[AnnotatedSet, AnnotatedSet, Split],
+    class_names: Sequence[str],
+    out_dir: Path,
+) -> dict[str, Any]:
+    train, val, split = parts
+
+    def groups_of(aset: AnnotatedSet) -> int:
+        return len({cut.groups[r.name] for r in aset.images})
+
+    return {
+        "dir": str(out_dir),
+        "reviews": {"after": reviews.after, "up_to": reviews.up_to, **verdict_counts(session, reviews)},
+        "defects_reviewed": len(touched),
+        "defects_in_shared_windows": cut.shared,
+        "frames": cut.frames,
+        "images": len(cut.records),
+        "background_images": sum(1 for r in cut.records if not r.boxes),
+        "boxes_per_class": _per_class(cut.records, class_names),
+        "train": {
+            "images": len(train.images),
+            "groups": groups_of(train),
+            "boxes_per_class": _per_class(train.images, class_names),
+        },
+        "val": {
+            "images": len(val.images),
+            "groups": groups_of(val),
+            "boxes_per_class": _per_class(val.images, class_names),
+        },
+        "split_by": "coil or frame group (whole groups on one side)",
+        "groups": dict(sorted(cut.groups.items())),
+        "skipped": dict(sorted(cut.skipped.items())),
+        "split_sha256": split.split_sha256,
+        "export": EXPORT_NAME,
+    }
+
+
 def collect_snapshot(
     session: Session,
     *,
@@ -251,94 +319,41 @@ def collect_snapshot(
     cfg: CollectConfig,
     out_dir: Path,
     name: str = "new-data",
+    guard: FixedSetGuard | None = None,
 ) -> Snapshot:
-    """Cut, label, split and write the snapshot of ``reviews`` into ``out_dir`` (replaced if present)."""
-    from datasets.split import apply_split, make_split, write_split
+    """Cut, label, check against the fixed set (``guard``), split by group and write the snapshot of
+    ``reviews`` into ``out_dir`` (replaced if present)."""
+    from datasets.split import apply_split, write_split
     from datasets.writers.vott_json import write_vott_json
 
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a half-written snapshot of a killed run: start it again
     (out_dir / "images").mkdir(parents=True)
-    frames_dir = Path(cfg.frames_dir)
-    skipped: Counter[str] = Counter()
-    touched = list(
-        session.scalars(
-            select(Review.defect_id)
-            .where(Review.id > reviews.after, Review.id <= reviews.up_to)
-            .distinct()
-            .order_by(Review.defect_id)
+    touched, by_frame = _anchors_by_frame(session, reviews)
+    cut = _Cut()
+    for frame, anchors in by_frame.values():
+        _frame_windows(
+            session,
+            frame,
+            anchors,
+            up_to=reviews.up_to,
+            class_names=class_names,
+            cfg=cfg,
+            guard=guard,
+            out=cut,
+            images_dir=out_dir / "images",
         )
+    aset = AnnotatedSet(
+        images=cut.records, class_names=tuple(class_names), source=str(out_dir), format="retrain"
     )
-    anchors: list[tuple[Defect, Frame]] = []
-    for chunk in _chunks(touched):
-        stmt = select(Defect, Frame).join(Frame, Defect.frame_id == Frame.id).where(Defect.id.in_(chunk))
-        anchors.extend((d, f) for d, f in session.execute(stmt).all())
-    by_frame: dict[int, list[Defect]] = {}
-    frames: dict[int, Frame] = {}
-    for d, f in sorted(anchors, key=lambda pair: (pair[1].id, pair[0].id)):
-        by_frame.setdefault(f.id, []).append(d)
-        frames[f.id] = f
-
-    records: list[ImageRecord] = []
-    used_frames = shared = 0
-    for frame_id, frame_anchors in by_frame.items():
-        frame = frames[frame_id]
-        image = _read_raw(raw_frame_path(frames_dir, frame.source, frame.seq))
-        if image is None:
-            skipped["no_raw_frame"] += len(frame_anchors)
-            continue
-        height, width = image.shape[:2]
-        visible = _visible_defects(session, frame, reviews.up_to)
-        windows: list[tuple[int, int, int, int]] = []
-        for anchor in frame_anchors:
-            xyxy = (anchor.x1, anchor.y1, anchor.x2, anchor.y2)
-            if any(_contains(w, xyxy) for w in windows):
-                shared += 1  # already labelled in an earlier window of this frame
-                continue
-            window = place_window(xyxy, frame_wh=(width, height), window_px=cfg.window_px)
-            boxes, reason = label_window(window, visible, class_names=class_names, cfg=cfg)
-            if boxes is None:
-                skipped[str(reason)] += 1
-                continue
-            windows.append(window)
-            x0, y0, x1, y1 = window
-            image_name = f"{safe_name(frame.source)}-{frame.seq}-{x0}-{y0}.png"
-            path = out_dir / "images" / image_name
-            _write_png(path, np.ascontiguousarray(image[y0:y1, x0:x1]))
-            records.append(
-                ImageRecord(
-                    name=image_name,
-                    width=x1 - x0,
-                    height=y1 - y0,
-                    boxes=tuple(boxes),
-                    path=path,
-                    sha256=sha256_file(path),
-                    origin=Origin(file="inspection-db", item=f"frame {frame.id} defect {anchor.id}"),
-                )
-            )
-        used_frames += bool(windows)
-
-    aset = AnnotatedSet(images=records, class_names=tuple(class_names), source=str(out_dir), format="retrain")
-    split = make_split(aset, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    split = split_by_group(
+        cut.records, cut.groups, val_fraction=cfg.val_fraction, seed=cfg.seed, class_names=class_names
+    )
     write_split(split, out_dir / SPLIT_NAME)
     write_vott_json(aset, out_dir / EXPORT_NAME, project_name=name)
     train, val = apply_split(aset, split)
-    stats = {
-        "dir": str(out_dir),
-        "reviews": {"after": reviews.after, "up_to": reviews.up_to, **verdict_counts(session, reviews)},
-        "defects_reviewed": len(touched),
-        "defects_in_shared_windows": shared,
-        "frames": used_frames,
-        "images": len(records),
-        "background_images": sum(1 for r in records if not r.boxes),
-        "boxes_per_class": _per_class(records, class_names),
-        "train": {"images": len(train.images), "boxes_per_class": _per_class(train.images, class_names)},
-        "val": {"images": len(val.images), "boxes_per_class": _per_class(val.images, class_names)},
-        "skipped": dict(sorted(skipped.items())),
-        "split_sha256": split.split_sha256,
-        "export": EXPORT_NAME,
-    }
+    stats = _stats(session, reviews, touched, cut, (train, val, split), class_names, out_dir)
     marker = out_dir / SNAPSHOT_MARKER
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")

@@ -5,9 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from datasets.settings import StrictModel
+from datasets.settings import REPO_ROOT, StrictModel
+
+
+def project_file(path: str | None) -> str | None:
+    """A project file named relative to the checkout (split files, recipes) found from any working folder:
+    as given when it exists from here, else under the repository root."""
+    if path is None or Path(path).is_absolute() or Path(path).exists():
+        return path
+    candidate = REPO_ROOT / path
+    return str(candidate) if candidate.exists() else path
+
 
 AnnotationFormat = Literal["auto", "voc", "vott-json", "vott-project", "vott-csv", "coco"]
 
@@ -22,6 +32,11 @@ class DataSourceConfig(StrictModel):
     side: Literal["train", "val", "all"] = "train"  # "all": every image, no split file needed
     max_images: int | None = Field(None, ge=1)  # a seeded sample (a replay budget, or smoke tests)
     seed: int = 0
+
+    @field_validator("split_file")
+    @classmethod
+    def _split_file_found(cls, value: str | None) -> str | None:
+        return project_file(value)
 
     @model_validator(mode="after")
     def _side_needs_split(self) -> DataSourceConfig:
@@ -48,12 +63,35 @@ class CollectConfig(StrictModel):
 class ReplayConfig(StrictModel):
     """Old data mixed into the challenger's training so it does not forget old classes."""
 
-    previous_snapshots: bool = True  # the snapshots of earlier finished runs join the training data
+    # Snapshots of earlier runs join the training data: those of promoted runs (unless a person dropped
+    # them: steel models snapshot drop) and of rejected runs a person accepted (steel models snapshot accept).
+    previous_snapshots: bool = True
+
+
+class CalibrationConfig(StrictModel):
+    """The challenger's per-class operating point, chosen before it is judged, never on the fixed set."""
+
+    target_recall: float = Field(0.9, gt=0, le=1)  # per class, on the calibration images
+    # A seeded sample of the base side held out of the challenger's training to calibrate on.
+    holdout_images: int = Field(60, ge=1)
+    seed: int = 0
+
+
+class RetentionConfig(StrictModel):
+    """What finished runs leave on disk (the database keeps every row)."""
+
+    keep_rejected_bundles: int = Field(3, ge=0)  # newest rejected challengers kept in the registry
+    keep_run_dirs: int = Field(5, ge=0)  # newest runs/run-<id>/ folders (training data links, checkpoints)
 
 
 class RecipeConfig(StrictModel):
     path: str = "configs/train/yolo_n.yaml"  # a training config (steel train)
     overrides: list[str] = Field(default_factory=list)  # key.path=value, as `steel train --set`
+
+    @field_validator("path")
+    @classmethod
+    def _recipe_found(cls, value: str) -> str:
+        return project_file(value) or value
 
 
 class GatesConfig(StrictModel):
@@ -64,6 +102,12 @@ class GatesConfig(StrictModel):
     require_better_on_new: bool = True  # on the new data's validation part
     # On the new data, the challenger's mAP@0.5 must exceed the champion's by more than this.
     min_new_gain: float = Field(0.0, ge=0, le=1)
+    # Fewer boxes than this of a class in the new data's validation part: that comparison is not significant.
+    min_new_boxes_per_class: int = Field(10, ge=1)
+    # At each model's per-class operating point on the fixed set: reject recall may fall by at most this...
+    max_reject_recall_drop: float = Field(0.05, ge=0, le=1)
+    # ... and false rejects (detections over no defect) may rise by at most this many per image.
+    max_false_reject_rise: float = Field(0.05, ge=0)
 
 
 class OutputConfig(StrictModel):
@@ -83,6 +127,8 @@ class RetrainConfig(StrictModel):
     champion_fallback: str | None = "models/neu-yolo-n"  # the champion when the database has none active
     nproc: int = Field(0, ge=0)  # torchrun processes for training; 0 = in this process
     gates: GatesConfig = GatesConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    retention: RetentionConfig = RetentionConfig()
     output: OutputConfig = OutputConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

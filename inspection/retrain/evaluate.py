@@ -1,19 +1,30 @@
-"""Scoring a bundle on labelled records exactly as ``steel eval`` does (Predictor + COCO evaluation)."""
+"""Scoring a bundle on labelled records exactly as ``steel eval`` does (Predictor + COCO evaluation), and
+matching the same predictions once for the per-class operating points (:mod:`.operating`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from datasets.model import ImageRecord
+from inspection.retrain.operating import Matched, match_predictions
 from training.bundle import Bundle
 
 
-def evaluate_bundle(
+@dataclass(frozen=True)
+class ModelOnSet:
+    """One model on one labelled set: the ``steel eval --json`` summary and the matched predictions."""
+
+    summary: dict[str, Any]
+    matched: Matched
+
+
+def score_bundle(
     bundle: Bundle, records: Sequence[ImageRecord], *, device: str = "auto", batch_size: int = 32
-) -> dict[str, Any]:
-    """``EvalResult.to_dict()`` of ``bundle`` on ``records`` (boxes labelled with the bundle's classes);
-    P/R/F1 and false alarms at the bundle's own score threshold."""
+) -> ModelOnSet:
+    """Run ``bundle`` once over ``records`` (boxes labelled with its classes): the COCO summary (P/R/F1
+    and false alarms at the bundle's own score threshold) and the matches for any other threshold."""
     from training.evaluation import Prediction, evaluate, ground_truth_from_records
     from training.inference import Predictor, read_image
 
@@ -25,7 +36,14 @@ def evaluate_bundle(
             preds.append(Prediction(det.xyxy, det.scores, det.class_ids))
     gts = ground_truth_from_records(records, bundle.class_names)
     result = evaluate(gts, preds, bundle.class_names, conf_threshold=bundle.score_threshold)
-    return result.to_dict()
+    return ModelOnSet(result.to_dict(), match_predictions(gts, preds, bundle.class_names))
+
+
+def evaluate_bundle(
+    bundle: Bundle, records: Sequence[ImageRecord], *, device: str = "auto", batch_size: int = 32
+) -> dict[str, Any]:
+    """``EvalResult.to_dict()`` of ``bundle`` on ``records``."""
+    return score_bundle(bundle, records, device=device, batch_size=batch_size).summary
 
 
 def brief(summary: dict[str, Any]) -> dict[str, Any]:

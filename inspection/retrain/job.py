@@ -14,6 +14,10 @@ Idempotent and resumable:
 * An error (not a kill) closes the run as ``failed`` with the error as its reason; its reviews stay unused,
   so the next run takes them again.
 * One job per work folder at a time (an exclusive lock file); a second one exits at once.
+* The fixed set never reaches training (:mod:`.leakage`), the new data is split by coil or frame group
+  (:mod:`.collect`), only promoted or accepted snapshots are replayed, and the challenger is judged at a
+  calibrated per-class operating point (:mod:`.gate`). Old run folders and rejected challengers are pruned
+  after each finished run (:mod:`.retention`).
 
 The daemon picks up a promotion through its promotion watcher (``model_versions.is_active``) and swaps the
 bundle between two batches; ``steel models activate VERSION`` rolls back the same way.
@@ -23,38 +27,29 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
-from datasets.settings import REPO_ROOT, load_config
-from inspection.retrain.collect import ReviewRange, Snapshot, collect_snapshot, load_snapshot, verdict_counts
+from datasets.settings import load_config
+from inspection.retrain.challenger import build_train_config, publish_bundle, train_challenger, write_json
+from inspection.retrain.collect import Snapshot, collect_snapshot, load_snapshot
 from inspection.retrain.config import RetrainConfig
-from inspection.retrain.decide import Decision, SetScores, decide
-from inspection.retrain.evaluate import brief, evaluate_bundle
-from inspection.retrain.merge import MergedData, build_training_set, read_base_and_fixed
+from inspection.retrain.gate import Judgement, judge
+from inspection.retrain.merge import DataSets, MergedData, build_training_set, read_data
+from inspection.retrain.plan import RunPlan, open_or_plan, reading, resolve_champion
 from inspection.retrain.report import format_summary
+from inspection.retrain.retention import apply_retention
+from inspection.storage import retrain_store as store
 from inspection.storage.db import upgrade
 from inspection.storage.repository import (
     Repository,
     activate_model,
-    active_model,
     finish_retrain_run,
     register_model_version,
-    review_high_water,
-    start_retrain_run,
 )
-from inspection.storage.schema import RetrainRun, Review
-from training.bundle import MANIFEST, load_bundle, read_manifest
+from training.bundle import load_bundle, read_manifest
 from training.config import TrainConfig
 
 Log = Callable[[str], None]
@@ -76,15 +71,6 @@ class RetrainOutcome:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class RunPlan:
-    run_id: int
-    reviews: ReviewRange
-    fine_tune_from: str | None  # champion version the challenger starts from (None: from scratch)
-    fine_tune_path: str | None
-    resumed: bool
-
-
 @contextlib.contextmanager
 def exclusive_lock(path: Path) -> Iterator[None]:
     """Hold ``path`` locked (``flock``) for the block; RetrainBusyError when someone else holds it."""
@@ -97,233 +83,10 @@ def exclusive_lock(path: Path) -> Iterator[None]:
         yield  # closing the file releases the lock, also when the process is killed
 
 
-@contextlib.contextmanager
-def reading(repo: Repository) -> Iterator[Session]:
-    """A read-only transaction that never takes SQLite's write lock (``Repository.transaction`` begins
-    IMMEDIATE): collecting a snapshot must not stall the daemon's writer."""
-    with Session(repo.engine, expire_on_commit=False) as session, session.begin():
-        yield session
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------- champion and run bookkeeping
-
-
-def resolve_champion(session, cfg: RetrainConfig) -> tuple[str | None, str | None]:
-    """``(version, bundle path)`` of the model on the line: the active one, else ``champion_fallback``."""
-    active = active_model(session)
-    if active is not None and active.path and Path(active.path).is_dir():
-        return active.version, str(Path(active.path).resolve())
-    if cfg.champion_fallback and Path(cfg.champion_fallback).is_dir():
-        fallback = Path(cfg.champion_fallback).resolve()
-        return str(read_manifest(fallback)["version"]), str(fallback)
-    return None, None
-
-
-def _open_or_plan(cfg: RetrainConfig, repo: Repository, *, restart: bool, log: Log) -> RunPlan | str:
-    """The open run to resume, a new run, or the sentence saying why there is nothing to do."""
-    with repo.transaction() as s:
-        open_runs = list(
-            s.scalars(select(RetrainRun).where(RetrainRun.status == "running").order_by(RetrainRun.id))
-        )
-        high_water = review_high_water(s)
-        for stale in open_runs[:-1] if not restart else open_runs:
-            reason = "abandoned by steel retrain --restart" if restart else "superseded by a newer open run"
-            finish_retrain_run(s, stale.id, status="failed", decision_reason=reason, summary=stale.summary)
-        run = open_runs[-1] if open_runs and not restart else None
-        if run is not None:
-            summary = run.summary or {}
-            reviews = summary.get("reviews") or {}
-            if "after" in reviews and reviews["after"] == high_water:
-                log(f"resuming retrain run {run.id} (reviews {reviews['after'] + 1}..{reviews['up_to']})")
-                return RunPlan(
-                    run.id,
-                    ReviewRange(int(reviews["after"]), int(reviews["up_to"])),
-                    summary.get("fine_tuned_from"),
-                    summary.get("fine_tune_path"),
-                    resumed=True,
-                )
-            finish_retrain_run(
-                s,
-                run.id,
-                status="failed",
-                decision_reason="review range taken by another run",
-                summary=summary,
-            )
-        up_to = int(s.scalar(select(func.max(Review.id))) or 0)
-        reviews = ReviewRange(high_water, max(up_to, high_water))
-        counts = verdict_counts(s, reviews)
-        total = sum(counts.values())
-        if total < cfg.collect.min_reviews:
-            return (
-                f"nothing to do: {total} new reviews after review {high_water} "
-                f"(collect.min_reviews is {cfg.collect.min_reviews})"
-            )
-        version, path = resolve_champion(s, cfg)
-        if cfg.from_champion and path is None:
-            raise ValueError("from_champion: no active model in the database and no champion_fallback bundle")
-        run = start_retrain_run(s, champion_version=version)
-        run.last_review_id = reviews.up_to  # planned; the high-water mark only counts finished runs
-        run.summary = {
-            "phase": "started",
-            "reviews": {"after": reviews.after, "up_to": reviews.up_to, **counts},
-            "fine_tuned_from": version if cfg.from_champion else None,
-            "fine_tune_path": path if cfg.from_champion else None,
-        }
-        s.flush()
-        log(
-            f"retrain run {run.id}: {total} new reviews "
-            f"({reviews.after + 1}..{reviews.up_to}), champion {version}"
-        )
-        return RunPlan(
-            run.id,
-            reviews,
-            version if cfg.from_champion else None,
-            path if cfg.from_champion else None,
-            False,
-        )
-
-
 def _set_phase(repo: Repository, run_id: int, phase: str, **extra: Any) -> None:
     """Record progress in the open run's summary (the dashboard shows it)."""
     with repo.transaction() as s:
-        run = s.get(RetrainRun, run_id)
-        if run is not None and run.status == "running":
-            run.summary = {**(run.summary or {}), "phase": phase, **extra}
-
-
-# ---------------------------------------------------------------- training
-
-
-def build_train_config(
-    cfg: RetrainConfig,
-    *,
-    class_names: list[str],
-    init_from: str | None,
-    merged: MergedData,
-    out_dir: Path,
-    name: str,
-) -> TrainConfig:
-    """The recipe with the merged data, the champion's architecture and weights (when fine-tuning), one
-    evaluation at the end (nothing is selected on the fixed set) and no early stopping."""
-    recipe = load_config(cfg.recipe.path, TrainConfig, cfg.recipe.overrides)
-    data = recipe.model_dump(mode="json")
-    if init_from is not None:
-        manifest = read_manifest(init_from)
-        arch = manifest["architecture"]
-        section = arch[arch["family"]]
-        section["weights"] = str(Path(init_from, manifest["weights"]["file"]).resolve())
-        if "weights_backbone" in section:
-            section["weights_backbone"] = None
-        data["model"] = arch
-    data["name"] = name
-    data["data"].update(
-        path=str(merged.export.resolve()),
-        format="vott-json",
-        images=None,
-        split_file=str(merged.split_file.resolve()),
-        subset=None,
-        classes=list(class_names),
-    )
-    data["train"].update(
-        out_dir=str(out_dir.resolve()), eval_every=data["train"]["epochs"], patience=None, device=cfg.device
-    )
-    return TrainConfig.model_validate(data)
-
-
-def _checkpoint_matches(path: Path, train_cfg: TrainConfig, log: Log) -> bool:
-    if not path.is_file():
-        return False
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a torn or foreign file: train again rather than fail forever
-        log(f"checkpoint {path} is unreadable ({type(exc).__name__}); training starts over")
-        return False
-    if state.get("config") != train_cfg.model_dump(mode="json"):
-        log(f"checkpoint {path} was made with another config; training starts over")
-        return False
-    return True
-
-
-def train_challenger(train_cfg: TrainConfig, *, nproc: int, log: Log) -> tuple[Path, dict[str, Any]]:
-    """Train (or resume, or skip when already done) and return the bundle folder and training facts."""
-    out = Path(train_cfg.train.out_dir)
-    bundle, done = out / "bundle", out / "done.json"
-    if done.is_file() and bundle.is_dir():
-        log("challenger already trained")
-        return bundle, json.loads(done.read_text(encoding="utf-8"))
-    resume = _checkpoint_matches(out / "last.pt", train_cfg, log)
-    if not resume and out.exists():
-        shutil.rmtree(out)
-    if resume:
-        log(f"resuming training from {out / 'last.pt'}")
-    if nproc > 0:
-        config_file = out.parent / "train_config.json"
-        _write_json(config_file, train_cfg.model_dump(mode="json"))
-        cmd = [*torchrun_command(nproc), "-m", "inspection.cli", "train", str(config_file)]
-        subprocess.run([*cmd, "--resume"] if resume else cmd, check=True, cwd=REPO_ROOT)
-    else:
-        from training.trainer import fit
-
-        fit(train_cfg, resume=resume)
-    if not bundle.is_dir():
-        raise RuntimeError(f"{out}: training wrote no bundle (its final evaluation had no finite mAP)")
-    history = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    info = {
-        "epochs": len(history),
-        "seconds": history[-1].get("train_seconds") if history else 0.0,
-        "resumed": resume,
-        "out_dir": str(out),
-    }
-    _write_json(done, info)
-    return bundle, info
-
-
-def torchrun_command(nproc: int) -> list[str]:
-    """``torchrun --standalone --nproc_per_node=N`` through this interpreter (the venv's torch)."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-
-
-# ---------------------------------------------------------------- registry
-
-
-def publish_bundle(
-    src: Path, dst: Path, *, version: str, metrics: dict[str, Any], retrain: dict[str, Any]
-) -> dict[str, Any]:
-    """Copy the trained bundle to the registry as ``version`` and return its manifest.
-
-    The manifest's architecture stops pointing at the champion's weights file (the bundle's own weights
-    are complete), so the challenger loads even after the champion's folder is gone. The copy is checked
-    by loading it before it replaces ``dst``.
-    """
-    manifest = read_manifest(src)
-    arch = manifest["architecture"]
-    section = arch.get(arch.get("family"), {})
-    for key in ("weights", "weights_backbone"):
-        if key in section:
-            section[key] = None
-    manifest.update(version=version, name=version, metrics=metrics)
-    manifest["training"] = {**(manifest.get("training") or {}), "retrain": retrain}
-    tmp = dst.parent / f".{dst.name}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    weights = manifest["weights"]["file"]
-    shutil.copy2(src / weights, tmp / weights)
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    load_bundle(tmp)
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(tmp, dst)
-    return read_manifest(dst)
+        store.update_open_run_summary(s, run_id, {"phase": phase, **extra})
 
 
 # ---------------------------------------------------------------- the job
@@ -337,49 +100,61 @@ def run_retrain(cfg: RetrainConfig, *, restart: bool = False, log: Log = print) 
         repo = Repository(cfg.db)
         try:
             upgrade(repo.engine)
-            plan = _open_or_plan(cfg, repo, restart=restart, log=log)
+            plan = open_or_plan(cfg, repo, restart=restart, log=log)
             if isinstance(plan, str):
                 log(plan)
                 return RetrainOutcome("nothing-to-do", reason=plan)
             summary: dict[str, Any] = {"run_id": plan.run_id, "fine_tuned_from": plan.fine_tune_from}
             try:
-                return _execute(cfg, repo, plan, summary, log)
+                outcome = _execute(cfg, repo, plan, summary, log)
             except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}"[:4000]
-                with repo.transaction() as s:
-                    run = s.get(RetrainRun, plan.run_id)
-                    if run is not None and run.status == "running":
-                        finish_retrain_run(
-                            s,
-                            run.id,
-                            status="failed",
-                            decision_reason=reason,
-                            summary={**summary, "error": reason},
-                        )
-                log(f"retrain run {plan.run_id} failed: {reason}")
+                _record_failure(repo, plan.run_id, f"{type(exc).__name__}: {exc}"[:4000], summary, log)
                 raise
+            _prune(cfg, repo, log)
+            return outcome
         finally:
             repo.dispose()
 
 
-def _execute(
-    cfg: RetrainConfig, repo: Repository, plan: RunPlan, summary: dict[str, Any], log: Log
-) -> RetrainOutcome:
-    work = Path(cfg.output.work_dir)
-    run_dir = work / "runs" / f"run-{plan.run_id}"
-    version = f"{cfg.output.version_prefix}-r{plan.run_id}"
-    if plan.fine_tune_path is not None:
-        class_names = list(read_manifest(plan.fine_tune_path)["class_names"])
-    else:
-        with reading(repo) as s:
-            _, champion_path = resolve_champion(s, cfg)
-        recipe = load_config(cfg.recipe.path, TrainConfig, cfg.recipe.overrides)
-        class_names = (
-            list(read_manifest(champion_path)["class_names"]) if champion_path else recipe.data.classes
-        )
+def _record_failure(repo: Repository, run_id: int, reason: str, summary: dict[str, Any], log: Log) -> None:
+    with repo.transaction() as s:
+        run = store.retrain_run(s, run_id)
+        if run is not None and run.status == "running":
+            finish_retrain_run(
+                s, run.id, status="failed", decision_reason=reason, summary={**summary, "error": reason}
+            )
+    log(f"retrain run {run_id} failed: {reason}")
 
-    # 1. the snapshot of the new data
-    snapshot = load_snapshot(work / "snapshots" / f"run-{plan.run_id}", class_names)
+
+def _prune(cfg: RetrainConfig, repo: Repository, log: Log) -> None:
+    with reading(repo) as s:
+        removed = apply_retention(s, cfg)
+    if removed:
+        log(f"retention: removed {len(removed)} old folders ({', '.join(p.name for p in removed[:5])}...)")
+
+
+def _class_names(cfg: RetrainConfig, repo: Repository, plan: RunPlan) -> list[str]:
+    """The classes of the model fine-tuned from, else of the champion, else of the recipe."""
+    if plan.fine_tune_path is not None:
+        return list(read_manifest(plan.fine_tune_path)["class_names"])
+    with reading(repo) as s:
+        _, champion_path = resolve_champion(s, cfg)
+    if champion_path:
+        return list(read_manifest(champion_path)["class_names"])
+    return list(load_config(cfg.recipe.path, TrainConfig, cfg.recipe.overrides).data.classes)
+
+
+def _counts(stats: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot's counts for the run's summary (the window -> group map stays in snapshot.json)."""
+    return {key: value for key, value in stats.items() if key != "groups"}
+
+
+def _collect(
+    cfg: RetrainConfig, repo: Repository, plan: RunPlan, data: DataSets, class_names: list[str], log: Log
+) -> Snapshot:
+    """Step 1: the snapshot of the new data (reused when a killed run wrote it whole)."""
+    folder = Path(cfg.output.work_dir) / "snapshots" / f"run-{plan.run_id}"
+    snapshot = load_snapshot(folder, class_names)
     if snapshot is None:
         with reading(repo) as s:
             snapshot = collect_snapshot(
@@ -387,43 +162,86 @@ def _execute(
                 reviews=plan.reviews,
                 class_names=class_names,
                 cfg=cfg.collect,
-                out_dir=work / "snapshots" / f"run-{plan.run_id}",
+                out_dir=folder,
                 name=f"retrain-run-{plan.run_id}",
+                guard=data.guard,
             )
-    summary.update(reviews=snapshot.stats["reviews"], data_added=snapshot.stats)
-    _set_phase(repo, plan.run_id, "collected", data_added=snapshot.stats)
+    stats = snapshot.stats
+    _set_phase(repo, plan.run_id, "collected", data_added=_counts(stats))
     log(
-        f"new data: {len(snapshot.images)} images ({snapshot.stats['background_images']} background), "
-        f"train {len(snapshot.train)} / val {len(snapshot.val)}; skipped {snapshot.stats['skipped']}"
+        f"new data: {len(snapshot.images)} images ({stats['background_images']} background), "
+        f"train {len(snapshot.train)} / val {len(snapshot.val)} (split by coil or frame group); "
+        f"skipped {stats['skipped']}"
     )
-    if len(snapshot.images) < cfg.collect.min_images:
-        reason = (
-            f"not enough usable new data: {len(snapshot.images)} images < collect.min_images "
-            f"{cfg.collect.min_images} (skipped: {snapshot.stats['skipped']}); the reviews stay unused"
-        )
-        summary["status"] = "failed"
-        with repo.transaction() as s:
-            finish_retrain_run(s, plan.run_id, status="failed", decision_reason=reason, summary=summary)
-        log(reason)
-        return RetrainOutcome("failed", plan.run_id, None, reason, summary)
+    return snapshot
 
-    # 2. the training set: base replayed + earlier snapshots + the new train part; the fixed set aside
+
+def _too_little_data(
+    cfg: RetrainConfig, repo: Repository, plan: RunPlan, snapshot: Snapshot, summary: dict[str, Any], log: Log
+) -> RetrainOutcome:
+    reason = (
+        f"not enough usable new data: {len(snapshot.images)} images < collect.min_images "
+        f"{cfg.collect.min_images} (skipped: {snapshot.stats['skipped']}); the reviews stay unused"
+    )
+    summary["status"] = "failed"
+    with repo.transaction() as s:
+        finish_retrain_run(s, plan.run_id, status="failed", decision_reason=reason, summary=summary)
+    log(reason)
+    return RetrainOutcome("failed", plan.run_id, None, reason, summary)
+
+
+def _merge(
+    cfg: RetrainConfig,
+    repo: Repository,
+    plan: RunPlan,
+    snapshot: Snapshot,
+    data: DataSets,
+    class_names: list[str],
+) -> MergedData:
+    """Step 2: base replayed, replayable earlier snapshots, the new train part; fixed set, holdout aside."""
     previous = (
         _previous_snapshots(cfg, repo, plan.run_id, class_names) if cfg.replay.previous_snapshots else []
     )
-    base, fixed = read_base_and_fixed(cfg.base, cfg.fixed_set, class_names)
-    merged = build_training_set(
-        base=base,
+    return build_training_set(
+        base=data.base,
         previous=previous,
         new=snapshot,
-        fixed=fixed,
+        fixed=data.fixed,
         class_names=class_names,
-        out_dir=run_dir / "data",
+        out_dir=Path(cfg.output.work_dir) / "runs" / f"run-{plan.run_id}" / "data",
+        guard=data.guard,
+        holdout=data.holdout,
     )
-    summary["training"] = {**merged.counts, "train_images": merged.train_images, "fixed_images": len(fixed)}
 
+
+def _execute(
+    cfg: RetrainConfig, repo: Repository, plan: RunPlan, summary: dict[str, Any], log: Log
+) -> RetrainOutcome:
+    version = f"{cfg.output.version_prefix}-r{plan.run_id}"
+    class_names = _class_names(cfg, repo, plan)
+    data = read_data(
+        cfg.base,
+        cfg.fixed_set,
+        class_names,
+        holdout_images=cfg.calibration.holdout_images,
+        holdout_seed=cfg.calibration.seed,
+    )
+    # 1. the snapshot of the new data
+    snapshot = _collect(cfg, repo, plan, data, class_names, log)
+    summary.update(reviews=snapshot.stats["reviews"], data_added=_counts(snapshot.stats))
+    if len(snapshot.images) < cfg.collect.min_images:
+        return _too_little_data(cfg, repo, plan, snapshot, summary, log)
+    # 2. the training set
+    merged = _merge(cfg, repo, plan, snapshot, data, class_names)
+    summary["training"] = {
+        **merged.counts,
+        "train_images": merged.train_images,
+        "fixed_images": len(data.fixed),
+        "calibration_images": len(data.holdout),
+    }
     # 3. the challenger
     _set_phase(repo, plan.run_id, "training", training=summary["training"])
+    run_dir = Path(cfg.output.work_dir) / "runs" / f"run-{plan.run_id}"
     train_cfg = build_train_config(
         cfg,
         class_names=class_names,
@@ -434,52 +252,49 @@ def _execute(
     )
     bundle_dir, train_info = train_challenger(train_cfg, nproc=cfg.nproc, log=log)
     summary["training"].update(train_info)
-
-    # 4. champion and challenger on the same fixed set and the new data's validation part
+    # 4. champion and challenger at their operating points, on the fixed set and the new data's val part
     _set_phase(repo, plan.run_id, "evaluating")
     with reading(repo) as s:
         champion_version, champion_path = resolve_champion(s, cfg)
-    challenger = load_bundle(bundle_dir)
-    champion = load_bundle(champion_path) if champion_path else None
-    if champion is not None and champion.class_names != challenger.class_names:
-        raise ValueError(f"champion classes {champion.class_names} differ from {challenger.class_names}")
-    evals: dict[str, dict[str, Any]] = {"fixed": {}, "new": {}}
-    for role, model in (("champion", champion), ("challenger", challenger)):
-        if model is None:
-            continue
-        evals["fixed"][role] = evaluate_bundle(model, fixed, device=cfg.device)
-        if snapshot.val:
-            evals["new"][role] = evaluate_bundle(model, snapshot.val, device=cfg.device)
-    summary["metrics"] = {
-        key: {role: brief(result) for role, result in by_role.items()} for key, by_role in evals.items()
-    }
-
+    judged = judge(
+        load_bundle(champion_path) if champion_path else None,
+        load_bundle(bundle_dir),
+        fixed=data.fixed,
+        calibration=data.holdout,
+        new_val=snapshot.val,
+        cfg=cfg,
+    )
     # 5. the decision, and everything recorded at once
-    decision = _decide(evals, cfg)
+    return _record(cfg, repo, plan, (bundle_dir, version, champion_version), judged, snapshot, summary, log)
+
+
+def _record(
+    cfg: RetrainConfig,
+    repo: Repository,
+    plan: RunPlan,
+    models: tuple[Path, str, str | None],
+    judged: Judgement,
+    snapshot: Snapshot,
+    summary: dict[str, Any],
+    log: Log,
+) -> RetrainOutcome:
+    """Publish the challenger; register it, close the run, (on promotion) activate it: one transaction."""
+    bundle_dir, version, champion_version = models
+    decision = judged.decision
     status = "promoted" if decision.promote else "rejected"
     summary.update(
         status=status,
         champion=champion_version,
         challenger=version,
+        metrics=judged.metrics,
+        operating_points=judged.operating_points,
         decision=decision.to_dict(),
         gates=cfg.gates.model_dump(mode="json"),
         phase="finished",
     )
-    metrics = {
-        "split": "fixed",
-        **evals["fixed"]["challenger"],
-        "new_data": brief(evals["new"]["challenger"]) if "challenger" in evals["new"] else None,
-        "retrain_run": plan.run_id,
-    }
-    retrain_info = {
-        "run_id": plan.run_id,
-        "fine_tuned_from": plan.fine_tune_from,
-        "snapshot_split_sha256": snapshot.stats["split_sha256"],
-        "reviews": summary["reviews"],
-    }
-    registry = Path(cfg.output.registry_dir)
-    registry.mkdir(parents=True, exist_ok=True)
-    target = registry / version
+    metrics, retrain_info = _manifest_facts(cfg, plan, judged, snapshot, summary)
+    target = Path(cfg.output.registry_dir) / version
+    target.parent.mkdir(parents=True, exist_ok=True)
     manifest = publish_bundle(bundle_dir, target, version=version, metrics=metrics, retrain=retrain_info)
     with repo.transaction() as s:
         register_model_version(s, manifest, str(target.resolve()))
@@ -494,71 +309,53 @@ def _execute(
         )
         run.champion_version = champion_version
         if decision.promote:
-            activate_model(s, version, promoted_by=f"retrain run {plan.run_id}", note=decision.reason[:2000])
-    _write_json(run_dir / "summary.json", summary)
+            activate_model(
+                s,
+                version,
+                promoted_by=f"retrain run {plan.run_id}",
+                note=decision.reason[:2000],
+                kind="retrain",
+            )
+    run_dir = Path(cfg.output.work_dir) / "runs" / f"run-{plan.run_id}"
+    write_json(run_dir / "summary.json", summary)
     (run_dir / "train" / "last.pt").unlink(missing_ok=True)  # resume state, useless once decided
     log(format_summary(summary))
     return RetrainOutcome(status, plan.run_id, version, decision.reason, summary)
 
 
-def _decide(evals: dict[str, dict[str, Any]], cfg: RetrainConfig) -> Decision:
-    def scores(key: str, role: str) -> SetScores | None:
-        result = evals[key].get(role)
-        return SetScores.from_eval(result) if result is not None else None
-
-    challenger_fixed = scores("fixed", "challenger")
-    assert challenger_fixed is not None
-    return decide(
-        champion_fixed=scores("fixed", "champion"),
-        challenger_fixed=challenger_fixed,
-        champion_new=scores("new", "champion"),
-        challenger_new=scores("new", "challenger"),
-        gates=cfg.gates,
-    )
+def _manifest_facts(
+    cfg: RetrainConfig, plan: RunPlan, judged: Judgement, snapshot: Snapshot, summary: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The challenger manifest's ``metrics`` and ``training.retrain`` (its calibrated operating point too)."""
+    metrics = {
+        "split": "fixed",
+        **(judged.metrics["fixed"]["challenger"]),
+        "new_data": judged.metrics["new"].get("challenger"),
+        "retrain_run": plan.run_id,
+    }
+    retrain_info = {
+        "run_id": plan.run_id,
+        "fine_tuned_from": plan.fine_tune_from,
+        "snapshot_split_sha256": snapshot.stats["split_sha256"],
+        "reviews": summary["reviews"],
+        "operating_point": {
+            "thresholds": judged.challenger_thresholds,
+            "target_recall": cfg.calibration.target_recall,
+        },
+    }
+    return metrics, retrain_info
 
 
 def _previous_snapshots(
     cfg: RetrainConfig, repo: Repository, run_id: int, class_names: list[str]
 ) -> list[Snapshot]:
-    """Snapshots of earlier finished runs, oldest first (their reviews are consumed: this is their data)."""
+    """Snapshots of earlier runs that may be replayed, oldest first: promoted runs' unless a person dropped
+    them, rejected runs' only when a person accepted them (a rejected run's data is not replayed forever)."""
     with reading(repo) as s:
-        ids = list(
-            s.scalars(
-                select(RetrainRun.id)
-                .where(RetrainRun.status.in_(("promoted", "rejected")), RetrainRun.id < run_id)
-                .order_by(RetrainRun.id)
-            )
-        )
+        ids = store.replayable_run_ids(s, before=run_id)
     found = []
     for rid in ids:
         snap = load_snapshot(Path(cfg.output.work_dir) / "snapshots" / f"run-{rid}", class_names)
         if snap is not None:
             found.append(snap)
     return found
-
-
-def retrain_status(cfg: RetrainConfig) -> dict[str, Any]:
-    """What the next ``steel retrain`` would do, without doing it (``--dry-run``)."""
-    repo = Repository(cfg.db)
-    try:
-        upgrade(repo.engine)
-        with reading(repo) as s:
-            high_water = review_high_water(s)
-            up_to = int(s.scalar(select(func.max(Review.id))) or 0)
-            counts = verdict_counts(s, ReviewRange(high_water, max(up_to, high_water)))
-            open_run = s.scalar(
-                select(RetrainRun.id).where(RetrainRun.status == "running").order_by(RetrainRun.id.desc())
-            )
-            champion, path = resolve_champion(s, cfg)
-    finally:
-        repo.dispose()
-    return {
-        "high_water_review_id": high_water,
-        "newest_review_id": up_to,
-        "new_reviews": counts,
-        "min_reviews": cfg.collect.min_reviews,
-        "open_run": open_run,
-        "champion": champion,
-        "champion_path": path,
-        "would_run": open_run is not None or sum(counts.values()) >= cfg.collect.min_reviews,
-    }

@@ -21,12 +21,13 @@ from datasets.settings import data_root
 from datasets.split import Split, write_split
 from inspection.retrain.collect import Snapshot
 from inspection.retrain.config import DataSourceConfig
+from inspection.retrain.leakage import FixedSetGuard, build_guard
 
 EXPORT_NAME = "train-export.json"
 SPLIT_NAME = "split.json"
 
 
-def _read(cfg: DataSourceConfig, class_names: Sequence[str]) -> AnnotatedSet:
+def read_annotations(cfg: DataSourceConfig, class_names: Sequence[str]) -> AnnotatedSet:
     from datasets.readers import read_dataset
 
     path = Path(cfg.path) if cfg.path else data_root() / "annotations"
@@ -44,9 +45,9 @@ def read_source(
     (``aset``: the set already read from the same annotations)."""
     from datasets.split import apply_split, read_split
 
-    aset = aset if aset is not None else _read(cfg, class_names)
+    aset = aset if aset is not None else read_annotations(cfg, class_names)
     records = aset.images
-    if cfg.side != "all":
+    if cfg.side != "all" and cfg.split_file is not None:  # the config refuses a side without a split file
         train, val = apply_split(aset, read_split(cfg.split_file))
         records = train.images if cfg.side == "train" else val.images
     if cfg.max_images is not None and cfg.max_images < len(records):
@@ -54,14 +55,49 @@ def read_source(
     return list(records)
 
 
-def read_base_and_fixed(
-    base: DataSourceConfig, fixed: DataSourceConfig, class_names: Sequence[str]
-) -> tuple[list[ImageRecord], list[ImageRecord]]:
-    """Both sets, reading annotations shared by the two (the usual case: two sides of one split) once."""
-    base_set = _read(base, class_names)
+@dataclass(frozen=True)
+class DataSets:
+    """What a run trains and judges on, besides the new data.
+
+    ``base``: replayed into training; ``holdout``: base-side images kept out of the challenger's training to
+    calibrate its thresholds on; ``fixed``: the (possibly sampled) fixed set both models are judged on;
+    ``guard``: the whole fixed side, hashed, that no training image may overlap.
+    """
+
+    base: list[ImageRecord]
+    holdout: list[ImageRecord]
+    fixed: list[ImageRecord]
+    guard: FixedSetGuard
+
+
+def read_data(
+    base: DataSourceConfig,
+    fixed: DataSourceConfig,
+    class_names: Sequence[str],
+    *,
+    holdout_images: int,
+    holdout_seed: int = 0,
+) -> DataSets:
+    """Read base and fixed set once, hold out the calibration images, hash the whole fixed side."""
+    base_set = read_annotations(base, class_names)
     same = (base.path, base.format, base.images) == (fixed.path, fixed.format, fixed.images)
-    fixed_set = base_set if same else _read(fixed, class_names)
-    return read_source(base, class_names, aset=base_set), read_source(fixed, class_names, aset=fixed_set)
+    fixed_set = base_set if same else read_annotations(fixed, class_names)
+    base_side = read_source(base.model_copy(update={"max_images": None}), class_names, aset=base_set)
+    rng = random.Random(holdout_seed)
+    holdout = sorted(rng.sample(base_side, min(holdout_images, len(base_side) // 2)), key=lambda r: r.name)
+    held = {r.name for r in holdout}
+    train_side = [r for r in base_side if r.name not in held]
+    if base.max_images is not None and base.max_images < len(train_side):
+        train_side = sorted(
+            random.Random(base.seed).sample(train_side, base.max_images), key=lambda r: r.name
+        )
+    whole_fixed = read_source(fixed.model_copy(update={"max_images": None}), class_names, aset=fixed_set)
+    return DataSets(
+        base=train_side,
+        holdout=holdout,
+        fixed=read_source(fixed, class_names, aset=fixed_set),
+        guard=build_guard(whole_fixed),
+    )
 
 
 @dataclass
@@ -89,21 +125,31 @@ def build_training_set(
     fixed: Sequence[ImageRecord],
     class_names: Sequence[str],
     out_dir: Path,
+    guard: FixedSetGuard | None = None,
+    holdout: Sequence[ImageRecord] = (),
 ) -> MergedData:
     """Write the merged export and split into ``out_dir`` (replaced). ``previous`` oldest first: a later
-    snapshot's image replaces an earlier one of the same name (a frame reviewed again)."""
+    snapshot's image replaces an earlier one of the same name (a frame reviewed again). Every image (base
+    ones too: another dataset may hold copies across its split; snapshots cut before the fixed-set check
+    existed) is checked against ``guard`` for near-duplicates; the calibration ``holdout`` never trains."""
+    from datasets.dhash import read_gray
     from datasets.writers.vott_json import write_vott_json
 
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    fixed_hashes = {r.sha256 for r in fixed}
+    kept_out = {r.sha256 for r in fixed} | {r.sha256 for r in holdout} | set(guard.sha256 if guard else ())
     train: dict[str, ImageRecord] = {}
     counts = {"base": 0, "previous_snapshots": 0, "new": 0, "dropped_in_fixed_set": 0}
     groups = [("base", base)] + [("previous_snapshots", s.images) for s in previous] + [("new", new.train)]
     for origin, records in groups:
         for record in records:
-            if record.sha256 in fixed_hashes:
+            near = (
+                guard is not None
+                and record.path is not None
+                and guard.near_duplicate(read_gray(record.path)) is not None
+            )
+            if record.sha256 in kept_out or near:
                 counts["dropped_in_fixed_set"] += 1
                 continue
             train[record.name] = record

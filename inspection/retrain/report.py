@@ -21,6 +21,23 @@ def _pair(metrics: dict[str, Any], key: str, name: str | None) -> str:
     return f"{_num(a)} -> {_num(b)}{delta:<9}"
 
 
+def _operating_lines(points: dict[str, Any]) -> list[str]:
+    """Per class on the fixed set, each model at its own threshold: reject recall and false rejects."""
+    champ = (points.get("champion") or {}).get("fixed_set") or {}
+    chall = (points.get("challenger") or {}).get("fixed_set") or {}
+    if not chall:
+        return []
+    lines = [f"{'operating point':<18}{'threshold champ -> chall':>26}   {'reject recall':<24}false rejects"]
+    for name, b in chall.items():
+        a = champ.get(name) or {}
+        thr = f"{_num(a.get('threshold'))} -> {_num(b.get('threshold'))}"
+        rec = f"{_num(a.get('recall'))} -> {_num(b.get('recall'))}"
+        lines.append(
+            f"{name:<18}{thr:>26}   {rec:<24}{a.get('false_rejects', '-')} -> {b.get('false_rejects')}"
+        )
+    return lines
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """Plain text for the terminal and for cron mail (no colour codes)."""
     lines = []
@@ -69,6 +86,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"{'mAP@0.5':<18}{'':>19}   {_pair(metrics, 'fixed', None):<34}{_pair(metrics, 'new', None)}"
         )
+    lines.extend(_operating_lines(summary.get("operating_points") or {}))
     if decision:
         lines.append(f"decision: {decision.get('reason')}")
     elif summary.get("reason"):

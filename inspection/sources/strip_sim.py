@@ -14,8 +14,12 @@ removes line ranges from what the "camera" delivers, to exercise encoder-gap han
 
 SPEC is ``key=value`` pairs separated by commas, e.g.
 ``strip-sim:across=4,along=30,seed=0,frame_lines=600,overlap_lines=100,line_rate=0``; the keys are
-the fields of :class:`StripSpec`. ``split=val`` restricts the images to one side of the project's
-split file (``configs/splits/neu-det-dev.json``), e.g. to measure recall on validation images.
+the fields of :class:`StripSpec`. ``split`` picks the side of the project's split file
+(``configs/splits/neu-det-dev.json``) the images come from: ``train`` by default, so the strip never shows
+the validation side, which the retraining job keeps as its fixed evaluation set (windows reviewed on a
+strip of validation images would carry fixed-set pixels into training); ``split=val`` to measure recall on
+images no model was trained on (the retraining job refuses windows cut from such a strip); ``split=all``
+for every image.
 """
 
 from __future__ import annotations
@@ -62,7 +66,9 @@ class StripSpec(StrictModel):
     line_rate: float = Field(0.0, ge=0, description="lines per second; 0 = as fast as possible")
     mm_per_line: float = Field(DEFAULT_MM_PER_LINE, gt=0)
     first_line: int = Field(0, ge=0, description="encoder count of the strip's first line")
-    split: Literal["train", "val"] | None = Field(None, description="only images of this side of the split")
+    split: Literal["train", "val", "all"] = Field(
+        "train", description="images of this side of the split file (all: every image)"
+    )
     coil: str | None = None
     line_id: str = "sim"
 
@@ -122,7 +128,7 @@ class StripSimulator(BaseSource):
 
     Args:
         spec: the strip (see :class:`StripSpec`).
-        images: only these image names (e.g. a validation split); default all with a file.
+        images: only these image names; default every image with a file on the ``spec.split`` side.
         annotations: the annotation folder/file; default ``data_root() / "annotations"``.
         split_file: the split ``spec.split`` refers to; default ``configs/splits/neu-det-dev.json``.
         drop_lines: ``(first_row, count)`` ranges of strip rows the camera does not deliver.
@@ -149,7 +155,8 @@ class StripSimulator(BaseSource):
         self.class_names: tuple[str, ...] = aset.class_names
         pool = [im for im in aset.images if im.path is not None]
         wanted: set[str] | None = set(images) if images is not None else None
-        if self.spec.split is not None:
+        # An explicit image list is played as given unless split= is set too.
+        if self.spec.split != "all" and (images is None or "split" in self.spec.model_fields_set):
             split = read_split(split_file or REPO_ROOT / DEFAULT_SPLIT_FILE)
             side = set(split.val if self.spec.split == "val" else split.train)
             wanted = side if wanted is None else wanted & side

@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from inspection.storage.db import make_engine, session_factory
+from inspection.storage.model_history import record_activation
 from inspection.storage.schema import (
     ALARM_STATUSES,
     FRAME_STATUSES,
@@ -337,12 +338,20 @@ def _model_version_id(session: Session, version: str | None) -> int | None:
 
 
 def activate_model(
-    session: Session, version: str, *, promoted_by: str | None = None, note: str | None = None
+    session: Session,
+    version: str,
+    *,
+    promoted_by: str | None = None,
+    note: str | None = None,
+    kind: str = "manual",
+    forced: bool = False,
 ) -> ModelVersion:
     """Make ``version`` the one active model (LookupError if unknown); a no-op when it already is.
 
     Deactivates the others first, in the same transaction, so no reader ever sees two active models or,
     once committed, none; the partial unique index refuses a second active row whatever the code does.
+    Every activation appends a row to the history (``model_activations``: who, why, from which version,
+    ``kind`` manual/retrain/daemon, ``forced`` past a gate rejection), in the same transaction.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_ACTIVATION_LOCK})
@@ -351,6 +360,7 @@ def activate_model(
         raise LookupError(f"model version {version!r} is not registered")
     if target.is_active:
         return target
+    previous = session.scalar(select(ModelVersion.version).where(ModelVersion.is_active))
     session.execute(
         update(ModelVersion)
         .where(ModelVersion.is_active, ModelVersion.id != target.id)
@@ -361,6 +371,15 @@ def activate_model(
     target.promoted_by = promoted_by
     target.note = note
     session.flush()
+    record_activation(
+        session,
+        version=version,
+        previous_version=previous,
+        kind=kind,
+        actor=promoted_by,
+        reason=note,
+        forced=forced,
+    )
     return target
 
 
@@ -681,10 +700,16 @@ class Repository:
             return register_model_version(s, manifest, path)
 
     def activate_model(
-        self, version: str, *, promoted_by: str | None = None, note: str | None = None
+        self,
+        version: str,
+        *,
+        promoted_by: str | None = None,
+        note: str | None = None,
+        kind: str = "manual",
+        forced: bool = False,
     ) -> ModelVersion:
         with self.transaction() as s:
-            return activate_model(s, version, promoted_by=promoted_by, note=note)
+            return activate_model(s, version, promoted_by=promoted_by, note=note, kind=kind, forced=forced)
 
     def active_model(self) -> ModelVersion | None:
         with self.transaction() as s:

@@ -64,6 +64,14 @@ RETRAIN_STATUSES = ("running", "promoted", "rejected", "failed")
 """``retrain_runs.status``: ``running`` until the job decides; ``promoted`` the challenger became active,
 ``rejected`` it did not pass the gates (reason in ``decision_reason``), ``failed`` the job crashed."""
 
+ACTIVATION_KINDS = ("manual", "retrain", "daemon")
+"""``model_activations.kind``: ``manual`` a person (``steel models activate``), ``retrain`` a retrain run's
+promotion, ``daemon`` a daemon that found no active model and put its own on record."""
+
+SNAPSHOT_ACTIONS = ("accept", "drop")
+"""``retrain_snapshot_decisions.action``: ``accept`` a person lets a rejected run's snapshot be replayed,
+``drop`` a person keeps a snapshot (promoted or not) out of every later training set."""
+
 ALARM_STATUSES = ("pending", "sent", "acked", "failed")
 """``alarms.status``: ``pending`` raised but not yet delivered, ``sent`` delivered, ``acked`` acknowledged by
 the receiver (PLC handshake), ``failed`` delivery failed (reason in ``alarms.error``)."""
@@ -388,3 +396,48 @@ class Gap(Base):
     reason: Mapped[str] = mapped_column(Text)
     first_missing_line: Mapped[int | None] = mapped_column(BigInteger)
     missing_lines: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ModelActivation(Base):
+    """One activation of a model version, never updated: the audit trail behind ``model_versions.is_active``.
+
+    ``previous_version`` is the version that was active just before (None: none was), ``actor`` who or what
+    activated it (``cli:<user>``, ``retrain run 7``, ``daemon``), ``reason`` why, and ``forced`` whether a
+    person overrode the gate's rejection of this version (``steel models activate --force``).
+    """
+
+    __tablename__ = "model_activations"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ACTIVATION_KINDS), name="kind"),
+        Index("ix_model_activations_activated_at", "activated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    activated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    version: Mapped[str] = mapped_column(String(100))
+    previous_version: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class SnapshotDecision(Base):
+    """A person's decision on a retrain run's data snapshot; the latest one per run counts.
+
+    By default only snapshots of promoted runs are replayed into later training sets; ``accept`` admits a
+    rejected run's snapshot, ``drop`` keeps any snapshot out.
+    """
+
+    __tablename__ = "retrain_snapshot_decisions"
+    __table_args__ = (
+        CheckConstraint(_one_of("action", SNAPSHOT_ACTIONS), name="action"),
+        Index("ix_retrain_snapshot_decisions_run_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("retrain_runs.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    decided_by: Mapped[str] = mapped_column(String(100))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    reason: Mapped[str] = mapped_column(Text)

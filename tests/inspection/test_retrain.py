@@ -29,38 +29,31 @@ from sqlalchemy import func, select
 from typer import Typer
 from typer.testing import CliRunner
 
-from datasets.model import NEU_DET_CLASSES
 from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
-from datasets.split import apply_split, read_split, verify_split
+from datasets.split import read_split, verify_split
 from inspection.paths import raw_frame_path
 from inspection.retrain import job as retrain_job
 from inspection.retrain.cli import models_app, retrain_command
-from inspection.retrain.collect import (
-    ReviewRange,
-    VisibleDefect,
-    box_in_window,
-    collect_snapshot,
-    label_window,
-    load_snapshot,
-    place_window,
-)
-from inspection.retrain.config import CollectConfig, GatesConfig, RetrainConfig, load_retrain_config
+from inspection.retrain.collect import ReviewRange, collect_snapshot, load_snapshot
+from inspection.retrain.config import CollectConfig, GatesConfig, RetrainConfig
 from inspection.retrain.decide import SetScores, decide
 from inspection.retrain.evaluate import evaluate_bundle
 from inspection.retrain.merge import read_source
 from inspection.retrain.report import format_summary
-from inspection.storage.db import default_sqlite_url, upgrade
-from inspection.storage.repository import DefectRecord, FrameRecord, Repository
-from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun, Review
+from inspection.retrain.windows import VisibleDefect, box_in_window, label_window, place_window
+from inspection.storage.schema import ModelVersion, Review
+from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
+    CLASSES,
+    SOURCE,
+    World,
+    neu_pool_fixture,
+    world_fixture,
+    zero_class_head,
+)
 from training.bundle import load_bundle, save_bundle
-from training.config import ModelConfig
-from training.models.yolo.model import YoloConfig
-from training.registry import build_model
 
 SPLIT = REPO_ROOT / "configs" / "splits" / "neu-det-dev.json"
-SOURCE = "folder:line-cam"
-CLASSES = list(NEU_DET_CLASSES)
 
 
 @pytest.fixture(autouse=True)
@@ -78,9 +71,11 @@ def _one_thread():
 GATES = GatesConfig(max_map50_drop=0.02, max_class_ap50_drop=0.05, require_better_on_new=True)
 
 
-def scores(map50, ap50=None, false_alarms=0, images=10):
+def scores(map50, ap50=None, false_alarms=0, images=10, gt=None):
     per_class = ap50 if ap50 is not None else {"crazing": map50, "scratches": map50}
-    return SetScores(map50=map50, per_class_ap50=per_class, false_alarms=false_alarms, images=images)
+    return SetScores(
+        map50=map50, per_class_ap50=per_class, false_alarms=false_alarms, images=images, gt_per_class=gt or {}
+    )
 
 
 @pytest.mark.parametrize(
@@ -106,8 +101,17 @@ def scores(map50, ap50=None, false_alarms=0, images=10):
         # new data of background only: fewer false alarms is better, more is not
         (scores(0.70), scores(0.70), scores(None, {}, 5), scores(None, {}, 1), True, "false alarms 5 -> 1"),
         (scores(0.70), scores(0.70), scores(None, {}, 1), scores(None, {}, 3), False, "not fewer"),
-        # no validation images in the new data: cannot show it is better
-        (scores(0.70), scores(0.70), None, None, False, "no new validation images"),
+        # no validation part in the new data (one coil): nothing to compare, said, not gated
+        (scores(0.70), scores(0.70), None, None, True, "no validation part"),
+        # a validation part of a handful of boxes: the comparison is not significant and does not decide
+        (
+            scores(0.70),
+            scores(0.70),
+            scores(0.40, images=3, gt={"crazing": 3}),
+            scores(0.10, images=3, gt={"crazing": 3}),
+            True,
+            "not significant: rests on boxes per class crazing 3 (needs 10",
+        ),
     ],
 )
 def test_decide_table(champ_fixed, chall_fixed, champ_new, chall_new, promote, needle):
@@ -120,7 +124,7 @@ def test_decide_table(champ_fixed, chall_fixed, champ_new, chall_new, promote, n
     )
     assert decision.promote is promote
     assert decision.reason.startswith("promoted" if promote else "rejected")
-    assert needle in decision.reason
+    assert needle in decision.reason or needle in " ".join(c.message for c in decision.checks)
     assert all(c.passed for c in decision.checks) is promote
 
 
@@ -151,7 +155,9 @@ def test_set_scores_from_eval_counts_false_alarms():
         "per_class": {"crazing": {"ap50": None, "ap": None, "gt": 0}},
         "confusion_matrix": [[0, 0], [4, 0]],  # background row: 4 predictions of crazing matched nothing
     }
-    assert SetScores.from_eval(summary) == SetScores(None, {"crazing": None}, false_alarms=4, images=3)
+    assert SetScores.from_eval(summary) == SetScores(
+        None, {"crazing": None}, false_alarms=4, images=3, gt_per_class={"crazing": 0}
+    )
 
 
 # ---------------------------------------------------------------- windows
@@ -204,161 +210,7 @@ def test_label_window_policies():
     assert label_window(window, [odd], class_names=CLASSES, cfg=cfg) == (None, "unknown_class")
 
 
-# ---------------------------------------------------------------- a seeded inspection database
-
-
-def zero_class_head(model: torch.nn.Module) -> None:
-    """Pin every class logit far below any threshold: the model detects nothing (AP exactly 0)."""
-    with torch.no_grad():
-        for branch in model.head.cls_branches:
-            branch[-1].weight.zero_()
-            branch[-1].bias.fill_(-30.0)
-
-
-def make_blind_champion(folder: Path, version: str) -> Path:
-    model_cfg = ModelConfig(image_size=64, in_channels=1, yolo=YoloConfig(size="n"))
-    torch.manual_seed(0)
-    model = build_model(model_cfg, num_classes=len(CLASSES))
-    zero_class_head(model)
-    return save_bundle(
-        folder, model, model_config=model_cfg, class_names=CLASSES, version=version, score_threshold=0.25
-    )
-
-
-class World:
-    """A temporary plant: database, daemon output folder, work folders, a champion, frames and reviews."""
-
-    def __init__(self, root: Path, pool: dict[str, list]):
-        self.root = root
-        self.db = default_sqlite_url(root / "var" / "inspection.db")
-        upgrade(self.db)
-        self.repo = Repository(self.db)
-        self.frames_dir = root / "var" / "inspection"
-        self.pool = pool
-        self.next_seq = 0
-        self.champion = make_blind_champion(root / "models" / "blind-v0", "blind-v0")
-        self.repo.register_model_version(load_bundle(self.champion).manifest, str(self.champion))
-        self.repo.activate_model("blind-v0")
-
-    def frame(self, image: np.ndarray, defects: list[tuple[str, tuple]]) -> list[int]:
-        """Store one frame the way the daemon does (raw pixels + annotated row + defects); defect ids."""
-        seq = self.next_seq
-        self.next_seq += 1
-        path = raw_frame_path(self.frames_dir, SOURCE, seq)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        assert cv2.imwrite(str(path), image)
-        records = [
-            DefectRecord(class_name=c, score=0.8, xyxy=xyxy, track_id=f"{seq}-{i}")
-            for i, (c, xyxy) in enumerate(defects)
-        ]
-        self.repo.record_frame(
-            FrameRecord(
-                source=SOURCE,
-                seq=seq,
-                width=image.shape[1],
-                height=image.shape[0],
-                model_version="blind-v0",
-                image_path=str(self.frames_dir / "frames" / f"{seq}.jpg"),
-            ),
-            records,
-        )
-        with self.repo.transaction() as s:
-            rows = s.execute(
-                select(Defect.id)
-                .join(Frame)
-                .where(Frame.source == SOURCE, Frame.seq == seq)
-                .order_by(Defect.id)
-            )
-            return [int(r[0]) for r in rows]
-
-    def batch(self, per_class: int, offset: int) -> dict[str, int]:
-        """Frames of NEU training images with every box confirmed; in each class's first frame the
-        model's first box is relabelled (it said another class); plus one defect-free piece of steel
-        with a rejected false alarm, and one frame with a defect nobody reviewed. Returns verdict counts."""
-        counts = {"confirmed": 0, "relabelled": 0, "rejected": 0}
-        for k, name in enumerate(CLASSES):
-            for j, rec in enumerate(self.pool[name][offset : offset + per_class]):
-                image = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
-                wrong = CLASSES[(k + 1) % len(CLASSES)]
-                said = [(wrong if (j == 0 and i == 0) else b.label, b.xyxy) for i, b in enumerate(rec.boxes)]
-                for i, (defect_id, box) in enumerate(zip(self.frame(image, said), rec.boxes, strict=True)):
-                    if said[i][0] != box.label:
-                        self.repo.add_review(
-                            defect_id, reviewer="op", verdict="relabelled", new_class=box.label
-                        )
-                        counts["relabelled"] += 1
-                    else:
-                        self.repo.add_review(defect_id, reviewer="op", verdict="confirmed")
-                        counts["confirmed"] += 1
-        # A defect-free 64x64 piece of real steel: the top-left corner of an image whose boxes avoid it.
-        steel = [
-            r for name in CLASSES for r in self.pool[name] if all(b.x1 >= 64 or b.y1 >= 64 for b in r.boxes)
-        ][offset]
-        patch = cv2.imread(str(steel.path), cv2.IMREAD_GRAYSCALE)[:64, :64]
-        (false_alarm,) = self.frame(np.ascontiguousarray(patch), [("crazing", (10.0, 12.0, 40.0, 50.0))])
-        self.repo.add_review(false_alarm, reviewer="op", verdict="rejected", note="clean steel")
-        counts["rejected"] += 1
-        # Two defects on one image, only one reviewed: its window shows the other, so it is skipped.
-        rec = next(r for r in self.pool["patches"][offset + per_class :] if len(r.boxes) >= 2)
-        image = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
-        first, _ = self.frame(image, [(b.label, b.xyxy) for b in rec.boxes[:2]])
-        self.repo.add_review(first, reviewer="op", verdict="confirmed")
-        counts["confirmed"] += 1
-        return counts
-
-    def config(self, *extra: str) -> RetrainConfig:
-        overrides = [
-            f"db={self.db}",
-            "base.max_images=12",
-            "fixed_set.max_images=24",
-            f"collect.frames_dir={self.frames_dir}",
-            "collect.val_fraction=0.5",
-            "collect.min_reviews=5",
-            "collect.min_images=5",
-            "champion_fallback=null",
-            "device=cpu",
-            f"output.work_dir={self.root / 'retrain'}",
-            f"output.registry_dir={self.root / 'models' / 'registry'}",
-            "recipe.overrides=[model.image_size=64, train.epochs=1, train.max_steps=2, train.batch_size=8, "
-            "train.threads=1, train.ema.enabled=false, data.augment.enabled=false]",
-            *extra,
-        ]
-        return load_retrain_config(REPO_ROOT / "configs" / "retrain.yaml", overrides)
-
-    def active(self) -> str | None:
-        row = self.repo.active_model()
-        return None if row is None else row.version
-
-    def runs(self) -> list[RetrainRun]:
-        with self.repo.transaction() as s:
-            return list(s.scalars(select(RetrainRun).order_by(RetrainRun.id)))
-
-    def review_marks(self) -> dict[int | None, int]:
-        with self.repo.transaction() as s:
-            rows = s.execute(
-                select(Review.used_in_retrain_run_id, func.count()).group_by(Review.used_in_retrain_run_id)
-            )
-            return {run: int(n) for run, n in rows}
-
-    def versions(self) -> list[str]:
-        with self.repo.transaction() as s:
-            return list(s.scalars(select(ModelVersion.version).order_by(ModelVersion.id)))
-
-
-@pytest.fixture(scope="module")
-def neu_pool(neu_root: Path) -> dict[str, list]:
-    """NEU-DET training-side images whose largest box covers at least 30 % of the image, per file class."""
-    aset = read_dataset(neu_root / "annotations", class_names=CLASSES)
-    train, _ = apply_split(aset, read_split(SPLIT))
-    big = [r for r in train.images if max(b.area for b in r.boxes) >= 0.3 * r.width * r.height]
-    return {name: [r for r in big if r.name.startswith(name)] for name in CLASSES}
-
-
-@pytest.fixture
-def world(tmp_path: Path, neu_pool: dict[str, list]) -> World:
-    w = World(tmp_path, neu_pool)
-    yield w
-    w.repo.dispose()
+# ---------------------------------------------------------- the job on a seeded database (retrain_fixtures)
 
 
 def test_collect_snapshot(world: World):
@@ -422,6 +274,11 @@ def test_better_challenger_promoted_worse_one_rejected_rollback(world: World, mo
     assert run.summary["metrics"]["fixed"]["challenger"]["map50"] == pytest.approx(independent["map50"])
     assert run.summary["metrics"]["fixed"]["champion"]["map50"] == 0.0
     assert run.summary["data_added"]["boxes_per_class"]["scratches"] > 0
+    # The challenger was judged at per-class thresholds calibrated on held-out images, published with it.
+    point = run.summary["operating_points"]["challenger"]
+    assert set(point["thresholds"]) == set(CLASSES) and "held-out base images" in point["chosen_by"]
+    published = registered.manifest["training"]["retrain"]["operating_point"]["thresholds"]
+    assert published == point["thresholds"] and "reject recall" in lines[-1]
     assert world.review_marks() == {1: run.last_review_id}
     with world.repo.transaction() as s:
         row = s.scalars(select(ModelVersion).where(ModelVersion.version == "retrain-r1")).one()
@@ -493,6 +350,14 @@ def test_better_challenger_promoted_worse_one_rejected_rollback(world: World, mo
         runner.invoke(app, ["models", "show", "retrain-r2", "--db", world.db, "--json"]).stdout
     )
     assert shown["retrain_run"]["status"] == "rejected" and shown["retrain_run"]["reason"] == second.reason
+    # Every activation is a row: the world's first, run 1's promotion, the rollback by hand.
+    history = json.loads(runner.invoke(app, ["models", "history", "--db", world.db, "--json"]).stdout)
+    assert [(h["version"], h["previous_version"], h["kind"], h["actor"]) for h in history] == [
+        ("blind-v0", "retrain-r1", "manual", "qa"),
+        ("retrain-r1", "blind-v0", "retrain", "retrain run 1"),
+        ("blind-v0", None, "manual", None),
+    ]
+    assert history[1]["reason"] == first.reason
 
 
 class SimulatedKill(BaseException):
@@ -532,7 +397,11 @@ def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
     config_file = world.root / "retrain.yaml"
     config_file.write_text(json.dumps(cfg.model_dump(mode="json")), encoding="utf-8")
     dry = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--dry-run", "--json"])
-    assert json.loads(dry.stdout) | {"champion_path": None} == {
+    planned = json.loads(dry.stdout)
+    assert planned["images"]["fixed_set"] == 24 and planned["images"]["calibration"] == 8
+    assert {k: planned[k] for k in planned if k not in ("images", "epochs", "estimate")} | {
+        "champion_path": None
+    } == {
         "high_water_review_id": 0,
         "newest_review_id": run.last_review_id,
         "new_reviews": {k: run.summary["reviews"][k] for k in ("confirmed", "relabelled", "rejected")},
@@ -543,17 +412,23 @@ def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
         "would_run": True,
     }
     result = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--json"])
-    assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert result.exit_code == {"promoted": 0, "rejected": 3}[payload["status"]], result.output
     assert payload["run_id"] == run.id and payload["status"] in ("promoted", "rejected")
     assert payload["summary"]["training"]["resumed"] is True and payload["summary"]["training"]["epochs"] == 2
+    assert "epoch 2/2" not in result.stderr  # stderr is not a terminal: no progress bars in cron mail
     (done,) = world.runs()
     assert done.id == run.id and done.status == payload["status"] and done.finished_at is not None
     assert world.versions() == ["blind-v0", f"retrain-r{run.id}"]  # exactly one challenger registered
     assert world.review_marks() == {run.id: run.last_review_id}  # every review counted once, by this run
     again = CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--json"])
     assert json.loads(again.stdout.strip().splitlines()[-1])["status"] == "nothing-to-do"
-    assert len(world.runs()) == 1
+    assert again.exit_code == 4 and len(world.runs()) == 1
+    # The next dry run estimates from this run's measured training time.
+    estimate = json.loads(
+        CliRunner().invoke(app, ["retrain", "--config", str(config_file), "--dry-run", "--json"]).stdout
+    )["estimate"]
+    assert estimate["training_seconds"] > 0 and estimate["basis"].startswith(f"run {run.id}: ")
 
 
 # ---------------------------------------------------------------- the daemon keeps what retraining cuts
