@@ -58,6 +58,11 @@ class Bundle:
     def score_threshold(self) -> float:
         return float(self.manifest["thresholds"]["score"])
 
+    @property
+    def per_class_thresholds(self) -> dict[str, float]:
+        """The calibrated operating point (class name -> score); empty when the bundle has none."""
+        return dict(self.manifest["thresholds"].get("per_class") or {})
+
 
 def code_version() -> str:
     """The git commit of the code that made the bundle (``unknown`` outside a checkout)."""

@@ -45,21 +45,46 @@ def run_eval(
         for det in predictor([read_image(str(r.path)) for r in chunk]):
             preds.append(Prediction(det.xyxy, det.scores, det.class_ids))
     gts = ground_truth_from_records(records, predictor.class_names)
-    threshold = conf if conf is not None else predictor.bundle.score_threshold
-    return evaluate(gts, preds, predictor.class_names, conf_threshold=threshold)
+    bundle = predictor.bundle
+    if conf is not None:  # an explicit threshold wins over the bundle's operating point, for every class
+        return evaluate(gts, preds, predictor.class_names, conf_threshold=conf)
+    return evaluate(
+        gts,
+        preds,
+        predictor.class_names,
+        conf_threshold=bundle.score_threshold,
+        per_class_thresholds=bundle.per_class_thresholds,
+    )
 
 
 def print_eval(result: EvalResult) -> None:
     console = Console()
+    line = result.line
+    thresholds = set(result.operating_point.values())
+    at = f"conf {result.conf_threshold}" if len(thresholds) <= 1 else "per-class operating point"
     console.print(
         f"[bold]{result.images} images[/]  mAP@0.5 [bold]{result.map50:.4f}[/]  "
         f"mAP@0.5:0.95 {result.map50_95:.4f}  P {result.precision:.3f} R {result.recall:.3f} "
-        f"F1 {result.f1:.3f} @ conf {result.conf_threshold}  (best F1 {result.best_f1:.3f} "
-        f"@ {result.best_conf:.3f})"
+        f"F1 {result.f1:.3f} @ {at}  (best F1 {result.best_f1:.3f} @ {result.best_conf:.3f})"
     )
-    table = Table("class", "boxes", "AP50", "AP50:95")
+    console.print(
+        f"line: reject recall [bold]{_fmt(line.reject_recall)}[/] "
+        f"({line.rejected_defective_images}/{line.defective_images} defective images)  "
+        f"stray {line.stray_per_100_images:.1f} per 100 images ({line.stray_detections} boxes)"
+    )
+    table = Table("class", "boxes", "AP50", "AP50:95", "threshold", "images", "reject recall")
     for name, v in result.per_class.items():
-        ap50 = "-" if v["ap50"] is None else f"{v['ap50']:.3f}"
-        ap = "-" if v["ap"] is None else f"{v['ap']:.3f}"
-        table.add_row(name, str(v["gt"]), ap50, ap)
+        table.add_row(
+            name,
+            str(v["gt"]),
+            _fmt(v["ap50"]),
+            _fmt(v["ap"]),
+            f"{result.operating_point[name]:.3f}",
+            str(line.defective_images_per_class[name]),
+            _fmt(line.reject_recall_per_class[name]),
+        )
     console.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.3f}"  # None and NaN print as "-"
