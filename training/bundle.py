@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from datasets.settings import REPO_ROOT
 from training.config import ModelConfig
+from training.line_figures import class_thresholds
 
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
@@ -62,6 +65,18 @@ class Bundle:
     def per_class_thresholds(self) -> dict[str, float]:
         """The calibrated operating point (class name -> score); empty when the bundle has none."""
         return dict(self.manifest["thresholds"].get("per_class") or {})
+
+    @property
+    def operating_point(self) -> dict[str, float]:
+        """Score threshold of every class: calibrated where the manifest has one, else ``score``."""
+        names = self.class_names
+        return dict(zip(names, self.class_thresholds(None).tolist(), strict=True))
+
+    def class_thresholds(self, override: float | None) -> np.ndarray:
+        """``(C,)`` thresholds: ``override`` for every class when given, else the operating point."""
+        if override is not None:
+            return class_thresholds(self.class_names, None, override)
+        return class_thresholds(self.class_names, self.per_class_thresholds, self.score_threshold)
 
 
 def code_version() -> str:
@@ -136,6 +151,19 @@ def save_bundle(
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out_dir
+
+
+def rewrite_manifest(bundle_dir: str | Path, manifest: dict[str, Any]) -> Path:
+    """Replace ``bundle_dir/manifest.json`` atomically (temp file, fsync, rename): a reader sees the old
+    manifest or the new one, never half of one, even if the process dies mid-write."""
+    path = Path(bundle_dir) / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(manifest, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

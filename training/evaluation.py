@@ -188,7 +188,7 @@ def _run_cocoeval(
     return ev.eval["precision"][:, :, :, area_all, max_det], np.asarray(ev.stats, dtype=np.float64)
 
 
-def _match_by_score(gt: GroundTruth, pred: Prediction, iou_threshold: float) -> np.ndarray:
+def match_by_score(gt: GroundTruth, pred: Prediction, iou_threshold: float) -> np.ndarray:
     """TP flags ``(M,)`` for ``pred``: by descending score, each takes the best-IoU free GT of its class."""
     tp = np.zeros(len(pred.scores), dtype=bool)
     if len(gt.labels) == 0 or len(pred.scores) == 0:
@@ -211,7 +211,7 @@ def _f1(tp: float, n_pred: float, n_gt: float) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def _best_f1(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[float, float]:
+def best_f1_threshold(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[float, float]:
     """The F1-maximising threshold over every distinct score (ties: the higher threshold)."""
     if scores.size == 0:
         return 0.0, 0.0
@@ -315,7 +315,7 @@ def _operating_scores(
     tp_all, scores_all, kept_all = [], [], []
     cm = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     for gt, pred in zip(gts, preds, strict=True):
-        tp_all.append(_match_by_score(gt, pred, iou_threshold))
+        tp_all.append(match_by_score(gt, pred, iou_threshold))
         scores_all.append(pred.scores)
         keep = kept(pred, thresholds)
         kept_all.append(keep)
@@ -331,7 +331,7 @@ def _operating_scores(
     keep_all = np.concatenate(kept_all) if kept_all else np.zeros(0, dtype=bool)
     n_gt = int(_gt_counts(gts, num_classes).sum())
     p, r, f1 = _f1(float(tp[keep_all].sum()), float(keep_all.sum()), float(n_gt))
-    best_conf, best_f1 = _best_f1(scores, tp, n_gt)
+    best_conf, best_f1 = best_f1_threshold(scores, tp, n_gt)
     return _OperatingScores(p, r, f1, best_conf, best_f1, cm)
 
 
