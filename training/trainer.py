@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -205,7 +206,7 @@ def _train_epoch(run: Run, epoch: int, progress: Progress) -> dict[str, Any]:
     bar = tqdm(
         total=run.steps_per_epoch,
         desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-        disable=not run.info.is_main,
+        disable=not run.info.is_main or not sys.stderr.isatty(),  # no bars in logs and cron mail
         dynamic_ncols=True,
         leave=False,
     )
