@@ -4,6 +4,7 @@ that wants the event, record each signal (or its failure) in the alarms table, c
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from inspection.alarms import AlarmError, DefectSummary, RejectEvent, build_sinks, close_sinks, wants
@@ -19,12 +20,21 @@ class AlarmDispatcher:
     row always has its frame. A sink that fails is recorded with its reason and never stops storage."""
 
     def __init__(
-        self, cfg: dict | AlarmsConfig, *, repository_writer: Any, class_names: list[str], metrics: Any = None
+        self,
+        cfg: dict | AlarmsConfig,
+        *,
+        repository_writer: Any,
+        class_names: list[str],
+        metrics: Any = None,
+        operating_point: Callable[[str], Mapping[str, float]] | None = None,
     ):
         self.cfg = cfg if isinstance(cfg, AlarmsConfig) else AlarmsConfig.model_validate(cfg)
         self.sinks = build_sinks(self.cfg)
         self.writer = repository_writer
         self.metrics = metrics
+        # Asked per frame with the frame's model version: the reject rule's default is the operating point
+        # of the model that scored the frame, also across a model swap.
+        self.operating_point = operating_point
 
     def __call__(self, result: FrameResult, record: FrameRecord, defects: list[DefectRecord]) -> None:
         summaries = [
@@ -48,6 +58,9 @@ class AlarmDispatcher:
             rule=self.cfg.reject,
             position_m=record.position_m,
             model_version=result.model_version,
+            operating_point=(
+                self.operating_point(result.model_version) if self.operating_point is not None else None
+            ),
         )
         for sink in self.sinks:
             if not wants(sink, event):

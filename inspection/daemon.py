@@ -309,6 +309,7 @@ class Daemon:
             repository_writer=self.writer,
             class_names=self.detector.class_names,
             metrics=self.metrics,
+            operating_point=self.detector.operating_point,
         )
 
     def health(self) -> dict[str, Any]:

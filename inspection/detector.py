@@ -37,6 +37,7 @@ class TileDetector:
         self.batch_size = batch_size
         self.score_threshold = score_threshold
         self._lock = threading.Lock()
+        self._points: dict[str, dict[str, float]] = {}  # version -> operating point, of every bundle run
         self._predictor = self._load(bundle_path)
         self.path = Path(bundle_path)
 
@@ -45,6 +46,7 @@ class TileDetector:
             str(path), device=self.device, batch_size=self.batch_size, score_threshold=self.score_threshold
         )
         predictor.warmup()
+        self._points[predictor.version] = predictor.bundle.operating_point
         return predictor
 
     @property
@@ -54,6 +56,14 @@ class TileDetector:
     @property
     def class_names(self) -> list[str]:
         return self._predictor.class_names
+
+    def operating_point(self, version: str | None = None) -> dict[str, float]:
+        """Score threshold per class (the reject rule's default) of the bundle ``version`` (a frame's
+        ``model_version``: one scored just before a swap is judged by its own model's point), by default
+        of the running one."""
+        if version is not None and version in self._points:
+            return self._points[version]
+        return self._predictor.bundle.operating_point
 
     @property
     def manifest(self) -> dict:

@@ -9,54 +9,104 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from datasets.settings import REPO_ROOT
 from training.config import ModelConfig
+from training.line_figures import class_thresholds
+from training.manifest import (
+    BUNDLE_FORMAT,
+    MANIFEST,
+    BundleError,
+    EnsembleManifest,
+    Manifest,
+    ModelManifest,
+    parse_manifest,
+    validate_manifest,
+)
 
-MANIFEST = "manifest.json"
+__all__ = [
+    "BUNDLE_FORMAT",
+    "MANIFEST",
+    "WEIGHTS",
+    "Bundle",
+    "BundleError",
+    "code_version",
+    "load_bundle",
+    "read_manifest",
+    "rewrite_manifest",
+    "save_bundle",
+    "sha256_file",
+]
+
 WEIGHTS = "weights.safetensors"
-BUNDLE_FORMAT = "steel-model-bundle/1"
-
-
-class BundleError(ValueError):
-    """A bundle is missing, malformed, or its manifest and weights disagree."""
+PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+ and torch.save's zip container
 
 
 @dataclass
 class Bundle:
+    """A loaded bundle: its folder, validated manifest (``spec``; ``manifest`` is the same as raw JSON for
+    the model registry), the model in eval mode and, for a single model, its architecture config."""
+
     path: Path
     manifest: dict[str, Any]
     model: nn.Module
-    model_config: ModelConfig
+    model_config: ModelConfig | None
+    validated: Manifest | None = field(default=None, repr=False)
+
+    @property
+    def spec(self) -> Manifest:
+        """The manifest as its pydantic model (validated on first use when built from a plain dict)."""
+        if self.validated is None:
+            self.validated = validate_manifest(self.path / MANIFEST, self.manifest)
+        return self.validated
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.manifest["class_names"])
+        return list(self.spec.class_names)
 
     @property
     def version(self) -> str:
-        return str(self.manifest["version"])
+        return self.spec.version
 
     @property
     def image_size(self) -> int:
-        return int(self.manifest["input"]["size"])
+        return self.spec.input.size
 
     @property
     def in_channels(self) -> int:
-        return int(self.manifest["input"]["channels"])
+        return self.spec.input.channels
 
     @property
     def score_threshold(self) -> float:
-        return float(self.manifest["thresholds"]["score"])
+        return self.spec.thresholds.score
+
+    @property
+    def per_class_thresholds(self) -> dict[str, float]:
+        """The calibrated operating point (class name -> score); empty when the bundle has none."""
+        return dict(self.spec.thresholds.per_class or {})
+
+    @property
+    def operating_point(self) -> dict[str, float]:
+        """Score threshold of every class: calibrated where the manifest has one, else ``score``."""
+        names = self.class_names
+        return dict(zip(names, self.class_thresholds(None).tolist(), strict=True))
+
+    def class_thresholds(self, override: float | None) -> np.ndarray:
+        """``(C,)`` thresholds: ``override`` for every class when given, else the operating point."""
+        if override is not None:
+            return class_thresholds(self.class_names, None, override)
+        return class_thresholds(self.class_names, self.per_class_thresholds, self.score_threshold)
 
 
 def code_version() -> str:
@@ -104,6 +154,7 @@ def save_bundle(
     nms_iou = model_config.yolo.nms_iou if model_config.family == "yolo" else None
     manifest = {
         "format": BUNDLE_FORMAT,
+        "kind": "model",
         "name": out_dir.name,
         "version": version,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -133,54 +184,102 @@ def save_bundle(
     return out_dir
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
+def rewrite_manifest(bundle_dir: str | Path, manifest: dict[str, Any]) -> Path:
+    """Replace ``bundle_dir/manifest.json`` atomically (temp file, fsync, rename): a reader sees the old
+    manifest or the new one, never half of one, even if the process dies mid-write."""
+    path = Path(bundle_dir) / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(manifest, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def manifest_path(path: str | Path) -> Path:
     path = Path(path)
-    manifest_path = path / MANIFEST if path.is_dir() else path
+    return path / MANIFEST if path.is_dir() else path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The bundle's manifest (folder or manifest file), validated; as the raw JSON object.
+
+    Raises:
+        BundleError: naming the file and the field.
+    """
+    return parse_manifest(manifest_path(path))[1]
+
+
+def _weights_file(bundle_dir: Path, spec: ModelManifest) -> Path:
+    weights_path = bundle_dir / spec.weights.file
+    if weights_path.is_dir():
+        raise BundleError(f"{weights_path}: is a directory, not the weights file (manifest weights.file)")
+    if not weights_path.is_file():
+        raise BundleError(f"{weights_path}: weights file named by the manifest is missing (weights.file)")
+    digest = sha256_file(weights_path)
+    if digest != spec.weights.sha256:
+        raise BundleError(
+            f"{weights_path}: sha256 {digest[:12]}… does not match manifest weights.sha256 "
+            f"{spec.weights.sha256[:12]}…"
+        )
+    return weights_path
+
+
+def _read_tensors(weights_path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; anything else (a pickle above all) is refused unread."""
+    with open(weights_path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(PICKLE_MAGIC):
+        raise BundleError(
+            f"{weights_path}: is a pickle/torch.save file, not safetensors (weights.file); "
+            "bundles hold safetensors only and nothing is ever unpickled"
+        )
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{manifest_path}: no model bundle manifest here") from None
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{manifest_path}: malformed JSON: {exc}") from None
-    for key in ("format", "version", "architecture", "class_names", "input", "thresholds", "weights"):
-        if key not in manifest:
-            raise BundleError(f"{manifest_path}: field {key!r} is missing")
-    if manifest["format"] != BUNDLE_FORMAT:
-        raise BundleError(f"{manifest_path}: format {manifest['format']!r} is not {BUNDLE_FORMAT!r}")
-    return manifest
+        state = load_file(str(weights_path))
+    except Exception as exc:  # SafetensorError, OSError, ...: the library's own types vary by version
+        raise BundleError(f"{weights_path}: not a readable safetensors file (weights.file): {exc}") from None
+    bad = [name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise BundleError(f"{weights_path}: {len(bad)} tensors hold NaN or infinite values (e.g. {bad[0]})")
+    return state
+
+
+def _build(bundle_dir: Path, spec: ModelManifest) -> tuple[nn.Module, ModelConfig]:
+    from training.registry import build_model
+
+    # The bundle's own weights are loaded next; a fine-tuning start file named in the config is not needed.
+    cfg = spec.architecture
+    cfg = cfg.model_copy(
+        update={
+            "yolo": cfg.yolo.model_copy(update={"weights": None}),
+            "faster_rcnn": cfg.faster_rcnn.model_copy(update={"weights": None, "weights_backbone": None}),
+        }
+    )
+    try:
+        return build_model(cfg, num_classes=len(spec.class_names)), cfg
+    except Exception as exc:  # a valid-looking config the model code still rejects
+        raise BundleError(
+            f"{bundle_dir / MANIFEST}: field architecture: cannot build the model: {exc}"
+        ) from None
 
 
 def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bundle:
-    """Build the model the manifest describes and load its weights; any disagreement is a BundleError."""
-    from training.registry import build_model
+    """Build the model the manifest describes and load its weights; any disagreement is a BundleError.
 
+    An ``ensemble`` manifest loads its member bundles and wraps them (:mod:`training.ensemble`).
+    """
     path = Path(path)
     bundle_dir = path if path.is_dir() else path.parent
-    manifest = read_manifest(bundle_dir)
-    weights_path = bundle_dir / manifest["weights"]["file"]
-    if not weights_path.is_file():
-        raise BundleError(f"{weights_path}: weights file named by the manifest is missing")
-    digest = sha256_file(weights_path)
-    if digest != manifest["weights"]["sha256"]:
-        raise BundleError(
-            f"{weights_path}: sha256 {digest[:12]}… does not match manifest weights.sha256 "
-            f"{manifest['weights']['sha256'][:12]}…"
-        )
-    try:
-        model_config = ModelConfig.model_validate(manifest["architecture"])
-    except Exception as exc:  # pydantic ValidationError: name the manifest field
-        raise BundleError(f"{bundle_dir / MANIFEST}: architecture is invalid: {exc}") from None
-    # The bundle's own weights are loaded below; a fine-tuning start file named in the config is not needed.
-    model_config = model_config.model_copy(
-        update={
-            "yolo": model_config.yolo.model_copy(update={"weights": None}),
-            "faster_rcnn": model_config.faster_rcnn.model_copy(
-                update={"weights": None, "weights_backbone": None}
-            ),
-        }
-    )
-    model = build_model(model_config, num_classes=len(manifest["class_names"]))
-    state = load_file(str(weights_path))
+    spec, raw = parse_manifest(bundle_dir / MANIFEST)
+    if isinstance(spec, EnsembleManifest):
+        from training.ensemble import load_ensemble
+
+        model = load_ensemble(bundle_dir, spec, device=device)
+        return Bundle(path=bundle_dir, manifest=raw, model=model, model_config=None, validated=spec)
+    weights_path = _weights_file(bundle_dir, spec)
+    model, model_config = _build(bundle_dir, spec)
+    state = _read_tensors(weights_path)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -193,4 +292,4 @@ def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bund
         )
     model.load_state_dict(state)
     model.to(device).eval()
-    return Bundle(path=bundle_dir, manifest=manifest, model=model, model_config=model_config)
+    return Bundle(path=bundle_dir, manifest=raw, model=model, model_config=model_config, validated=spec)

@@ -98,6 +98,57 @@ def eval_command(
     print_eval(result)
 
 
+@app.command("calibrate-thresholds")
+def calibrate_thresholds_command(
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder (its manifest is updated)")],
+    data: Annotated[Path, typer.Option("--data", help="Annotations (any supported format)")],
+    format: Annotated[str, typer.Option("--format")] = "auto",
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder")] = None,
+    split: Annotated[
+        Path | None, typer.Option("--split", help="Calibrate on the val side of this split")
+    ] = None,
+    method: Annotated[
+        str, typer.Option("--method", help="f1 (best F1 per class) or recall (image recall >= target)")
+    ] = "f1",
+    target_recall: Annotated[float, typer.Option("--target-recall", help="For --method recall")] = 0.95,
+    floor: Annotated[float, typer.Option("--floor", help="No class threshold below this")] = 0.05,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; leave the bundle")] = False,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Choose a score threshold per class on validation data and store them in the bundle's manifest."""
+    from pydantic import ValidationError
+
+    from training.calibrate_cli import report_dict, run_calibration
+    from training.evaluate_cli import score_dataset
+    from training.operating_point import CalibrationConfig
+
+    try:
+        cfg = CalibrationConfig(method=method, target_recall=target_recall, floor=floor)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _fail(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}", 2) from None
+    try:
+        scored = score_dataset(
+            model=model, data=data, format=format, images=images, split=split, device=device,
+            show_progress=not as_json,
+        )  # fmt: skip
+        report = run_calibration(scored, cfg, write=not dry_run)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report_dict(report)) + "\n")
+        return
+    from training.evaluate_cli import print_eval
+
+    typer.echo("before (the bundle's operating point so far):")
+    print_eval(report.before)
+    typer.echo("after:")
+    print_eval(report.after)
+    state = "written to" if report.written else "not written (--dry-run) to"
+    typer.echo(f"operating point {state} {model / 'manifest.json'}; version {report.version}")
+
+
 @app.command("predict")
 def predict_command(
     images: Annotated[list[Path], typer.Argument(help="Image files")],

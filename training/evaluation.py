@@ -8,7 +8,11 @@ memory. What COCO does not give, and a deployment needs, is computed beside it:
   classes against total predictions and total ground truth), so a rare class does not swing the number;
 * ``best_conf`` / ``best_f1``: the confidence that maximises that F1, swept over every distinct score;
 * a ``(C+1, C+1)`` detection confusion matrix (rows ground truth, columns prediction, last row/column
-  background).
+  background);
+* the line-level figures of :mod:`training.line_figures` (reject recall, strays per 100 images).
+
+The "operating point" is a score threshold per class (a bundle's calibrated ``thresholds.per_class``, or
+one ``conf_threshold`` for every class); P/R/F1, the confusion matrix and the line figures use it.
 
 Boxes are 0-based float pixels ``xyxy`` with ``x2``/``y2`` exclusive (see :mod:`datasets.model`), so COCO's
 ``xywh`` is ``(x1, y1, x2 - x1, y2 - y1)`` with no +1, and pycocotools' IoU agrees with :func:`box_iou`.
@@ -29,117 +33,26 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from datasets.model import ImageRecord
+from training.eval_inputs import (
+    GroundTruth,
+    Prediction,
+    box_iou,
+    ground_truth_from_records,
+    predictions_from_outputs,
+)
+from training.line_figures import LineFigures, class_thresholds, kept, line_figures
+
+__all__ = [
+    "EvalResult",
+    "GroundTruth",
+    "Prediction",
+    "box_iou",
+    "evaluate",
+    "ground_truth_from_records",
+    "predictions_from_outputs",
+]
 
 MAX_DETS: tuple[int, int, int] = (1, 10, 100)  # COCO's default; AP is read at the last one
-
-
-def _as_boxes(value: Any, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.size == 0:
-        return np.zeros((0, 4), dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[1] != 4:
-        raise ValueError(f"{what}.boxes must have shape (N, 4), got {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what}.boxes contain non-finite values")
-    return arr
-
-
-def _as_vector(value: Any, n: int, dtype: type, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=dtype).reshape(-1)
-    if arr.shape[0] != n:
-        raise ValueError(f"{what} has {arr.shape[0]} entries for {n} boxes")
-    return arr
-
-
-@dataclass(frozen=True, eq=False)
-class GroundTruth:
-    """The labelled boxes of one image: ``boxes (N, 4)`` xyxy pixels, ``labels (N,)`` class indices.
-
-    Zero boxes is legal (defect-free steel). Inputs are copied to float64 / int64 arrays.
-    """
-
-    boxes: np.ndarray
-    labels: np.ndarray
-
-    def __post_init__(self) -> None:
-        boxes = _as_boxes(self.boxes, "GroundTruth")
-        object.__setattr__(self, "boxes", boxes)
-        object.__setattr__(
-            self, "labels", _as_vector(self.labels, len(boxes), np.int64, "GroundTruth.labels")
-        )
-
-    @classmethod
-    def empty(cls) -> GroundTruth:
-        return cls(np.zeros((0, 4)), np.zeros(0, dtype=np.int64))
-
-
-@dataclass(frozen=True, eq=False)
-class Prediction:
-    """The detections of one image: ``boxes (M, 4)`` xyxy pixels, ``scores (M,)``, ``labels (M,)``."""
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-
-    def __post_init__(self) -> None:
-        boxes = _as_boxes(self.boxes, "Prediction")
-        scores = _as_vector(self.scores, len(boxes), np.float64, "Prediction.scores")
-        if not np.isfinite(scores).all():
-            raise ValueError("Prediction.scores contain non-finite values")
-        object.__setattr__(self, "boxes", boxes)
-        object.__setattr__(self, "scores", scores)
-        object.__setattr__(self, "labels", _as_vector(self.labels, len(boxes), np.int64, "Prediction.labels"))
-
-    @classmethod
-    def empty(cls) -> Prediction:
-        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0, dtype=np.int64))
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "detach"):  # a torch tensor; avoids importing torch here
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def predictions_from_outputs(outputs: Sequence[Mapping[str, Any]]) -> list[Prediction]:
-    """Model outputs in the torchvision contract (``{boxes, scores, labels}`` per image) as predictions."""
-    return [
-        Prediction(_to_numpy(o["boxes"]), _to_numpy(o["scores"]), _to_numpy(o["labels"])) for o in outputs
-    ]
-
-
-def ground_truth_from_records(
-    records: Sequence[ImageRecord], class_names: Sequence[str]
-) -> list[GroundTruth]:
-    """One :class:`GroundTruth` per record, labels mapped to indices of ``class_names``.
-
-    Raises:
-        ValueError: a box label is not in ``class_names`` (names come from config, never discovered).
-    """
-    index = {name: i for i, name in enumerate(class_names)}
-    out: list[GroundTruth] = []
-    for rec in records:
-        unknown = sorted({b.label for b in rec.boxes if b.label not in index})
-        if unknown:
-            raise ValueError(f"{rec.name}: labels {unknown} are not in class_names {list(class_names)}")
-        boxes = np.array([b.xyxy for b in rec.boxes], dtype=np.float64).reshape(-1, 4)
-        labels = np.array([index[b.label] for b in rec.boxes], dtype=np.int64)
-        out.append(GroundTruth(boxes, labels))
-    return out
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every pair: ``a (N, 4)`` and ``b (M, 4)`` xyxy (x2 exclusive) give ``(N, M)``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 @dataclass
@@ -148,8 +61,10 @@ class EvalResult:
 
     ``map50``/``map50_95`` are NaN when no class has ground truth. ``per_class[name]`` holds ``ap50``, ``ap``
     (IoU .50:.95; both ``None`` for a class without ground truth) and ``gt`` (its box count).
-    ``precision``/``recall``/``f1`` are micro-averaged at ``score >= conf_threshold`` and
-    ``IoU >= iou_threshold``; ``best_conf`` is the lowest kept score of the sweep's best F1.
+    ``precision``/``recall``/``f1`` are micro-averaged at the operating point (``score >=
+    operating_point[class]``; ``conf_threshold`` for every class unless thresholds per class were given)
+    and ``IoU >= iou_threshold``; ``best_conf`` is the lowest kept score of the sweep's best F1.
+    ``line`` holds reject recall and strays at the operating point.
     ``confusion_matrix`` is ``(C+1, C+1)`` ints: rows ground truth, columns prediction, ``C`` background.
     ``pr_curves[name]`` is COCO's interpolated precision ``(101,)`` at IoU .50 on ``recall_grid`` (NaN
     without ground truth).
@@ -168,6 +83,8 @@ class EvalResult:
     best_conf: float
     best_f1: float
     confusion_matrix: np.ndarray
+    operating_point: dict[str, float]
+    line: LineFigures
     recall_grid: np.ndarray = field(repr=False)
     pr_curves: dict[str, np.ndarray] = field(repr=False)
 
@@ -189,6 +106,8 @@ class EvalResult:
             "best_conf": _json_float(self.best_conf),
             "best_f1": _json_float(self.best_f1),
             "confusion_matrix": self.confusion_matrix.astype(int).tolist(),
+            "operating_point": dict(self.operating_point),
+            **self.line.to_dict(),
         }
 
 
@@ -269,7 +188,7 @@ def _run_cocoeval(
     return ev.eval["precision"][:, :, :, area_all, max_det], np.asarray(ev.stats, dtype=np.float64)
 
 
-def _match_by_score(gt: GroundTruth, pred: Prediction, iou_threshold: float) -> np.ndarray:
+def match_by_score(gt: GroundTruth, pred: Prediction, iou_threshold: float) -> np.ndarray:
     """TP flags ``(M,)`` for ``pred``: by descending score, each takes the best-IoU free GT of its class."""
     tp = np.zeros(len(pred.scores), dtype=bool)
     if len(gt.labels) == 0 or len(pred.scores) == 0:
@@ -292,7 +211,7 @@ def _f1(tp: float, n_pred: float, n_gt: float) -> tuple[float, float, float]:
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
-def _best_f1(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[float, float]:
+def best_f1_threshold(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[float, float]:
     """The F1-maximising threshold over every distinct score (ties: the higher threshold)."""
     if scores.size == 0:
         return 0.0, 0.0
@@ -330,34 +249,28 @@ def _nan_mean(values: np.ndarray) -> float:
     return float(valid.mean()) if valid.size else float("nan")
 
 
-def evaluate(
-    gts: Sequence[GroundTruth],
-    preds: Sequence[Prediction],
-    class_names: Sequence[str],
-    *,
-    conf_threshold: float = 0.25,
-    iou_threshold: float = 0.5,
-) -> EvalResult:
-    """Score ``preds`` against ``gts`` (same image order).
-
-    mAP and PR curves use every prediction (COCO keeps the top 100 per image and class); precision, recall,
-    F1 and the confusion matrix use predictions with ``score >= conf_threshold`` and ``IoU >= iou_threshold``.
-
-    Raises:
-        ValueError: the lists differ in length or a label is outside ``class_names``.
-    """
+def _check_inputs(gts: Sequence[GroundTruth], preds: Sequence[Prediction], num_classes: int) -> None:
     if len(gts) != len(preds):
         raise ValueError(f"{len(gts)} ground-truth images but {len(preds)} prediction images")
-    names = list(class_names)
-    num_classes = len(names)
     for i, (gt, pred) in enumerate(zip(gts, preds, strict=True)):
         _check_labels(gt.labels, num_classes, f"ground truth of image {i}")
         _check_labels(pred.labels, num_classes, f"predictions of image {i}")
 
+
+@dataclass(frozen=True)
+class _CocoScores:
+    map50: float
+    map50_95: float
+    per_class: dict[str, dict[str, Any]]
+    pr_curves: dict[str, np.ndarray]
+    recall_grid: np.ndarray
+
+
+def _coco_scores(gts: Sequence[GroundTruth], preds: Sequence[Prediction], names: list[str]) -> _CocoScores:
+    """mAP, per-class AP and PR curves, all from COCOeval over every prediction."""
+    num_classes = len(names)
     precision, stats = _run_cocoeval(gts, preds, num_classes)
-    gt_counts = np.bincount(
-        np.concatenate([g.labels for g in gts] or [np.zeros(0, np.int64)]), minlength=num_classes
-    )
+    gt_counts = _gt_counts(gts, num_classes)
     per_class: dict[str, dict[str, Any]] = {}
     pr_curves: dict[str, np.ndarray] = {}
     for k, name in enumerate(names):
@@ -371,13 +284,41 @@ def evaluate(
         pr_curves[name] = np.where(curve > -1, curve, np.nan)
     # COCO's summary means are the same means over valid cells; -1 there means "no class has ground truth".
     map50_95, map50 = (float(v) if v > -1 else float("nan") for v in stats[:2])
+    return _CocoScores(map50, map50_95, per_class, pr_curves, np.linspace(0.0, 1.0, precision.shape[1]))
 
-    tp_all, scores_all = [], []
+
+def _gt_counts(gts: Sequence[GroundTruth], num_classes: int) -> np.ndarray:
+    return np.bincount(
+        np.concatenate([g.labels for g in gts] or [np.zeros(0, np.int64)]), minlength=num_classes
+    )
+
+
+@dataclass(frozen=True)
+class _OperatingScores:
+    precision: float
+    recall: float
+    f1: float
+    best_conf: float
+    best_f1: float
+    confusion_matrix: np.ndarray
+
+
+def _operating_scores(
+    gts: Sequence[GroundTruth],
+    preds: Sequence[Prediction],
+    num_classes: int,
+    *,
+    thresholds: np.ndarray,
+    iou_threshold: float,
+) -> _OperatingScores:
+    """Micro P/R/F1 and the confusion matrix at ``thresholds`` (per class), and the best-F1 sweep."""
+    tp_all, scores_all, kept_all = [], [], []
     cm = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     for gt, pred in zip(gts, preds, strict=True):
-        tp_all.append(_match_by_score(gt, pred, iou_threshold))
+        tp_all.append(match_by_score(gt, pred, iou_threshold))
         scores_all.append(pred.scores)
-        keep = pred.scores >= conf_threshold
+        keep = kept(pred, thresholds)
+        kept_all.append(keep)
         _confusion(
             gt,
             Prediction(pred.boxes[keep], pred.scores[keep], pred.labels[keep]),
@@ -387,25 +328,52 @@ def evaluate(
         )
     tp = np.concatenate(tp_all) if tp_all else np.zeros(0, dtype=bool)
     scores = np.concatenate(scores_all) if scores_all else np.zeros(0)
-    n_gt = int(gt_counts.sum())
-    kept = scores >= conf_threshold
-    p, r, f1 = _f1(float(tp[kept].sum()), float(kept.sum()), float(n_gt))
-    best_conf, best_f1 = _best_f1(scores, tp, n_gt)
+    keep_all = np.concatenate(kept_all) if kept_all else np.zeros(0, dtype=bool)
+    n_gt = int(_gt_counts(gts, num_classes).sum())
+    p, r, f1 = _f1(float(tp[keep_all].sum()), float(keep_all.sum()), float(n_gt))
+    best_conf, best_f1 = best_f1_threshold(scores, tp, n_gt)
+    return _OperatingScores(p, r, f1, best_conf, best_f1, cm)
 
+
+def evaluate(
+    gts: Sequence[GroundTruth],
+    preds: Sequence[Prediction],
+    class_names: Sequence[str],
+    *,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.5,
+    per_class_thresholds: Mapping[str, float] | None = None,
+) -> EvalResult:
+    """Score ``preds`` against ``gts`` (same image order).
+
+    mAP and PR curves use every prediction (COCO keeps the top 100 per image and class); precision, recall,
+    F1, the confusion matrix and the line figures use the operating point: ``score >=
+    per_class_thresholds[class]`` where given, else ``conf_threshold`` (and ``IoU >= iou_threshold``).
+
+    Raises:
+        ValueError: the lists differ in length or a label is outside ``class_names``.
+    """
+    names = list(class_names)
+    _check_inputs(gts, preds, len(names))
+    thresholds = class_thresholds(names, per_class_thresholds, conf_threshold)
+    coco = _coco_scores(gts, preds, names)
+    op = _operating_scores(gts, preds, len(names), thresholds=thresholds, iou_threshold=iou_threshold)
     return EvalResult(
         images=len(gts),
         class_names=names,
-        map50=map50,
-        map50_95=map50_95,
-        per_class=per_class,
-        precision=p,
-        recall=r,
-        f1=f1,
+        map50=coco.map50,
+        map50_95=coco.map50_95,
+        per_class=coco.per_class,
+        precision=op.precision,
+        recall=op.recall,
+        f1=op.f1,
         conf_threshold=float(conf_threshold),
         iou_threshold=float(iou_threshold),
-        best_conf=best_conf,
-        best_f1=best_f1,
-        confusion_matrix=cm,
-        recall_grid=np.linspace(0.0, 1.0, precision.shape[1]),
-        pr_curves=pr_curves,
+        best_conf=op.best_conf,
+        best_f1=op.best_f1,
+        confusion_matrix=op.confusion_matrix,
+        operating_point={name: float(t) for name, t in zip(names, thresholds, strict=True)},
+        line=line_figures(gts, preds, names, thresholds),
+        recall_grid=coco.recall_grid,
+        pr_curves=coco.pr_curves,
     )

@@ -24,6 +24,8 @@ class _RawYolo(nn.Module):
 def export_onnx(bundle: Bundle, out_path: str | Path, *, opset: int = 17) -> Path:
     """Write ``out_path`` with input ``images`` (B,C,S,S) float in [0,1] and outputs ``boxes`` (B,A,4)
     pixels and ``scores`` (B,A,C) probabilities; the batch axis is dynamic."""
+    if bundle.model_config is None:  # an ensemble: its fusion runs in Python, after each member's NMS
+        raise ValueError(f"--format onnx: {bundle.path} is an ensemble; export each member bundle instead")
     if bundle.model_config.family != "yolo":
         raise ValueError(
             f"--format onnx: export supports the yolo family, not {bundle.model_config.family!r}"

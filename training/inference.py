@@ -52,6 +52,8 @@ class Predictor:
         self.size = self.bundle.image_size
         self.channels = self.bundle.in_channels
         self.score_threshold = self.bundle.score_threshold if score_threshold is None else score_threshold
+        # (C,) threshold per class: the bundle's operating point, unless a threshold was given (it wins).
+        self.class_thresholds = self.bundle.class_thresholds(score_threshold)
         self.batch_size = batch_size
         self.use_amp = self.device.type == "cuda"
 
@@ -77,7 +79,8 @@ class Predictor:
 
     @torch.inference_mode()
     def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        """Detections per image, boxes in each image's own pixels, scores >= ``score_threshold``."""
+        """Detections per image, boxes in each image's own pixels, scores at or above their class's
+        threshold (``class_thresholds``)."""
         results: list[Detections] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
@@ -91,7 +94,8 @@ class Predictor:
                     out["scores"].float().cpu().numpy(),
                     out["labels"].cpu().numpy(),
                 )
-                results.append(det.scaled(sx, sy).above(self.score_threshold))
+                det = det.scaled(sx, sy)
+                results.append(det[det.scores >= self.class_thresholds[det.class_ids]])
         return results
 
 

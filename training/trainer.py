@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import math
-import random
 import sys
 import time
 from collections.abc import Iterable
@@ -14,23 +13,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm import tqdm
 
-from datasets.augment import build_transform, reseed_transform
-from datasets.torch_dataset import DetectionDataset, collate_detection, seed_worker
+from datasets.augment import reseed_transform
+from datasets.torch_dataset import DetectionDataset
 from training.bundle import save_bundle
-from training.checkpoint import load_checkpoint, save_checkpoint
+from training.checkpoint import save_checkpoint
 from training.config import TrainConfig
-from training.data import PreparedData, prepare_data, write_json
-from training.distributed import DistInfo, barrier, broadcast_flag, cleanup, init_distributed
+from training.data import PreparedData, write_json
+from training.distributed import barrier, broadcast_flag, cleanup
 from training.ema import ModelEMA, unwrap
 from training.evaluation import EvalResult, Prediction, evaluate, ground_truth_from_records
-from training.optim import build_optimizer, build_scheduler
-from training.registry import build_model
+from training.fit_setup import Progress, Run, build_run, resume_progress
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,21 +41,6 @@ class FitResult:
     best_map50: float
     epochs_run: int
     history: list[dict[str, Any]]
-
-
-def pick_device(kind: str) -> torch.device:
-    if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
-def seed_everything(seed: int, *, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
 
 
 def _to_device(images: torch.Tensor, targets: list[dict], device: torch.device, channels_last: bool):
@@ -190,43 +172,6 @@ def evaluate_model(
     return evaluate(gts, preds, class_names, conf_threshold=conf_threshold, iou_threshold=iou_threshold)
 
 
-def _loaders(cfg: TrainConfig, data: PreparedData, info: DistInfo, device: torch.device):
-    size, chans = cfg.model.image_size, cfg.model.in_channels
-    train_tf = build_transform(cfg.data.augment, image_size=size, train=True, seed=cfg.train.seed)
-    eval_tf = build_transform(None, image_size=size, train=False)
-    train_ds = DetectionDataset(
-        data.train, data.class_names, image_size=size, in_channels=chans, transform=train_tf
-    )
-    val_ds = DetectionDataset(
-        data.val, data.class_names, image_size=size, in_channels=chans, transform=eval_tf
-    )
-    per_rank = max(1, cfg.train.batch_size // info.world_size)
-    if info.enabled:
-        sampler = DistributedSampler(
-            train_ds,
-            num_replicas=info.world_size,
-            rank=info.rank,
-            shuffle=True,
-            seed=cfg.train.seed,
-            drop_last=True,
-        )
-    else:
-        sampler = RandomSampler(train_ds, generator=torch.Generator().manual_seed(cfg.train.seed))
-    pin = device.type == "cuda"
-    common = {
-        "collate_fn": collate_detection,
-        "num_workers": cfg.train.workers,
-        "pin_memory": pin,
-        "worker_init_fn": seed_worker,
-        "persistent_workers": cfg.train.workers > 0,
-    }
-    train_loader = DataLoader(
-        train_ds, batch_size=per_rank, sampler=sampler, drop_last=len(train_ds) > per_rank, **common
-    )
-    val_loader = DataLoader(val_ds, batch_size=cfg.eval.batch_size, shuffle=False, **common)
-    return train_ds, train_loader, val_loader
-
-
 def _set_epoch(loader: DataLoader, dataset: DetectionDataset, seed: int, epoch: int) -> None:
     """Make epoch ``epoch``'s order and augmentations a pure function of (seed, epoch): exact resume."""
     sampler = loader.sampler
@@ -253,143 +198,113 @@ def _write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
         print(f"warning: could not plot training curves: {exc}")
 
 
+def _train_epoch(run: Run, epoch: int, progress: Progress) -> dict[str, Any]:
+    """One epoch of training; returns its log row (epoch, lr, time, mean losses)."""
+    cfg = run.cfg
+    _set_epoch(run.train_loader, run.train_ds, cfg.train.seed, epoch)
+    started = time.perf_counter()
+    bar = tqdm(
+        total=run.steps_per_epoch,
+        desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+        disable=not run.info.is_main or not sys.stderr.isatty(),  # no bars in logs and cron mail
+        dynamic_ncols=True,
+        leave=False,
+    )
+    losses = train_one_epoch(
+        run.model,
+        run.train_loader,
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        scaler=run.scaler,
+        device=run.device,
+        ema=run.ema,
+        grad_clip=cfg.train.grad_clip,
+        amp=run.amp,
+        channels_last=run.channels_last,
+        max_steps=cfg.train.max_steps,
+        progress=bar,
+        freeze_bn_stats=cfg.train.freeze_bn_stats,
+    )
+    bar.close()
+    progress.train_seconds += time.perf_counter() - started
+    return {
+        "epoch": epoch + 1,
+        "lr": run.scheduler.get_last_lr()[0],
+        "train_seconds": round(progress.train_seconds, 1),
+        **{f"train_{k}" if k != "loss" else "train_loss": v for k, v in losses.items()},
+    }
+
+
+def _validate_epoch(run: Run, epoch: int, row: dict[str, Any], progress: Progress) -> bool:
+    """Rank 0, on evaluation epochs: validation loss and mAP into ``row``, the bundle rewritten on a
+    new best; returns whether patience ran out."""
+    cfg = run.cfg
+    if (epoch + 1) % cfg.train.eval_every != 0 and epoch + 1 != cfg.train.epochs:
+        return False
+    row["val_loss"] = validation_loss(run.eval_model, run.val_loader, device=run.device)
+    result = evaluate_model(
+        run.eval_model,
+        run.val_loader,
+        records=run.data.val,
+        class_names=run.data.class_names,
+        device=run.device,
+        conf_threshold=cfg.eval.conf_threshold,
+    )
+    row.update(map50=result.map50, map50_95=result.map50_95)
+    score = -1.0 if math.isnan(result.map50) else result.map50
+    if score > progress.best_map50:
+        progress.best_map50, progress.stale = score, 0
+        _save_bundle(cfg, run.eval_model, run.data, result, run.bundle_dir, epoch + 1, progress.train_seconds)
+    else:
+        progress.stale += 1
+    return cfg.train.patience is not None and progress.stale >= cfg.train.patience
+
+
+def _checkpoint(run: Run, epoch: int, progress: Progress) -> None:
+    save_checkpoint(
+        run.checkpoint_path,
+        model=unwrap(run.model),
+        optimizer=run.optimizer,
+        scheduler=run.scheduler,
+        scaler=run.scaler,
+        ema=run.ema,
+        epoch=epoch,
+        best_map50=progress.best_map50,
+        stale=progress.stale,
+        history=progress.history,
+        train_seconds=progress.train_seconds,
+        config=run.cfg.model_dump(mode="json"),
+    )
+
+
 def fit(cfg: TrainConfig, *, resume: bool = False) -> FitResult:
     """Train ``cfg``; rank 0 writes ``out_dir/{last.pt, metrics.*, split.json, bundle/}``."""
-    device = pick_device(cfg.train.device)
-    info = init_distributed(device.type)
-    if device.type == "cuda" and info.enabled:
-        device = torch.device("cuda", info.local_rank)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.train.seed, deterministic=cfg.train.deterministic)
-    out_dir = Path(cfg.train.out_dir)
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(cfg.model_dump_json(indent=2), encoding="utf-8")
-    barrier(info)
-    data = prepare_data(cfg.data, out_dir=out_dir, write=info.is_main)
-    train_ds, train_loader, val_loader = _loaders(cfg, data, info, device)
-    use_cuda = device.type == "cuda"
-    amp = cfg.train.amp and use_cuda
-    channels_last = cfg.train.channels_last and use_cuda
-
-    model = build_model(cfg.model, num_classes=len(data.class_names)).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if info.enabled:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model) if use_cuda else model
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if use_cuda else None)
-    optimizer = build_optimizer(cfg.train.optimizer, model)
-    steps_per_epoch = len(train_loader)
-    if cfg.train.max_steps:
-        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps)
-    total_steps = steps_per_epoch * cfg.train.epochs
-    warmup = min(int(cfg.train.schedule.warmup_epochs * steps_per_epoch), total_steps // 2)
-    scheduler = build_scheduler(
-        optimizer, total_steps=total_steps, warmup_steps=warmup, cfg=cfg.train.schedule
-    )
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    ema = ModelEMA(model, decay=cfg.train.ema.decay, tau=cfg.train.ema.tau) if cfg.train.ema.enabled else None
-
-    start_epoch, best_map50, stale, history, train_seconds = 0, -1.0, 0, [], 0.0
-    ckpt_path = out_dir / "last.pt"
-    if resume:
-        state = load_checkpoint(
-            ckpt_path, model=unwrap(model), optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema
-        )
-        start_epoch, best_map50, stale = state["epoch"] + 1, state["best_map50"], state["stale"]
-        history, train_seconds = state["history"], state["train_seconds"]
-        if info.is_main:
-            print(f"resumed from {ckpt_path} at epoch {start_epoch}")
-
-    bundle_dir = out_dir / "bundle"
-    eval_model = ema.module if ema is not None else unwrap(model)
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, cfg.train.epochs):
-        _set_epoch(train_loader, train_ds, cfg.train.seed, epoch)
-        started = time.perf_counter()
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-            disable=not info.is_main or not sys.stderr.isatty(),  # no bars in logs and cron mail
-            dynamic_ncols=True,
-            leave=False,
-        )
-        losses = train_one_epoch(
-            model,
-            train_loader,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=scaler,
-            device=device,
-            ema=ema,
-            grad_clip=cfg.train.grad_clip,
-            amp=amp,
-            channels_last=channels_last,
-            max_steps=cfg.train.max_steps,
-            progress=bar,
-            freeze_bn_stats=cfg.train.freeze_bn_stats,
-        )
-        bar.close()
-        train_seconds += time.perf_counter() - started
-        row: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "lr": scheduler.get_last_lr()[0],
-            "train_seconds": round(train_seconds, 1),
-            **{f"train_{k}" if k != "loss" else "train_loss": v for k, v in losses.items()},
-        }
+    run = build_run(cfg)
+    progress = resume_progress(run) if resume else Progress()
+    epoch = progress.start_epoch - 1
+    for epoch in range(progress.start_epoch, cfg.train.epochs):
+        row = _train_epoch(run, epoch, progress)
         stop = False
-        if info.is_main:
-            is_eval_epoch = (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs
-            if is_eval_epoch:
-                row["val_loss"] = validation_loss(eval_model, val_loader, device=device)
-                result = evaluate_model(
-                    eval_model,
-                    val_loader,
-                    records=data.val,
-                    class_names=data.class_names,
-                    device=device,
-                    conf_threshold=cfg.eval.conf_threshold,
-                )
-                row.update(map50=result.map50, map50_95=result.map50_95)
-                score = -1.0 if math.isnan(result.map50) else result.map50
-                if score > best_map50:
-                    best_map50, stale = score, 0
-                    _save_bundle(cfg, eval_model, data, result, bundle_dir, epoch + 1, train_seconds)
-                else:
-                    stale += 1
-                stop = cfg.train.patience is not None and stale >= cfg.train.patience
-            history.append(row)
-            _write_history(out_dir, history)
-            save_checkpoint(
-                ckpt_path,
-                model=unwrap(model),
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                ema=ema,
-                epoch=epoch,
-                best_map50=best_map50,
-                stale=stale,
-                history=history,
-                train_seconds=train_seconds,
-                config=cfg.model_dump(mode="json"),
-            )
+        if run.info.is_main:
+            stop = _validate_epoch(run, epoch, row, progress)
+            progress.history.append(row)
+            _write_history(run.out_dir, progress.history)
+            _checkpoint(run, epoch, progress)
             print(_epoch_line(row), flush=True)
-        if broadcast_flag(stop, info):
-            if info.is_main:
-                print(f"early stop: no val mAP@0.5 gain for {stale} evaluations")
+        if broadcast_flag(stop, run.info):
+            if run.info.is_main:
+                print(f"early stop: no val mAP@0.5 gain for {progress.stale} evaluations")
             break
-    if info.is_main and bundle_dir.exists():
-        _final_report(cfg, bundle_dir, val_loader, data, device)
-    barrier(info)
-    cleanup(info)
+    if run.info.is_main and run.bundle_dir.exists():
+        _final_report(cfg, run.bundle_dir, run.val_loader, run.data, run.device)
+    barrier(run.info)
+    cleanup(run.info)
     return FitResult(
-        out_dir=out_dir,
-        bundle_dir=bundle_dir if bundle_dir.exists() else None,
-        best_map50=best_map50,
+        out_dir=run.out_dir,
+        bundle_dir=run.bundle_dir if run.bundle_dir.exists() else None,
+        best_map50=progress.best_map50,
         epochs_run=epoch + 1,
-        history=history,
+        history=progress.history,
     )
 
 

@@ -11,7 +11,7 @@ its own wait (``timeout_s`` is the worst case).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
@@ -126,9 +126,11 @@ class RejectEvent:
         rule: RejectRule,
         position_m: float | None = None,
         model_version: str = "",
+        operating_point: Mapping[str, float] | None = None,
     ) -> RejectEvent:
-        """The event for a frame with these (all of its) defects under ``rule``."""
-        verdict, rejecting = judge(defects, rule)
+        """The event for a frame with these (all of its) defects under ``rule`` (and the scoring model's
+        ``operating_point`` where the rule leaves ``min_score`` unset)."""
+        verdict, rejecting = judge(defects, rule, operating_point)
         return cls(
             source=source,
             seq=seq,
@@ -157,31 +159,48 @@ class RejectEvent:
         }
 
 
-def rejecting(defects: Iterable[DefectSummary], rule: RejectRule) -> tuple[DefectSummary, ...]:
+def min_score_for(class_name: str, rule: RejectRule, operating_point: Mapping[str, float] | None) -> float:
+    """The score from which a defect of ``class_name`` rejects: the rule's ``min_score`` when set (an
+    explicit config value wins), else the model's operating point for the class, else 0 (no model point
+    known: every reported detection counts, as the detector already applied its own threshold)."""
+    if rule.min_score is not None:
+        return rule.min_score
+    if operating_point is None:
+        return 0.0
+    return float(operating_point.get(class_name, 0.0))
+
+
+def rejecting(
+    defects: Iterable[DefectSummary], rule: RejectRule, operating_point: Mapping[str, float] | None = None
+) -> tuple[DefectSummary, ...]:
     """The defects that make a frame NG under ``rule``, highest score first (ties keep their order)."""
     allowed = None if rule.classes is None else set(rule.classes)
     hits = [
         d
         for d in defects
         if (allowed is None or d.class_name in allowed)
-        and d.score >= rule.min_score
+        and d.score >= min_score_for(d.class_name, rule, operating_point)
         and (rule.min_length_m is None or d.length_m is None or d.length_m >= rule.min_length_m)
     ]
     return tuple(sorted(hits, key=lambda d: -d.score))
 
 
-def judge(defects: Iterable[DefectSummary], rule: RejectRule) -> tuple[Verdict, tuple[DefectSummary, ...]]:
+def judge(
+    defects: Iterable[DefectSummary], rule: RejectRule, operating_point: Mapping[str, float] | None = None
+) -> tuple[Verdict, tuple[DefectSummary, ...]]:
     """``(verdict, rejecting defects)`` of a frame: NG as soon as one defect matches the rule."""
-    hits = rejecting(defects, rule)
+    hits = rejecting(defects, rule, operating_point)
     return ("NG" if hits else "OK"), hits
 
 
-def decide(defects: Iterable[DefectSummary], rule: RejectRule) -> Verdict:
+def decide(
+    defects: Iterable[DefectSummary], rule: RejectRule, operating_point: Mapping[str, float] | None = None
+) -> Verdict:
     """The frame's verdict under ``rule``: ``"NG"`` when any defect matches it, else ``"OK"``.
 
     Zero defects is OK (defect-free steel).
     """
-    return judge(defects, rule)[0]
+    return judge(defects, rule, operating_point)[0]
 
 
 @runtime_checkable

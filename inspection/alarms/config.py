@@ -6,7 +6,8 @@ two sinks with one name fail before the daemon starts, naming the key path.
 Example::
 
     alarms:
-      reject: {classes: [inclusion, scratches], min_score: 0.5, min_length_m: 0.002}
+      reject: {classes: [inclusion, scratches], min_length_m: 0.002}   # min_score: the model's
+                                                                          # operating point unless set
       sinks:
         - {kind: log}
         - {kind: webhook, url: "http://mes.local/steel/ng", timeout_s: 2, retries: 2}
@@ -32,13 +33,15 @@ class RejectRule(StrictModel):
 
     Attributes:
         classes: class names that reject; ``None`` (default) means every class.
-        min_score: a defect rejects only from this confidence on.
+        min_score: a defect rejects only from this confidence on, whatever its class. ``None`` (default):
+            the running model's operating point, the score threshold per class calibrated into its
+            bundle (``steel calibrate-thresholds``); an explicit value wins over it.
         min_length_m: a defect rejects only from this length along the strip on; ``None`` = any length.
             A defect of unknown length counts as long enough.
     """
 
     classes: list[str] | None = None
-    min_score: float = Field(0.0, ge=0.0, le=1.0)
+    min_score: float | None = Field(None, ge=0.0, le=1.0)
     min_length_m: float | None = Field(None, gt=0.0)
 
     @field_validator("classes")

@@ -105,6 +105,33 @@ def test_decide_and_judge(defects: list, rule: dict, verdict: str, names: list[s
     assert [d.class_name for d in hits] == names
 
 
+# The shipped YOLO-n's calibrated operating point (models/neu-yolo-n/manifest.json, thresholds.per_class).
+POINT = {"crazing": 0.1413, "inclusion": 0.3713, "patches": 0.4423, "scratches": 0.4974}
+
+OPERATING_POINT_CASES = [
+    # (defects, rule kwargs, operating point, verdict, rejecting names)
+    ([("crazing", 0.2, None)], {}, POINT, "NG", ["crazing"]),  # crazing rejects from 0.1413 on
+    ([("scratches", 0.2, None)], {}, POINT, "OK", []),  # ...scratches only from 0.4974
+    ([("scratches", 0.4974, None)], {}, POINT, "NG", ["scratches"]),  # inclusive, like min_score
+    ([("crazing", 0.2, None), ("patches", 0.43, None)], {}, POINT, "NG", ["crazing"]),
+    ([("crazing", 0.2, None)], {"min_score": 0.5}, POINT, "OK", []),  # an explicit value wins
+    ([("scratches", 0.3, None)], {"min_score": 0.25}, POINT, "NG", ["scratches"]),  # ...both ways
+    ([("crazing", 0.2, None)], {"classes": ["scratches"]}, POINT, "OK", []),  # classes still select
+    ([("pitted_surface", 0.01, None)], {}, POINT, "NG", ["pitted_surface"]),  # class without a point
+    ([("crazing", 0.01, None)], {}, None, "NG", ["crazing"]),  # no model point known: any score
+]
+
+
+@pytest.mark.parametrize(("defects", "rule", "point", "verdict", "names"), OPERATING_POINT_CASES)
+def test_default_reject_rule_is_the_models_operating_point_and_an_explicit_min_score_wins(
+    defects: list, rule: dict, point: dict | None, verdict: str, names: list[str]
+) -> None:
+    summaries = [defect(n, s, length) for n, s, length in defects]
+    got_verdict, hits = judge(summaries, RejectRule(**rule), point)
+    assert (got_verdict, [d.class_name for d in hits]) == (verdict, names)
+    assert decide(summaries, RejectRule(**rule), point) == verdict
+
+
 def test_event_judge_keeps_only_rejecting_defects_and_serialises() -> None:
     rule = RejectRule(classes=["inclusion"])
     event = RejectEvent.judge(

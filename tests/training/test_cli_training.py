@@ -93,6 +93,12 @@ def test_eval_json_prints_one_metrics_object(trained: Path, small_voc: tuple[Pat
         assert {"ap50", "ap"} <= set(values), name
     # Classes absent from the 4 validation images have no AP (null), never a made-up 0.
     assert metrics["per_class"]["rolled-in_scale"]["ap50"] is None
+    # Line-level figures at the bundle's operating point: 4 defective validation images.
+    assert metrics["defective_images"] == 4
+    assert metrics["reject_recall"] == metrics["rejected_defective_images"] / 4
+    assert metrics["reject_recall_per_class"]["rolled-in_scale"] is None
+    assert metrics["stray_per_100_images"] == metrics["stray_detections"] * 100 / 4
+    assert set(metrics["operating_point"]) == set(NEU_DET_CLASSES)
 
 
 def test_eval_without_json_prints_a_table(trained: Path, small_voc: tuple[Path, Path], neu_root: Path):
@@ -101,6 +107,7 @@ def test_eval_without_json_prints_a_table(trained: Path, small_voc: tuple[Path, 
                    "--split", split, "--device", "cpu")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "4 images" in result.stdout and "mAP@0.5" in result.stdout and "crazing" in result.stdout
+    assert "reject recall" in result.stdout and "per 100 images" in result.stdout
 
 
 def test_eval_of_a_missing_bundle_fails_clearly(tmp_path: Path, small_voc: tuple[Path, Path]):
