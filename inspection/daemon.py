@@ -115,7 +115,8 @@ class Daemon:
         metrics: Any = None,
         source_options: dict[str, Any] | None = None,
     ):
-        from inspection.storage.db import make_engine, upgrade
+        from inspection.storage.db import make_engine
+        from inspection.storage.link import DatabaseLink
         from inspection.storage.repository import Repository
         from inspection.storage.spool import ResilientWriter
 
@@ -128,9 +129,10 @@ class Daemon:
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
         self.engine = make_engine(cfg.db)
-        upgrade(self.engine)
+        self.link = DatabaseLink(self.engine)
+        self.link.ensure_ready()
         self.repository = Repository(self.engine)
-        self.writer = ResilientWriter(self.repository, self.output_dir / "spool.jsonl")
+        self.writer = ResilientWriter(self.repository, self.output_dir / "spool.jsonl", link=self.link)
         self.writer.flush()  # results a previous run left in the spool go first
 
         model_path = model or self._model_from_db() or cfg.detector.model

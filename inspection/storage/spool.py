@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy import exc as sa_exc
 
+from inspection.storage.link import DatabaseFileChanged, DatabaseLink
 from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord, GapRecord
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,11 @@ def is_connection_error(exc: BaseException) -> bool:
     """True for errors that mean "the database is not reachable now" (retry later), not "this record is bad".
 
     Operational errors (server gone, connection refused, database locked, disk I/O), interface errors,
-    invalidated connections and pool timeouts are transient; integrity and data errors are not.
+    invalidated connections and pool timeouts are transient, and so is a SQLite file deleted or replaced
+    under the daemon (it is reopened); integrity and data errors are not.
     """
+    if isinstance(exc, DatabaseFileChanged):
+        return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError)
@@ -338,8 +342,10 @@ class ResilientWriter:
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        link: DatabaseLink | None = None,
     ) -> None:
         self.repository = repository
+        self.link = link  # checked and (re)migrated before every attempt
         self.spool = spool if isinstance(spool, Spool) else Spool(spool)
         self.stats = WriterStats()
         self._retry_initial_s = retry_initial_s
@@ -381,6 +387,7 @@ class ResilientWriter:
         if self.spool.pending() and not self._try_replay(force=False):
             return self._to_spool(entry)
         try:
+            self._prepare()
             stored = write_entry(self.repository, entry)
         except Exception as exc:
             if not is_connection_error(exc):
@@ -405,6 +412,7 @@ class ResilientWriter:
         if not force and self._clock() < self._next_try:
             return False
         try:
+            self._prepare()
             result = replay(self.spool, self.repository)
         except Exception as exc:
             if not is_connection_error(exc):
@@ -414,6 +422,10 @@ class ResilientWriter:
         self._delay_s = self._retry_initial_s
         self.stats.replayed += result.stored + result.duplicates
         return True
+
+    def _prepare(self) -> None:
+        if self.link is not None:
+            self.link.prepare()
 
     def _failed(self, exc: BaseException) -> None:
         self.stats.outages += 1
