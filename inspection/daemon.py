@@ -54,6 +54,7 @@ class RunSummary:
             "frames": t.frames,
             "frames_failed": t.frames_failed,
             "frames_dropped": t.frames_dropped,
+            "frames_evidence_missing": t.evidence_missing,
             "frames_already_stored": t.duplicates,
             "spooled": t.spooled,
             "spool_pending": self.spool_pending,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import Counter, deque
@@ -37,6 +38,7 @@ class Tally:
     frames: int = 0
     frames_failed: int = 0
     frames_dropped: int = 0
+    evidence_missing: int = 0  # frames stored without their crops/images (disk full, unwritable folder)
     duplicates: int = 0
     spooled: int = 0
     gaps: int = 0
@@ -77,10 +79,20 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labe
 
 
 def write_image_atomic(path: Path, image: np.ndarray) -> None:
+    """Write an image under a temporary name, then rename it; OSError (nothing left behind) when the
+    folder cannot take it (a full disk: OpenCV only says False, so the free space is named)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"cannot write {path}")
+    try:
+        ok = cv2.imwrite(str(tmp), image)
+    except cv2.error as exc:
+        ok, detail = False, str(exc).strip().splitlines()[-1]
+    else:
+        detail = ""
+    if not ok:
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free
+        raise OSError(f"cannot write {path} ({free} bytes free){': ' + detail if detail else ''}")
     os.replace(tmp, path)
 
 
@@ -130,6 +142,7 @@ class SinkStage(Stage):
         self._dropped_lock = threading.Lock()
         self._last_live: dict[str, float] = {}
         self._last_end_line: dict[str, int] = {}
+        self._evidence_problem: str | None = None  # the first evidence write that failed for this frame
 
     # -- called from other threads -------------------------------------------------------------
     def on_drop(self, msg: Any) -> None:
@@ -164,15 +177,9 @@ class SinkStage(Stage):
             started = time.perf_counter()
             try:
                 self.handle(msg)
-            except Exception as exc:  # e.g. a disk full for crops: count it, keep the line running
+            except Exception as exc:  # count it, keep the line running, and keep a row for the frame
                 log.exception("sink failed on %r", getattr(msg, "seq", msg))
-                self.tally.failures.append(
-                    {
-                        "source": getattr(getattr(msg, "frame", msg), "source", "?"),
-                        "seq": getattr(getattr(msg, "frame", msg), "seq", None),
-                        "reason": f"sink: {type(exc).__name__}: {exc}",
-                    }
-                )
+                self._store_broken(msg, exc)
             if self.metrics is not None:
                 self.metrics.observe_stage_seconds("sink", time.perf_counter() - started)
 
@@ -204,6 +211,20 @@ class SinkStage(Stage):
             if self.metrics is not None:
                 self.metrics.count_source_gap(msg.source)
         return ()
+
+    def _store_broken(self, msg: object, exc: Exception) -> None:
+        """A frame result the sink could not store as scored becomes a 'failed' row with the reason (when
+        even that cannot be written, the frame is in the summary's failures and is read again on restart)."""
+        frame = msg.frame if isinstance(msg, FrameResult) else None
+        reason = f"sink: {type(exc).__name__}: {exc}"
+        if frame is None:
+            self.tally.failures.append({"source": "?", "seq": getattr(msg, "seq", None), "reason": reason})
+            return
+        try:
+            self._store_failed(FailedFrame(frame.source, frame.seq, frame.captured_at, reason))
+        except Exception as again:
+            log.error("%s#%s not stored: %s", frame.source, frame.seq, again)
+            self.tally.failures.append({"source": frame.source, "seq": frame.seq, "reason": reason})
 
     def _count_outcome(self, outcome: str) -> None:
         if outcome == "duplicate":
@@ -283,7 +304,8 @@ class SinkStage(Stage):
         path = (
             self.output_dir / "crops" / safe_name(frame.source) / f"{frame.seq}_{safe_name(d.track_id)}.png"
         )
-        write_image_atomic(path, frame.image[ya:yb, xa:xb])
+        if not self._save_evidence(path, frame.image[ya:yb, xa:xb]):
+            return None
         return str(path)
 
     def _frame_images(self, result: FrameResult) -> str | None:
@@ -299,21 +321,38 @@ class SinkStage(Stage):
         path = None
         if want_frame:
             target = self.output_dir / "frames" / safe_name(frame.source) / f"{frame.seq}.jpg"
-            write_image_atomic(target, annotated)
-            path = str(target)
+            if self._save_evidence(target, annotated):
+                path = str(target)
             if self.save_raw:
-                raw_path = raw_frame_path(self.output_dir, frame.source, frame.seq)
-                write_image_atomic(raw_path, _raw_pixels(frame))
+                self._save_evidence(
+                    raw_frame_path(self.output_dir, frame.source, frame.seq), _raw_pixels(frame)
+                )
         if want_live:
-            write_image_atomic(live_frame_path(self.output_dir, line), annotated)
+            try:  # the live view is a convenience: a full disk costs the picture, not the frame
+                write_image_atomic(live_frame_path(self.output_dir, line), annotated)
+            except OSError as exc:
+                log.warning("live frame of %s not written: %s", line, exc)
             self._last_live[line] = now
         return path
+
+    def _save_evidence(self, path: Path, image: np.ndarray) -> bool:
+        """Write one crop or frame image; on failure remember why (the frame is stored all the same, its
+        row saying which evidence is missing) and return False."""
+        try:
+            write_image_atomic(path, image)
+        except OSError as exc:
+            if self._evidence_problem is None:
+                self._evidence_problem = f"evidence not saved: {exc}"
+            return False
+        return True
 
     def _store_result(self, result: FrameResult) -> None:
         frame = result.frame
         g = self.geometry
+        self._evidence_problem = None
         defects = [self._defect_record(frame, d, self._crop(frame, d)) for d in result.new_defects]
         image_path = self._frame_images(result)
+        evidence_problem = self._evidence_problem
         length_m = None
         if frame.start_line is not None:
             covered_from = max(frame.start_line, self._last_end_line.get(frame.source, frame.start_line))
@@ -335,12 +374,16 @@ class SinkStage(Stage):
             image_path=image_path,
             model_version=result.model_version,
             latency_ms=latency_ms,
+            error=evidence_problem,  # an ok frame with an error: scored and stored, evidence missing
         )
         outcome = self.writer.write_frame(record, defects, seen_again=result.seen_again)
         self._count_outcome(outcome)
         if outcome == "duplicate":
             return
         self.tally.frames += 1
+        if evidence_problem is not None:
+            self.tally.evidence_missing += 1
+            log.error("%s#%s stored without its evidence: %s", frame.source, frame.seq, evidence_problem)
         self.tally.defects += len(defects)
         self.tally.latencies_ms.append(latency_ms)
         for d in defects:

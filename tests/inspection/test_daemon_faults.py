@@ -4,8 +4,11 @@ down at start, two daemons killed -9 on one PostgreSQL. Real files, a real SQLit
 
 from __future__ import annotations
 
+import errno
 import os
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     frame_rows,
     frames_stored,
     model_bundle_fixture,
+    query,
     source_frames,
     strip_spec,
     wait_for,
@@ -73,3 +77,66 @@ def test_a_sqlite_file_deleted_or_replaced_mid_run_is_an_outage_and_no_frame_is_
     assert_each_once(before + after, daemon.source_name, expected)
     assert not summary.spool_pending and not daemon.writer.spool.path.exists()
     assert summary.tally.frames == len(expected)
+
+
+# ------------------------------------------------------------------------------- 11.2 full output dir
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs filled to the last block (a real ENOSPC), unmounted afterwards."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
+    try:
+        (mount / "out").mkdir()
+        fill(mount / "filler.bin")
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
+
+
+def fill(path: Path) -> None:
+    """Write zeros until the file system refuses even one more byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        for chunk in (65536, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_a_full_output_disk_stores_every_frame_with_its_evidence_marked_missing(
+    tmp_path: Path, model_bundle: ModelBundle, full_disk: Path
+) -> None:
+    """Before the fix the crop write raised in the sink: the frame got no row and frames_failed stayed 0."""
+    source = strip_spec(across=2, along=6)
+    expected = [f.seq for f in source_frames(source)]
+    cfg = daemon_config(
+        tmp_path,
+        source=source,
+        bundle=model_bundle,
+        output__dir=str(full_disk / "out"),
+        output__save_frames="all",
+    )
+    daemon = Daemon(cfg, once=True)
+    summary = finished(daemon).to_dict()
+    rows = frame_rows(cfg.db)
+    assert_each_once(rows, daemon.source_name, expected)
+    assert {r[3] for r in rows} == {"ok"}
+    missing = [r for r in rows if r[4] is not None]
+    assert missing and all(r[4].startswith("evidence not saved") and "bytes free" in r[4] for r in missing)
+    assert summary["frames"] == len(expected) and summary["frames_evidence_missing"] == len(missing)
+    assert summary["frames_failed"] == 0
+    evidence = query(cfg.db, "SELECT image_path FROM frames UNION ALL SELECT crop_path FROM defects")
+    assert all(Path(path).is_file() for (path,) in evidence if path is not None), "a row names a lost file"
+    assert sum(path is None for (path,) in evidence) >= len(missing)
+    assert not list((full_disk / "out").rglob(".*.tmp*")), "a half-written temporary file was left"
