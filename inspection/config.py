@@ -56,6 +56,8 @@ class OutputConfig(StrictModel):
         True  # lossless raw pixels beside each saved frame: retraining cuts its windows from them
     )
     live_every_s: float = Field(1.0, ge=0)  # refresh the annotated latest frame per line at most this often
+    # database and spool both full (one full disk): hold this many records in memory, then stop the line
+    hold_max_records: int = Field(1000, ge=1, le=1_000_000)
 
 
 class HealthConfig(StrictModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class RunSummary:
     elapsed_s: float
     tally: Any
     spool_pending: bool = False  # results left in the spool (database unreachable at exit)
+    not_stored: list[dict[str, Any]] = field(default_factory=list)  # held in memory, disk still full at exit
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tally
@@ -57,6 +58,8 @@ class RunSummary:
             "frames_evidence_missing": t.evidence_missing,
             "frames_already_stored": t.duplicates,
             "spooled": t.spooled,
+            "held_in_memory": t.held,
+            "not_stored": len(self.not_stored),
             "spool_pending": self.spool_pending,
             "source_gaps": t.gaps,
             "defects": t.defects,
@@ -67,6 +70,12 @@ class RunSummary:
             "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
             "failures": t.failures[:50],
         }
+
+
+def _entry_key(entry: Any) -> dict[str, Any]:
+    """What a record left unstored was: kind, source and seq (for the summary and the log)."""
+    record = getattr(entry, "frame", entry)
+    return {"kind": type(entry).__name__, "source": record.source, "seq": getattr(record, "seq", None)}
 
 
 class SourceStage(threading.Thread):
@@ -133,7 +142,13 @@ class Daemon:
         self.link = DatabaseLink(self.engine)
         self.link.ensure_ready()
         self.repository = Repository(self.engine)
-        self.writer = ResilientWriter(self.repository, self.output_dir / "spool.jsonl", link=self.link)
+        self.writer = ResilientWriter(
+            self.repository,
+            self.output_dir / "spool.jsonl",
+            link=self.link,
+            hold_max=cfg.output.hold_max_records,
+            abort=self.abort_event,
+        )
         self.writer.flush()  # results a previous run left in the spool go first
 
         model_path = model or self._model_from_db() or cfg.detector.model
@@ -321,6 +336,7 @@ class Daemon:
             budgets_s=self.cfg.health.stage_budget_s,
             queue_depths={name: len(queue) for name, queue in self.queues.items()},
             db_degraded=self.writer.degraded,
+            storage_full=self.writer.storage_full,
             model_version=self.detector.version,
         )
 
@@ -361,6 +377,13 @@ class Daemon:
         if self.sink.alarm is not None:
             self.sink.alarm.close()
         flushed = self.writer.close()
+        not_stored = [_entry_key(entry) for entry in self.writer.held]
+        if not_stored:
+            log.error(
+                "STORAGE FULL at exit: %d records not stored (their frames are read again on restart): %s",
+                len(not_stored),
+                not_stored[:20],
+            )
         if not flushed:
             log.warning(
                 "database still unreachable: results wait in %s for the next start", self.writer.spool.path
@@ -372,4 +395,5 @@ class Daemon:
             elapsed_s=time.perf_counter() - started,
             tally=self.sink.tally,
             spool_pending=not flushed,
+            not_stored=not_stored,
         )

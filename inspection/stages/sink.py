@@ -41,6 +41,7 @@ class Tally:
     evidence_missing: int = 0  # frames stored without their crops/images (disk full, unwritable folder)
     duplicates: int = 0
     spooled: int = 0
+    held: int = 0  # records kept in memory while the database and the spool were both full
     gaps: int = 0
     defects: int = 0
     per_class: Counter = field(default_factory=Counter)
@@ -231,6 +232,8 @@ class SinkStage(Stage):
             self.tally.duplicates += 1
         elif outcome == "spooled":
             self.tally.spooled += 1
+        elif outcome == "held":
+            self.tally.held += 1
 
     def _write_dropped(self) -> None:
         while True:
@@ -393,6 +396,7 @@ class SinkStage(Stage):
             self.metrics.count_defects([d.class_name for d in defects])
             self.metrics.mark_frame()
             self.metrics.set_db_degraded(self.writer.degraded)
+            self.metrics.set_storage_full(self.writer.storage_full)
         if self.alarm is not None:
             try:
                 self.alarm(result, record, defects)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,12 @@ from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord
 log = logging.getLogger(__name__)
 
 SPOOL_VERSION = 1
-WriteOutcome = Literal["stored", "duplicate", "spooled"]
+WriteOutcome = Literal["stored", "duplicate", "spooled", "held"]
+
+
+class StorageFull(OSError):
+    """Neither the database nor the spool can take a record and the in-memory hold is full (or the
+    daemon is aborting): the record is not stored; the caller counts it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +327,8 @@ class WriterStats:
     spooled: int = 0
     replayed: int = 0
     outages: int = 0
+    held: int = 0  # records kept in memory because the spool's disk was full too
+    blocked: int = 0  # times the writer waited because that hold was full
     last_error: str | None = field(default=None, repr=False)
 
 
@@ -343,6 +352,8 @@ class ResilientWriter:
         retry_max_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         link: DatabaseLink | None = None,
+        hold_max: int = 1000,
+        abort: threading.Event | None = None,
     ) -> None:
         self.repository = repository
         self.link = link  # checked and (re)migrated before every attempt
@@ -353,11 +364,20 @@ class ResilientWriter:
         self._clock = clock
         self._delay_s = retry_initial_s
         self._next_try = float("-inf")
+        self.held: deque[SpoolEntry] = deque()  # in order, behind the spool; bounded by hold_max
+        self.hold_max = hold_max
+        self.blocked = False  # waiting for space: the line is stopped (health red)
+        self._abort = abort or threading.Event()
 
     @property
     def degraded(self) -> bool:
-        """True while results wait in the spool (the database was unreachable)."""
-        return self.spool.pending()
+        """True while results wait in the spool or in memory (the database was unreachable)."""
+        return bool(self.held) or self.spool.pending()
+
+    @property
+    def storage_full(self) -> bool:
+        """True while records wait in memory because neither the database nor the spool took them."""
+        return bool(self.held)
 
     def write_frame(
         self, frame: FrameRecord, defects: Sequence[DefectRecord] = (), *, seen_again: Sequence[str] = ()
@@ -374,8 +394,9 @@ class ResilientWriter:
         return self._write(gap)
 
     def flush(self) -> bool:
-        """Replay the spool now, whatever the backoff; True when the spool is empty afterwards."""
-        return self._try_replay(force=True)
+        """Replay the spool (and what is held in memory) now, whatever the backoff; True when nothing is
+        left behind."""
+        return self._drain_held(force=True) and self._try_replay(force=True)
 
     def close(self) -> bool:
         """Final flush (True when nothing is left behind) and release the spool file."""
@@ -384,6 +405,8 @@ class ResilientWriter:
         return done
 
     def _write(self, entry: SpoolEntry) -> WriteOutcome:
+        if self.held and not self._drain_held(force=False):
+            return self._hold(entry)
         if self.spool.pending() and not self._try_replay(force=False):
             return self._to_spool(entry)
         try:
@@ -402,9 +425,72 @@ class ResilientWriter:
         return "duplicate"
 
     def _to_spool(self, entry: SpoolEntry) -> WriteOutcome:
-        self.spool.append(entry)
+        try:
+            self.spool.append(entry)
+        except OSError as exc:  # the spool's disk is full (or gone) too
+            self._spool_failed(exc)
+            return self._hold(entry)
         self.stats.spooled += 1
         return "spooled"
+
+    def _spool_failed(self, exc: OSError) -> None:
+        self.spool.close()  # reopened (and its torn tail repaired) on the next append
+        if not self.held:
+            log.error(
+                "STORAGE FULL: database and spool %s both refuse records (%s); holding up to %d in memory, "
+                "then stopping the line until space returns",
+                self.spool.path,
+                exc,
+                self.hold_max,
+            )
+
+    def _hold(self, entry: SpoolEntry) -> WriteOutcome:
+        """Keep ``entry`` in memory, behind what is held already. When the hold is full, wait (the sink
+        blocks, so the queues fill and the source stops reading) until the database or the spool takes
+        records again; raise :class:`StorageFull` if the daemon aborts meanwhile."""
+        while len(self.held) >= self.hold_max:
+            self.blocked = True
+            self.stats.blocked += 1
+            if self._abort.wait(max(self._next_try - self._clock(), 0.2)):
+                self.blocked = False
+                raise StorageFull(f"not stored: database and spool full, {len(self.held)} records held")
+            self._drain_held(force=True)
+        self.blocked = False
+        self.held.append(entry)
+        self.stats.held += 1
+        return "held"
+
+    def _drain_held(self, *, force: bool) -> bool:
+        """Move held records to the database (after the spool) or, failing that, to the spool; True when
+        none is left in memory."""
+        if not self.held:
+            return True
+        if not force and self._clock() < self._next_try:
+            return False
+        database_up = not self.spool.pending() or self._try_replay(force=True)
+        while self.held:
+            entry = self.held[0]
+            if database_up:
+                try:
+                    self._prepare()
+                    write_entry(self.repository, entry)
+                    self.held.popleft()
+                    self.stats.stored += 1
+                    continue
+                except Exception as exc:
+                    if not is_connection_error(exc):
+                        raise
+                    self._failed(exc)
+                    database_up = False
+            try:
+                self.spool.append(entry)
+            except OSError:
+                self.spool.close()
+                return False
+            self.held.popleft()
+            self.stats.spooled += 1
+        log.warning("storage has room again: records held in memory are stored or spooled")
+        return True
 
     def _try_replay(self, *, force: bool) -> bool:
         if not self.spool.pending():

@@ -140,3 +140,47 @@ def test_a_full_output_disk_stores_every_frame_with_its_evidence_marked_missing(
     assert all(Path(path).is_file() for (path,) in evidence if path is not None), "a row names a lost file"
     assert sum(path is None for (path,) in evidence) >= len(missing)
     assert not list((full_disk / "out").rglob(".*.tmp*")), "a half-written temporary file was left"
+
+
+# ---------------------------------------------------------------- 11.3 database and spool on a full disk
+
+
+def test_database_and_spool_on_one_full_disk_hold_then_stop_the_line_and_lose_nothing(
+    tmp_path: Path, model_bundle: ModelBundle, full_disk: Path
+) -> None:
+    """Before the fix the spool append raised ENOSPC in the sink and those frames were gone."""
+    for filler in full_disk.glob("*.bin"):
+        filler.unlink()  # room to create and migrate the database first
+    source = strip_spec(across=2, along=8)
+    expected = [f.seq for f in source_frames(source)]
+    db = f"sqlite:///{full_disk / 'inspection.db'}"
+    cfg = daemon_config(
+        tmp_path,
+        source=source,
+        bundle=model_bundle,
+        db=db,
+        output__dir=str(full_disk / "out"),
+        output__hold_max_records=3,
+        alarms=None,
+    )
+    daemon = Daemon(cfg, once=True)
+    fill(full_disk / "filler.bin")
+    seen: dict[str, object] = {}
+
+    def free_space_once_the_line_stops() -> None:
+        wait_for(lambda: daemon.writer.blocked, timeout=120, what="the writer to stop the line")
+        seen["health"] = daemon.health()
+        seen["stored_while_full"] = frames_stored(db)
+        (full_disk / "filler.bin").unlink()
+
+    helper = threading.Thread(target=free_space_once_the_line_stops)
+    helper.start()
+    summary = finished(daemon).to_dict()
+    helper.join()
+    health = seen["health"]
+    assert health["status"] != "ok" and health["storage_full"] is True  # /health answers 503
+    assert seen["stored_while_full"] == 0
+    assert summary["held_in_memory"] >= 3 and summary["not_stored"] == 0
+    assert daemon.writer.stats.blocked >= 1
+    assert_each_once(frame_rows(db), daemon.source_name, expected)
+    assert summary["frames"] == len(expected) and not summary["spool_pending"]
