@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
+from datasets.settings import data_root
 from inspection.daemon import Daemon, RunSummary
+from inspection.paths import raw_frame_path, safe_name, source_dir_name
+from inspection.sources.folder import folder_seq
 from inspection.storage.db import upgrade
 from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     ModelBundle,
@@ -33,6 +39,13 @@ def finished(daemon: Daemon) -> RunSummary:
     summary = daemon.run()
     assert not any(stage.is_alive() for stage in [daemon.source_stage, *daemon.stages])
     return summary
+
+
+def neu_images(count: int) -> list[Path]:
+    """The first ``count`` NEU-DET images of the development split, in name order."""
+    paths = sorted((data_root() / "images").glob("*.jpg"))
+    assert len(paths) >= count, f"NEU-DET images missing under {data_root()}"
+    return paths[:count]
 
 
 def sqlite_files(db_path: Path) -> list[Path]:
@@ -184,3 +197,45 @@ def test_database_and_spool_on_one_full_disk_hold_then_stop_the_line_and_lose_no
     assert daemon.writer.stats.blocked >= 1
     assert_each_once(frame_rows(db), daemon.source_name, expected)
     assert summary["frames"] == len(expected) and not summary["spool_pending"]
+
+
+# ---------------------------------------------------------------------- 11.4 evidence names per source
+
+
+def test_two_folder_sources_with_a_long_shared_prefix_keep_their_own_crops_and_frames(
+    tmp_path: Path, model_bundle: ModelBundle
+) -> None:
+    """Before the fix both sources wrote ``frames/<first 80 characters>/<seq>.jpg``: the second run overwrote
+    the first one's evidence (same file names give the same seq)."""
+    images = neu_images(4)
+    common = tmp_path / ("camera_" + "x" * 90)
+    folders = [common / "top", common / "bottom"]
+    for folder, picks in zip(folders, (images[:2], images[2:]), strict=True):
+        folder.mkdir(parents=True)
+        for k, image in enumerate(picks):
+            shutil.copy(image, folder / f"frame{k}.jpg")  # the same names in both folders
+    names = []
+    for folder in folders:
+        cfg = daemon_config(
+            tmp_path, source=f"folder:{folder}", bundle=model_bundle, output__save_frames="all"
+        )
+        names.append(finished(Daemon(cfg, once=True)).source)
+    rows = query(cfg.db, "SELECT source, seq, image_path FROM frames ORDER BY id")
+    assert len(rows) == 4 and len({seq for _, seq, _ in rows}) == 2  # same seqs on both sources
+    paths = [path for _, _, path in rows]
+    assert None not in paths and len(set(paths)) == 4, "two frames share one evidence file"
+    crops = query(cfg.db, "SELECT crop_path FROM defects")
+    assert len({c for (c,) in crops}) == len(crops)
+    for source, seq, path in rows:  # each file still shows its own frame
+        folder = Path(source.removeprefix("folder:"))
+        name = next(p.name for p in folder.iterdir() if folder_seq(p.name) == seq)
+        raw = cv2.imread(str(raw_frame_path(cfg.output.dir, source, seq)), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(raw, cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)), path
+
+
+def test_evidence_folder_names_differ_where_safe_names_collide() -> None:
+    pairs = [("folder:/plant/a/b", "folder:/plant/a_b"), ("x" * 100 + "1", "x" * 100 + "2")]
+    for first, second in pairs:
+        assert safe_name(first) == safe_name(second)
+        assert source_dir_name(first) != source_dir_name(second)
+        assert raw_frame_path("out", first, 7) != raw_frame_path("out", second, 7)
