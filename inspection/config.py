@@ -60,6 +60,14 @@ class OutputConfig(StrictModel):
     hold_max_records: int = Field(1000, ge=1, le=1_000_000)
 
 
+class FolderConfig(StrictModel):
+    """How a ``folder:`` source treats files a camera is still writing and hostile files."""
+
+    settle_s: float = Field(1.0, ge=0, le=600)  # unmodified this long before a file is read
+    decode_attempts: int = Field(3, ge=1, le=100)  # an empty/truncated/undecodable file is read this often
+    max_pixels: int = Field(50_000_000, ge=1, le=150_000_000)  # refused from the header, never decoded
+
+
 class HealthConfig(StrictModel):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -80,5 +88,6 @@ class InspectionConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
     queues: QueueConfig = QueueConfig()
     output: OutputConfig = OutputConfig()
+    folder: FolderConfig = FolderConfig()
     health: HealthConfig = HealthConfig()
     alarms: AlarmsConfig | None = None  # reject rule and sinks (log, webhook, modbus PLC); None: no signals

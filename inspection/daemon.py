@@ -166,6 +166,9 @@ class Daemon:
         options = {"stop": self.stop_event, **(source_options or {})}
         if cfg.source.startswith("folder:"):
             options.setdefault("follow", not once)
+            options.setdefault("settle_s", cfg.folder.settle_s)
+            options.setdefault("decode_attempts", cfg.folder.decode_attempts)
+            options.setdefault("max_pixels", cfg.folder.max_pixels)
         self.source = open_source(cfg.source, **options)
         self.source_name = self.source.name
         done = self.repository.processed_seqs(self.source_name)

@@ -7,8 +7,11 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import struct
 import subprocess
 import threading
+import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +22,7 @@ import pytest
 from datasets.settings import data_root
 from inspection.daemon import Daemon, RunSummary
 from inspection.paths import raw_frame_path, safe_name, source_dir_name
-from inspection.sources.folder import folder_seq
+from inspection.sources.folder import FolderSource, folder_seq
 from inspection.storage.db import upgrade
 from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     ModelBundle,
@@ -239,3 +242,99 @@ def test_evidence_folder_names_differ_where_safe_names_collide() -> None:
         assert safe_name(first) == safe_name(second)
         assert source_dir_name(first) != source_dir_name(second)
         assert raw_frame_path("out", first, 7) != raw_frame_path("out", second, 7)
+
+
+# ------------------------------------------------------------------ 11.5 files still being written
+
+
+def write_slowly(path: Path, data: bytes, pattern: str) -> None:
+    """How real cameras write: a pause longer than a poll between two chunks, or an empty file first."""
+    if pattern == "pause between chunks":
+        with open(path, "wb") as fh:
+            fh.write(data[: len(data) // 3])
+            fh.flush()
+            time.sleep(2.5)
+            fh.write(data[len(data) // 3 :])
+    else:
+        path.write_bytes(b"")
+        time.sleep(2.5)
+        path.write_bytes(data)
+
+
+@pytest.mark.parametrize("pattern", ["pause between chunks", "empty file filled later"])
+def test_a_file_still_being_written_is_read_once_complete_not_stored_as_failed(
+    tmp_path: Path, model_bundle: ModelBundle, pattern: str
+) -> None:
+    """Before the fix the watcher took the file after two equal scans and stored it as failed for good."""
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    image = neu_images(1)[0]
+    cfg = daemon_config(tmp_path, source=f"folder:{folder}", bundle=model_bundle)
+    daemon = Daemon(cfg, once=False)
+    writer = threading.Thread(target=write_slowly, args=(folder / "f1.jpg", image.read_bytes(), pattern))
+
+    def stop_once_stored() -> None:
+        wait_for(lambda: frames_stored(cfg.db) >= 1, timeout=120, what="the frame")
+        daemon.request_stop()
+
+    stopper = threading.Thread(target=stop_once_stored)
+    writer.start()
+    stopper.start()
+    summary = finished(daemon)
+    writer.join()
+    stopper.join()
+    rows = frame_rows(cfg.db)
+    assert [(r[2], r[3], r[4]) for r in rows] == [(folder_seq("f1.jpg"), "ok", None)]
+    assert summary.tally.frames_failed == 0
+
+
+def test_a_moderately_large_frame_names_its_size_when_refused(tmp_path: Path) -> None:
+    huge_png(tmp_path / "big.png", 3000, 2000)
+    (event,) = FolderSource(tmp_path, max_pixels=5_000_000)
+    assert event.reason == "too many pixels: 3000x2000 px in the header, limit 5000000 (not decoded)"
+
+
+def test_a_file_that_never_decodes_is_failed_after_its_attempts(tmp_path: Path) -> None:
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    (folder / "broken.jpg").write_bytes(neu_images(1)[0].read_bytes()[:3000])
+    events = list(FolderSource(folder, settle_s=0.2, decode_attempts=3, poll_s=0.1))
+    assert [e.reason for e in events] == ["truncated JPEG (no end-of-image marker) (after 3 attempts)"]
+
+
+# -------------------------------------------------------------------------- 11.6 decompression bombs
+
+
+def huge_png(path: Path, width: int, height: int) -> None:
+    """A black ``width`` x ``height`` gray PNG, written row by row (never held in memory): 20000 x 20000
+    is ~390 KB on disk and 400 MB decoded."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    packer = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + pixels
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_and_the_line_goes_on(
+    tmp_path: Path, model_bundle: ModelBundle
+) -> None:
+    """Before the fix the 20000x20000 PNG was decoded (2.9 GB, 164 s measured in the issue)."""
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    huge_png(folder / "a_bomb.png", 20000, 20000)
+    shutil.copy(neu_images(1)[0], folder / "b_good.jpg")
+    assert (folder / "a_bomb.png").stat().st_size < 1_000_000
+    cfg = daemon_config(tmp_path, source=f"folder:{folder}", bundle=model_bundle, folder__settle_s=0)
+    summary = finished(Daemon(cfg, once=True))
+    by_seq = {r[2]: r for r in frame_rows(cfg.db)}
+    bomb = by_seq[folder_seq("a_bomb.png")]
+    assert bomb[3] == "failed" and bomb[4].startswith("too many pixels: 400000000 px in the header")
+    assert bomb[4].endswith("limit 50000000 (not decoded)")
+    assert by_seq[folder_seq("b_good.jpg")][3] == "ok"
+    assert (summary.tally.frames, summary.tally.frames_failed) == (1, 1)
