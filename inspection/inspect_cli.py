@@ -49,6 +49,13 @@ def inspect_command(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from inspection.preflight import preflight
+
+    problems = preflight(cfg, model=model)
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {config}: {problem}", err=True)
+        raise typer.Exit(2)
     if validate_config:
         typer.echo(f"{config}: ok")
         return

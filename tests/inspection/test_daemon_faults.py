@@ -18,9 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import typer
+from typer.testing import CliRunner, Result
 
 from datasets.settings import data_root
 from inspection.daemon import Daemon, RunSummary
+from inspection.inspect_cli import inspect_command
 from inspection.paths import raw_frame_path, safe_name, source_dir_name
 from inspection.sources.folder import FolderSource, folder_seq
 from inspection.storage.db import upgrade
@@ -32,7 +35,9 @@ from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     frames_stored,
     model_bundle_fixture,
     query,
+    run_cli,
     source_frames,
+    sqlite_db,
     strip_spec,
     wait_for,
 )
@@ -338,3 +343,55 @@ def test_a_decompression_bomb_is_refused_from_its_header_and_the_line_goes_on(
     assert bomb[4].endswith("limit 50000000 (not decoded)")
     assert by_seq[folder_seq("b_good.jpg")][3] == "ok"
     assert (summary.tally.frames, summary.tally.frames_failed) == (1, 1)
+
+
+# ------------------------------------------------------------------------- 11.7 config validation
+
+BAD_SETTINGS = [  # (--set, the key path the error must name); each passed --validate-config before the fix
+    ("mm_per_line=.inf", "mm_per_line"),
+    ("mm_per_px=1e400", "mm_per_px"),
+    ("detector.batch_wait_ms=.inf", "detector.batch_wait_ms"),
+    ("detector.batch_wait_ms=.nan", "detector.batch_wait_ms"),
+    ("alarms.reject.min_length_m=.inf", "reject.min_length_m"),
+    ("line=", "line"),
+    ("coil=' '", "coil"),
+    ("source=", "source"),
+    ("source=folder:", "source"),
+    ("db=notaurl", "db"),
+    ("db=mysql://h/d", "db"),
+    ("source=folder:/no/such/folder", "source: folder /no/such/folder does not exist"),
+    ("detector.model=/no/such/bundle", "detector.model: /no/such/bundle is not a model bundle"),
+]
+
+
+def validate(tmp_path: Path, *settings: str) -> Result:
+    """``steel inspect --validate-config`` in this process (the CLI itself runs once, below)."""
+    args = [
+        "--validate-config",
+        "--set",
+        f"output.dir={tmp_path / 'out'}",
+        "--set",
+        f"db={sqlite_db(tmp_path)}",
+    ]
+    for setting in settings:
+        args += ["--set", setting]
+    app = typer.Typer()
+    app.command()(inspect_command)
+    return CliRunner().invoke(app, args)
+
+
+@pytest.mark.parametrize(("setting", "names"), BAD_SETTINGS)
+def test_validate_config_refuses_what_the_run_would_trip_on(tmp_path: Path, setting: str, names: str) -> None:
+    done = validate(tmp_path, setting)
+    assert done.exit_code == 2 and done.exception is None or isinstance(done.exception, SystemExit), (
+        done.output
+    )
+    assert names in done.stderr and "Traceback" not in done.stderr
+
+
+def test_validate_config_accepts_the_shipped_config_and_a_real_folder(tmp_path: Path) -> None:
+    (tmp_path / "camera").mkdir()
+    done = validate(tmp_path, f"source=folder:{tmp_path / 'camera'}")
+    assert done.exit_code == 0 and done.stdout.strip().endswith(": ok"), done.stderr
+    refused = run_cli("--validate-config", "--set", "mm_per_line=.inf", timeout=120)  # the real command
+    assert refused.returncode == 2 and "mm_per_line" in refused.stderr and "Traceback" not in refused.stderr
