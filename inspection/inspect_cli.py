@@ -68,9 +68,10 @@ def inspect_command(
     from inspection.metrics_factory import make_metrics
 
     metrics, health_server = make_metrics(cfg)
+    daemon = Daemon(cfg, once=once, model=model, metrics=metrics)
     try:
-        daemon = Daemon(cfg, once=once, model=model, metrics=metrics)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+        daemon.start()
+    except (ValueError, OSError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if health_server is not None:

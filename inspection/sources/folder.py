@@ -39,7 +39,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -187,9 +187,8 @@ class FolderSource(BaseSource):
         return found
 
     def __iter__(self) -> Iterator[SourceEvent]:
-        done: set[str] = set()  # taken, skipped or given up in this run
+        done: set[str] = set()  # taken or skipped in this run
         last_seen: dict[str, tuple[int, int]] = {}  # follow mode: (size, mtime) at the previous scan
-        retries: dict[str, _Retry] = {}  # files whose read failed, to try again once settled
         while not self.stopped:
             waiting = False
             for rel, size, mtime_ns in self.scan():
@@ -199,21 +198,14 @@ class FolderSource(BaseSource):
                 if self._skip(seq):
                     done.add(rel)
                     continue
-                if not self._ready(rel, (size, mtime_ns), last_seen, retries.get(rel)):
+                if not self._ready(rel, (size, mtime_ns), last_seen):
                     waiting = True
                     continue
-                event, retryable = self._read(rel, seq)
-                if isinstance(event, FailedFrame) and retryable:
-                    attempts = retries[rel].attempts + 1 if rel in retries else 1
-                    if attempts < self.decode_attempts:
-                        retries[rel] = _Retry(attempts, (size, mtime_ns), time.monotonic())
-                        waiting = True
-                        continue
-                    if attempts > 1:
-                        event = replace(event, reason=f"{event.reason} (after {attempts} attempts)")
+                event = self._read_with_retries(rel, seq)
+                if event is None:  # stopped while waiting for the file
+                    return
                 done.add(rel)
                 last_seen.pop(rel, None)
-                retries.pop(rel, None)
                 yield event
                 if self.stopped:
                     return
@@ -221,27 +213,47 @@ class FolderSource(BaseSource):
                 return
 
     def _next_scan_s(self, waiting: bool) -> float:
-        if self.follow or self.settle_s <= 0:
+        if self.follow or not waiting:
             return self.poll_s
-        return min(self.poll_s, max(0.05, self.settle_s / 4)) if waiting else self.poll_s
+        return min(self.poll_s, max(0.05, self.settle_s / 4))
 
-    def _ready(
-        self,
-        rel: str,
-        stat: tuple[int, int],
-        last_seen: dict[str, tuple[int, int]],
-        retry: _Retry | None,
-    ) -> bool:
-        """Whether a file may be read now: unchanged since the last scan (follow), not modified for
-        ``settle_s``, and, after a failed read, ``settle_s`` since that attempt or changed since."""
+    def _ready(self, rel: str, stat: tuple[int, int], last_seen: dict[str, tuple[int, int]]) -> bool:
+        """Whether a file may be read now: unchanged since the last scan (follow) and not modified for
+        ``settle_s``."""
         if self.follow and last_seen.get(rel) != stat:
             last_seen[rel] = stat  # new or still growing: look again next scan
             return False
-        if self.settle_s > 0 and time.time() - stat[1] / 1e9 < self.settle_s:
-            return False
-        if retry is not None and retry.stat == stat:
-            return time.monotonic() - retry.at >= max(self.settle_s, self.poll_s)
-        return True
+        return self.settle_s <= 0 or time.time() - stat[1] / 1e9 >= self.settle_s
+
+    def _read_with_retries(self, rel: str, seq: int) -> Frame | FailedFrame | None:
+        """Read a file; an empty, truncated or undecodable one is read again (in place, so frames keep
+        their name order) once it has settled again, ``decode_attempts`` in all. None when stopped."""
+        attempts = 1
+        event, retryable = self._read(rel, seq)
+        while isinstance(event, FailedFrame) and retryable and attempts < self.decode_attempts:
+            if self._wait_settled(rel):
+                return None
+            event, retryable = self._read(rel, seq)
+            attempts += 1
+        if isinstance(event, FailedFrame) and attempts > 1:
+            event = replace(event, reason=f"{event.reason} (after {attempts} attempts)")
+        return event
+
+    def _wait_settled(self, rel: str) -> bool:
+        """Wait ``settle_s`` (at least one poll step), then until the file is unmodified for ``settle_s``
+        (a camera still writing it); True when the source was stopped meanwhile."""
+        step = max(0.05, self.settle_s / 4)
+        waited = 0.0
+        while True:
+            if self._wait(step):
+                return True
+            waited += step
+            try:
+                age = time.time() - (self.root / rel).stat().st_mtime
+            except OSError:  # gone: the next read says so
+                return False
+            if waited >= self.settle_s and age >= self.settle_s:
+                return False
 
     def load(self, rel: str, seq: int | None = None) -> Frame | FailedFrame:
         """Read one file (relative name) into a frame, or a failed frame saying why not."""
@@ -282,12 +294,3 @@ class FolderSource(BaseSource):
         if header is None or header[0] <= self.max_pixels:
             return None
         return f"too many pixels: {header[1]} in the header, limit {self.max_pixels} (not decoded)"
-
-
-@dataclass(frozen=True)
-class _Retry:
-    """A file whose read failed: attempts so far, its (size, mtime) then, and when (monotonic)."""
-
-    attempts: int
-    stat: tuple[int, int]
-    at: float

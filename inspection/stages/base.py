@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from inspection.messages import FailedFrame, Frame
+from inspection.metrics import DaemonMetrics
 from inspection.queues import END, BoundedQueue, Empty
 
 log = logging.getLogger("steel.pipeline")
@@ -28,8 +29,8 @@ class Stage(threading.Thread):
         outbox: BoundedQueue | None,
         *,
         abort: threading.Event,
-        metrics: Any = None,
-    ):
+        metrics: DaemonMetrics | None = None,
+    ) -> None:
         super().__init__(name=f"stage-{name}", daemon=True)
         self.stage_name = name
         self.inbox = inbox

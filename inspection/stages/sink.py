@@ -10,21 +10,26 @@ import shutil
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from inspection.messages import FailedFrame, Frame, SourceGap
-from inspection.paths import live_frame_path, raw_frame_path, safe_name
-from inspection.queues import END, Empty
+from inspection.metrics import DaemonMetrics
+from inspection.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
+from inspection.queues import END, BoundedQueue, Empty
 from inspection.results import FrameResult, TrackedDefect
 from inspection.stages.base import Stage
 from inspection.storage.repository import DefectRecord, FrameRecord, GapRecord
+from inspection.storage.spool import ResilientWriter
+
+if TYPE_CHECKING:
+    from inspection.alarm_dispatch import AlarmDispatcher
 
 log = logging.getLogger("steel.sink")
 
@@ -44,7 +49,7 @@ class Tally:
     held: int = 0  # records kept in memory while the database and the spool were both full
     gaps: int = 0
     defects: int = 0
-    per_class: Counter = field(default_factory=Counter)
+    per_class: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -112,8 +117,12 @@ class SinkStage(Stage):
 
     def __init__(
         self,
-        *args,
-        writer,
+        inbox: BoundedQueue,
+        outbox: None = None,  # the last stage: nothing after it
+        *,
+        abort: threading.Event,
+        metrics: DaemonMetrics | None = None,
+        writer: ResilientWriter,
         class_names: list[str],
         geometry: Geometry,
         line: str,
@@ -123,10 +132,9 @@ class SinkStage(Stage):
         save_frames: str,
         live_every_s: float,
         save_raw: bool = True,
-        alarm: Callable[[FrameResult, FrameRecord, list[DefectRecord]], None] | None = None,
-        **kwargs,
-    ):
-        super().__init__("sink", *args, **kwargs)
+        alarm: AlarmDispatcher | None = None,  # reject signals for each stored frame
+    ) -> None:
+        super().__init__("sink", inbox, outbox, abort=abort, metrics=metrics)
         self.writer = writer
         self.class_names = class_names
         self.geometry = geometry
@@ -304,9 +312,7 @@ class SinkStage(Stage):
         xb, yb = int(min(w, x2 + pad)), int(min(h, y2 + pad))
         if xb <= xa or yb <= ya:
             return None
-        path = (
-            self.output_dir / "crops" / safe_name(frame.source) / f"{frame.seq}_{safe_name(d.track_id)}.png"
-        )
+        path = crop_path(self.output_dir, frame.source, frame.seq, d.track_id)
         if not self._save_evidence(path, frame.image[ya:yb, xa:xb]):
             return None
         return str(path)
@@ -323,7 +329,7 @@ class SinkStage(Stage):
         annotated = draw_boxes(frame.image, dets.xyxy, dets.class_ids, self.class_names)
         path = None
         if want_frame:
-            target = self.output_dir / "frames" / safe_name(frame.source) / f"{frame.seq}.jpg"
+            target = frame_image_path(self.output_dir, frame.source, frame.seq)
             if self._save_evidence(target, annotated):
                 path = str(target)
             if self.save_raw:

@@ -65,6 +65,8 @@ class DatabaseLink:
         driver's connection error when it is unreachable."""
         if self.ready:
             return
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         upgrade(self.engine)
         if self.path is not None:
             self._identity = _identity(self.path)

@@ -5,6 +5,7 @@ down at start, two daemons killed -9 on one PostgreSQL. Real files, a real SQLit
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import struct
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 import typer
+from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
 from datasets.settings import data_root
@@ -36,6 +38,7 @@ from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     model_bundle_fixture,
     query,
     run_cli,
+    scratch_pg_database,
     source_frames,
     sqlite_db,
     strip_spec,
@@ -395,3 +398,31 @@ def test_validate_config_accepts_the_shipped_config_and_a_real_folder(tmp_path: 
     assert done.exit_code == 0 and done.stdout.strip().endswith(": ok"), done.stderr
     refused = run_cli("--validate-config", "--set", "mm_per_line=.inf", timeout=120)  # the real command
     assert refused.returncode == 2 and "mm_per_line" in refused.stderr and "Traceback" not in refused.stderr
+
+
+# --------------------------------------------------------------------------- 11.8 database down at start
+
+
+@pytest.mark.postgres
+def test_a_database_down_at_start_spools_without_a_traceback_and_the_next_start_replays(
+    tmp_path: Path, model_bundle: ModelBundle, pg_admin_url: str
+) -> None:
+    """Before the fix the first run died in the migration with a traceback and exit 1."""
+    source = strip_spec(across=2, along=6)
+    expected = [f.seq for f in source_frames(source)]
+    with scratch_pg_database(pg_admin_url) as pg_url:
+        down = make_url(pg_url).set(port=1).render_as_string(hide_password=False)  # nothing listens there
+        args = ["--once", "--json", "--model", str(model_bundle.path), "--source", source]
+        args += ["--set", f"output.dir={tmp_path / 'out'}", "--set", "detector.threads=1"]
+        first = run_cli(*args, "--db", down)
+        assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr[-3000:]
+        assert "database unreachable at start" in first.stderr
+        summary = json.loads(first.stdout)
+        assert summary["spooled"] >= summary["frames"] == len(expected) and summary["spool_pending"]
+
+        second = run_cli(*args, "--db", pg_url)  # the same spool, the database back
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert json.loads(second.stdout)["frames"] == 0  # the replayed frames count as already there
+        assert_each_once(frame_rows(pg_url), source, expected)
+        assert not (tmp_path / "out" / "spool.jsonl").exists()
+        assert query(pg_url, "SELECT version FROM model_versions") == [(model_bundle.version,)]
