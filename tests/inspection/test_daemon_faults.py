@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import threading
@@ -30,8 +31,10 @@ from inspection.paths import raw_frame_path, safe_name, source_dir_name
 from inspection.sources.folder import FolderSource, folder_seq
 from inspection.storage.db import upgrade
 from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
+    CLI_TIMEOUT_S,
     ModelBundle,
     assert_each_once,
+    cli_command,
     daemon_config,
     frame_rows,
     frames_stored,
@@ -426,3 +429,72 @@ def test_a_database_down_at_start_spools_without_a_traceback_and_the_next_start_
         assert_each_once(frame_rows(pg_url), source, expected)
         assert not (tmp_path / "out" / "spool.jsonl").exists()
         assert query(pg_url, "SELECT version FROM model_versions") == [(model_bundle.version,)]
+
+
+# ------------------------------------------------------------- scale-out: two daemons on one PostgreSQL
+
+
+def stored_of(db: str, source: str) -> int:
+    try:
+        return int(query(db, "SELECT COUNT(*) FROM frames WHERE source = :s", s=source)[0][0])
+    except Exception:  # not migrated yet
+        return 0
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_daemons_on_one_postgres_each_killed_9_and_restarted_store_every_frame_once(
+    tmp_path: Path, model_bundle: ModelBundle, pg_admin_url: str
+) -> None:
+    """Two cameras (two surfaces of one line) write one PostgreSQL database at the same time; each daemon
+    is killed -9 mid-run and started again while the other keeps writing."""
+    sources = [strip_spec(across=2, along=14, line_rate=500, coil=f"c{k}", seed=k) for k in (1, 2)]
+    expected = {source: [f.seq for f in source_frames(source)] for source in sources}
+    with scratch_pg_database(pg_admin_url) as db:
+
+        def args(k: int) -> list[str]:
+            return [
+                "--once", "--json", "--db", db, "--model", str(model_bundle.path), "--source", sources[k],
+                "--set", f"output.dir={tmp_path / f'out{k}'}", "--set", "detector.threads=1",
+            ]  # fmt: skip
+
+        logs = [open(tmp_path / f"daemon{k}.log", "w") for k in (0, 1)]  # noqa: SIM115 - closed below
+
+        def start(k: int) -> subprocess.Popen:
+            return subprocess.Popen(cli_command(*args(k)), stdout=subprocess.PIPE, stderr=logs[k], text=True)
+
+        procs = [start(0), start(1)]
+        try:
+            killed_at = []
+            for k in (0, 1):  # kill each once it has stored a few frames, restart it at once
+                wait_for(
+                    lambda k=k: stored_of(db, sources[k]) >= 3, timeout=CLI_TIMEOUT_S, what=f"daemon {k}"
+                )
+                procs[k].send_signal(signal.SIGKILL)
+                procs[k].wait(timeout=30)
+                procs[k].stdout.close()
+                killed_at.append(stored_of(db, sources[k]))
+                procs[k] = start(k)
+            outputs = [proc.communicate(timeout=CLI_TIMEOUT_S)[0] for proc in procs]
+        finally:
+            for proc in procs:
+                proc.kill()
+            for log in logs:
+                log.close()
+        for k in (0, 1):
+            assert procs[k].returncode == 0, (tmp_path / f"daemon{k}.log").read_text()[-3000:]
+            assert 3 <= killed_at[k] < len(expected[sources[k]]), "the kill must land mid-stream"
+            assert json.loads(outputs[k])["frames"] == len(expected[sources[k]]) - killed_at[k]
+        rows = frame_rows(db)
+        for source in sources:
+            assert_each_once([r for r in rows if r[1] == source], source, expected[source])
+        assert len(rows) == sum(len(seqs) for seqs in expected.values())
+        assert {r[3] for r in rows} == {"ok"}
+        per_frame = query(
+            db,
+            "SELECT f.n_defects, COUNT(d.id) FROM frames f LEFT JOIN defects d ON d.frame_id = f.id "
+            "GROUP BY f.id, f.n_defects",
+        )
+        assert all(n == count for n, count in per_frame), "a frame's defects were stored twice or lost"
+        assert query(db, "SELECT COUNT(*) FROM lines") == [(1,)]  # both on one line: no duplicate rows
+        assert query(db, "SELECT COUNT(*) FROM model_versions") == [(1,)]
