@@ -91,6 +91,12 @@ class FolderConfig(Section):
     max_pixels: int = Field(50_000_000, ge=1, le=150_000_000)  # refused from the header, never decoded
 
 
+class CoilsConfig(Section):
+    """When the daemon closes a coil (besides the source moving to the next coil, and shutdown)."""
+
+    close_after_gap_s: float | None = Field(600.0, gt=0, le=7 * 86_400)  # no frame this long: coil ended
+
+
 class HealthConfig(Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -114,6 +120,7 @@ class InspectionConfig(Section):
     queues: QueueConfig = QueueConfig()
     output: OutputConfig = OutputConfig()
     folder: FolderConfig = FolderConfig()
+    coils: CoilsConfig = CoilsConfig()
     health: HealthConfig = HealthConfig()
     alarms: AlarmsConfig | None = None  # reject rule and sinks (log, webhook, modbus PLC); None: no signals
 

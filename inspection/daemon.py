@@ -63,6 +63,7 @@ class RunSummary:
             "not_stored": len(self.not_stored),
             "spool_pending": self.spool_pending,
             "source_gaps": t.gaps,
+            "coils_closed": t.coils_closed,
             "defects": t.defects,
             "per_class": dict(sorted(t.per_class.items())),
             "elapsed_s": round(self.elapsed_s, 3),
@@ -147,6 +148,8 @@ class Daemon:
             "read the stored frames", lambda: self.repository.processed_seqs(self.source_name)
         )
         self.skipped_at_start = len(done or ())
+        if database_up and not self.writer.degraded:
+            self._guarded("close the coils a previous run left open", self._backfill_coils)
         self._build_pipeline(skip=(done or set()).__contains__)
         if done and self.cfg.tracking.enabled:
             self._guarded("resume open tracks", self._resume_tracks)
@@ -193,6 +196,14 @@ class Daemon:
             options.setdefault("decode_attempts", cfg.folder.decode_attempts)
             options.setdefault("max_pixels", cfg.folder.max_pixels)
         return open_source(cfg.source, **options)
+
+    def _backfill_coils(self) -> None:
+        from inspection.storage.coil_events import backfill_open_coils
+
+        with self.repository.transaction() as session:
+            closed = backfill_open_coils(session, source=self.source_name)
+        if closed:
+            log.info("closed %d coil(s) a previous run left open: %s", len(closed), ", ".join(closed))
 
     def _resume_tracks(self) -> None:
         """After a restart, reopen the tracks of the defects the last stored frames hold, so a defect in

@@ -76,6 +76,7 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
         save_raw=cfg.output.save_raw,
         live_every_s=cfg.output.live_every_s,
         alarm=_build_alarms(cfg, parts),
+        coil_gap_s=cfg.coils.close_after_gap_s,
     )
     for queue in q.values():
         queue.on_drop = sink.on_drop

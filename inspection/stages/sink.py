@@ -25,6 +25,8 @@ from inspection.paths import crop_path, frame_image_path, live_frame_path, raw_f
 from inspection.queues import END, BoundedQueue, Empty
 from inspection.results import FrameResult, TrackedDefect
 from inspection.stages.base import Stage
+from inspection.stages.coils import CoilWatch
+from inspection.storage.coil_events import CoilEvent
 from inspection.storage.repository import DefectRecord, FrameRecord, GapRecord
 from inspection.storage.spool import ResilientWriter
 
@@ -48,6 +50,7 @@ class Tally:
     spooled: int = 0
     held: int = 0  # records kept in memory while the database and the spool were both full
     gaps: int = 0
+    coils_closed: int = 0
     defects: int = 0
     per_class: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -133,8 +136,10 @@ class SinkStage(Stage):
         live_every_s: float,
         save_raw: bool = True,
         alarm: AlarmDispatcher | None = None,  # reject signals for each stored frame
+        coil_gap_s: float | None = None,  # a coil with no frame for this long ends (None: never)
     ) -> None:
         super().__init__("sink", inbox, outbox, abort=abort, metrics=metrics)
+        self.coils = CoilWatch(gap_s=coil_gap_s)
         self.writer = writer
         self.class_names = class_names
         self.geometry = geometry
@@ -179,9 +184,11 @@ class SinkStage(Stage):
             try:
                 msg = self.inbox.get(timeout=0.2)
             except Empty:
+                self._store_coil_events(self.coils.idle())
                 continue
             if msg is END:
                 self._write_dropped()
+                self._store_coil_events(self.coils.drain())
                 return
             started = time.perf_counter()
             try:
@@ -221,6 +228,23 @@ class SinkStage(Stage):
                 self.metrics.count_source_gap(msg.source)
         return ()
 
+    def _store_coil_events(self, events: list[CoilEvent]) -> None:
+        for event in events:
+            try:
+                self._count_outcome(self.writer.write_coil_event(event))
+            except Exception:  # a coil's end is bookkeeping: never let it stop the line
+                log.exception("coil %s %s on %s not stored", event.coil, event.kind, event.line)
+                continue
+            if event.kind == "end":
+                self.tally.coils_closed += 1
+                log.info("coil %s on %s ended at %s", event.coil, event.line, event.at.isoformat())
+
+    def _coil_of(self, frame: Frame) -> None:
+        line = frame.line_id or self.line
+        self._store_coil_events(
+            self.coils.frame(frame.source, line, frame.coil or self.coil, frame.captured_at)
+        )
+
     def _store_broken(self, msg: object, exc: Exception) -> None:
         """A frame result the sink could not store as scored becomes a 'failed' row with the reason (when
         even that cannot be written, the frame is in the summary's failures and is read again on restart)."""
@@ -252,6 +276,7 @@ class SinkStage(Stage):
             if isinstance(frame, FailedFrame | SourceGap):
                 self.handle(frame)
                 continue
+            self._coil_of(frame)
             record = FrameRecord(
                 source=frame.source,
                 seq=frame.seq,
@@ -358,6 +383,7 @@ class SinkStage(Stage):
     def _store_result(self, result: FrameResult) -> None:
         frame = result.frame
         g = self.geometry
+        self._coil_of(frame)
         self._evidence_problem = None
         defects = [self._defect_record(frame, d, self._crop(frame, d)) for d in result.new_defects]
         image_path = self._frame_images(result)

@@ -3,9 +3,10 @@
 Spool format: JSON lines, one record per line, each ``{"v": 1, "len": N, "crc32": "xxxxxxxx", "record": R}``
 where ``len`` and ``crc32`` are taken over R's canonical encoding (``json.dumps(R, sort_keys=True,
 separators=(",", ":"))``, UTF-8). R is ``{"kind": "frame", "frame": {...}, "defects": [...],
-"seen_again": [...]}``, ``{"kind": "alarm", "alarm": {...}}`` or ``{"kind": "gap", "gap": {...}}`` (the
-records' ``to_dict``). A line that does not parse or whose guard does not match (a write torn by kill -9 or
-power loss) is skipped with a warning; the spool repairs a torn tail before appending, so the next record
+"seen_again": [...]}``, ``{"kind": "alarm", "alarm": {...}}``, ``{"kind": "gap", "gap": {...}}`` or
+``{"kind": "coil", "coil": {...}}`` (the records' ``to_dict``). A line that does not parse or whose guard
+does not match (a write torn by kill -9 or power loss) is skipped with a warning; the spool
+repairs a torn tail before appending, so the next record
 never glues onto it.
 
 Replay writes records in file order; every insert is idempotent (frames on ``(source, seq)``, alarms and
@@ -23,12 +24,15 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
+from inspection.storage.coil_events import CoilEvent, record_coil_event
 from inspection.storage.link import DatabaseFileChanged, DatabaseLink
 from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord, GapRecord
 
@@ -52,7 +56,7 @@ class SpooledFrame:
     seen_again: tuple[str, ...] = ()
 
 
-SpoolEntry = SpooledFrame | AlarmRecord | GapRecord
+SpoolEntry = SpooledFrame | AlarmRecord | GapRecord | CoilEvent
 
 
 class StorageTarget(Protocol):
@@ -65,6 +69,8 @@ class StorageTarget(Protocol):
     def record_alarm(self, alarm: AlarmRecord) -> bool: ...
 
     def record_gap(self, gap: GapRecord) -> bool: ...
+
+    def transaction(self) -> AbstractContextManager[Session]: ...
 
 
 def is_connection_error(exc: BaseException) -> bool:
@@ -96,6 +102,8 @@ def encode_entry(entry: SpoolEntry) -> bytes:
         }
     elif isinstance(entry, GapRecord):
         record = {"kind": "gap", "gap": entry.to_dict()}
+    elif isinstance(entry, CoilEvent):
+        record = {"kind": "coil", "coil": entry.to_dict()}
     else:
         record = {"kind": "alarm", "alarm": entry.to_dict()}
     body = _canonical(record)
@@ -121,6 +129,8 @@ def decode_line(line: bytes) -> SpoolEntry:
             return AlarmRecord.from_dict(record["alarm"])
         if record["kind"] == "gap":
             return GapRecord.from_dict(record["gap"])
+        if record["kind"] == "coil":
+            return CoilEvent.from_dict(record["coil"])
         raise ValueError(f"unknown record kind {record['kind']!r}")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"unreadable spool line: {type(exc).__name__}: {exc}") from None
@@ -275,6 +285,9 @@ def write_entry(repository: StorageTarget, entry: SpoolEntry) -> bool:
         return repository.record_frame(entry.frame, entry.defects, seen_again=entry.seen_again)
     if isinstance(entry, GapRecord):
         return repository.record_gap(entry)
+    if isinstance(entry, CoilEvent):
+        with repository.transaction() as session:
+            return record_coil_event(session, entry)
     return repository.record_alarm(entry)
 
 
@@ -392,6 +405,10 @@ class ResilientWriter:
     def write_gap(self, gap: GapRecord) -> WriteOutcome:
         """Store a gap in a source's input or spool it."""
         return self._write(gap)
+
+    def write_coil_event(self, event: CoilEvent) -> WriteOutcome:
+        """Store a coil start or end or spool it (behind the coil's frames)."""
+        return self._write(event)
 
     def flush(self) -> bool:
         """Replay the spool (and what is held in memory) now, whatever the backoff; True when nothing is
