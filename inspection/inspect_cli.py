@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 import threading
@@ -34,6 +33,9 @@ def inspect_command(
         bool, typer.Option("--validate-config", help="Check the config and exit")
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="json: one JSON object per stderr line; text: for people")
+    ] = "json",
 ) -> None:
     """Run the inspection daemon: frames in, defects in SQL out."""
     from datasets.settings import load_config
@@ -59,11 +61,9 @@ def inspect_command(
     if validate_config:
         typer.echo(f"{config}: ok")
         return
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        stream=sys.stderr,
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-    )
+    from inspection.log_format import configure_logging
+
+    configure_logging(log_level, "text" if log_format == "text" else "json")
     from inspection.daemon import Daemon
     from inspection.metrics_factory import make_metrics
 
