@@ -28,7 +28,7 @@ import numpy as np
 from inspection.config import InspectionConfig
 from inspection.detector import TileDetector
 from inspection.metrics import DaemonMetrics
-from inspection.sources import Source
+from inspection.sources.base import Source
 from inspection.stages.sink import Tally
 from inspection.storage.db import make_engine
 from inspection.storage.link import DatabaseLink
@@ -186,7 +186,7 @@ class Daemon:
             self._register_model()
 
     def _open_source(self) -> Source:
-        from inspection.sources import open_source
+        from inspection.sources.registry import open_source
 
         cfg = self.cfg
         options: dict[str, Any] = {"stop": self.stop_event, **self.source_options}

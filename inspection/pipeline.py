@@ -12,7 +12,7 @@ from inspection.config import InspectionConfig
 from inspection.detector import TileDetector
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue
-from inspection.sources import Source
+from inspection.sources.base import Source
 from inspection.stages.base import Stage
 from inspection.stages.batch import BatchStage
 from inspection.stages.detect import DetectStage

@@ -51,7 +51,7 @@ from PIL import Image, UnidentifiedImageError
 from datasets.images import IMAGE_EXTENSIONS
 from inspection.constants import FOLDER_POLL_S, SEQ_BITS
 from inspection.messages import FailedFrame, Frame, SourceEvent
-from inspection.sources import BaseSource, SkipSpec, as_skip
+from inspection.sources.base import BaseSource, SkipSpec, as_skip
 
 _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from inspection.messages import FailedFrame, Frame
 from inspection.queues import END, BoundedQueue
-from inspection.sources import Source
+from inspection.sources.base import Source
 
 log = logging.getLogger("steel.daemon")
 
