@@ -33,7 +33,8 @@ from inspection.stages.sink import Tally
 from inspection.storage.db import make_engine
 from inspection.storage.link import DatabaseLink
 from inspection.storage.repository import Repository
-from inspection.storage.spool import ResilientWriter, SpoolEntry, is_connection_error
+from inspection.storage.spool import SpoolEntry, is_connection_error
+from inspection.storage.writer import ResilientWriter
 
 log = logging.getLogger("steel.daemon")
 

@@ -7,11 +7,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from datasets.settings import REPO_ROOT, ConfigError
+
+if TYPE_CHECKING:
+    from inspection.config import InspectionConfig
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "inspection.yaml"
 
@@ -64,6 +67,11 @@ def inspect_command(
     from inspection.log_format import configure_logging
 
     configure_logging(log_level, "text" if log_format == "text" else "json")
+    _run_daemon(cfg, once=once, model=model, as_json=as_json)
+
+
+def _run_daemon(cfg: InspectionConfig, *, once: bool, model: str | None, as_json: bool) -> None:
+    """Start the daemon with signals wired for a service manager, run it, print its summary."""
     from inspection.daemon import Daemon
     from inspection.metrics_factory import make_metrics
 
@@ -87,10 +95,13 @@ def inspect_command(
     summary = daemon.run()
     if health_server is not None:
         health_server.stop()
+    _print_summary(summary.to_dict(), as_json=as_json)
+
+
+def _print_summary(d: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
+        sys.stdout.write(json.dumps(d) + "\n")
     else:
-        d = summary.to_dict()
         typer.echo(
             f"{d['frames']} frames ({d['frames_failed']} failed, {d['frames_dropped']} dropped, "
             f"{d['frames_already_stored']} already stored), {d['defects']} defects "

@@ -22,7 +22,7 @@ from inspection.stages.sink import Geometry, SinkStage
 from inspection.stages.source import SourceStage
 from inspection.stages.tile import TileStage
 from inspection.stages.track import TrackerOptions, TrackStage
-from inspection.storage.spool import ResilientWriter
+from inspection.storage.writer import ResilientWriter
 
 if TYPE_CHECKING:
     from inspection.alarm_dispatch import AlarmDispatcher
@@ -56,28 +56,13 @@ class PipelineParts:
 
 
 def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
+    """Queues and stages for ``cfg``; every queue's drops are reported to the sink (a 'dropped' row)."""
     from inspection.preprocess import build_preprocess
 
     q = {name: BoundedQueue(name, cfg.queues.size, policy=cfg.queues.policy) for name in STAGE_ORDER}
     abort, metrics = parts.abort, parts.metrics
     class_names = parts.detector.class_names
-    sink = SinkStage(
-        q["sink"],
-        abort=abort,
-        metrics=metrics,
-        writer=parts.writer,
-        class_names=class_names,
-        geometry=Geometry(cfg.mm_per_line, cfg.mm_per_px),
-        line=cfg.line,
-        coil=cfg.coil,
-        output_dir=parts.output_dir,
-        save_crops=cfg.output.save_crops,
-        save_frames=cfg.output.save_frames,
-        save_raw=cfg.output.save_raw,
-        live_every_s=cfg.output.live_every_s,
-        alarm=_build_alarms(cfg, parts),
-        coil_gap_s=cfg.coils.close_after_gap_s,
-    )
+    sink = _build_sink(cfg, parts, q["sink"])
     for queue in q.values():
         queue.on_drop = sink.on_drop
     source_stage = SourceStage(parts.source, q["preprocess"], skip=parts.skip, stop=parts.stop, abort=abort)
@@ -94,7 +79,6 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
             max_hamming=cfg.tracking.max_hamming,
         ),
     )
-    common = {"abort": abort, "metrics": metrics}
     stages: list[Stage] = [
         PreprocessStage(
             q["preprocess"],
@@ -117,9 +101,10 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
             q["detect"],
             max_tiles=cfg.detector.batch_tiles,
             wait_ms=cfg.detector.batch_wait_ms,
-            **common,  # batch and detect stages: their owner keeps their constructors
+            abort=abort,
+            metrics=metrics,
         ),
-        DetectStage(q["detect"], q["merge"], detector=parts.detector, **common),
+        DetectStage(q["detect"], q["merge"], detector=parts.detector, abort=abort, metrics=metrics),
         MergeStage(
             q["merge"],
             q["track"],
@@ -132,6 +117,26 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
         sink,
     ]
     return Pipeline(source_stage=source_stage, stages=stages, queues=q, track_stage=track, sink=sink)
+
+
+def _build_sink(cfg: InspectionConfig, parts: PipelineParts, inbox: BoundedQueue) -> SinkStage:
+    return SinkStage(
+        inbox,
+        abort=parts.abort,
+        metrics=parts.metrics,
+        writer=parts.writer,
+        class_names=parts.detector.class_names,
+        geometry=Geometry(cfg.mm_per_line, cfg.mm_per_px),
+        line=cfg.line,
+        coil=cfg.coil,
+        output_dir=parts.output_dir,
+        save_crops=cfg.output.save_crops,
+        save_frames=cfg.output.save_frames,
+        save_raw=cfg.output.save_raw,
+        live_every_s=cfg.output.live_every_s,
+        alarm=_build_alarms(cfg, parts),
+        coil_gap_s=cfg.coils.close_after_gap_s,
+    )
 
 
 def _build_alarms(cfg: InspectionConfig, parts: PipelineParts) -> AlarmDispatcher | None:

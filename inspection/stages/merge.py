@@ -6,10 +6,9 @@ import threading
 from collections.abc import Iterable
 from typing import Literal
 
-from inspection.messages import FrameDetections
+from inspection.messages import FrameDetections, TileDetections
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue
-from inspection.results import TileDetections
 from inspection.stages.base import Stage
 from inspection.tiling import merge_tile_detections
 

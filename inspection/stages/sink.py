@@ -5,8 +5,6 @@ raises reject signals, and records failed, dropped and gap events, counted, neve
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import threading
 import time
 from collections import Counter, deque
@@ -16,26 +14,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
-from inspection.messages import FailedFrame, Frame, SourceGap
+from inspection.messages import FailedFrame, Frame, FrameResult, Message, SourceGap, TrackedDefect
 from inspection.metrics import DaemonMetrics
 from inspection.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
 from inspection.queues import END, BoundedQueue, Empty
-from inspection.results import FrameResult, TrackedDefect
 from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
+from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
 from inspection.storage.coil_events import CoilEvent
 from inspection.storage.repository import DefectRecord, FrameRecord, GapRecord
-from inspection.storage.spool import ResilientWriter
+from inspection.storage.writer import ResilientWriter
 
 if TYPE_CHECKING:
     from inspection.alarm_dispatch import AlarmDispatcher
 
 log = logging.getLogger("steel.sink")
-
-CLASS_COLOURS = [(60, 20, 220), (75, 180, 60), (25, 225, 255), (216, 99, 67), (49, 130, 245), (180, 30, 145)]
 
 
 @dataclass
@@ -67,52 +62,6 @@ class Geometry:
 
     def across_m(self, px: float) -> float:
         return px * self.mm_per_px / 1000.0
-
-
-def draw_boxes(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labels: list[str]) -> np.ndarray:
-    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
-    for box, cls in zip(boxes.astype(int), class_ids, strict=True):
-        colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
-        cv2.rectangle(canvas, (box[0], box[1]), (box[2] - 1, box[3] - 1), colour, 2)
-        cv2.putText(
-            canvas,
-            labels[int(cls)],
-            (box[0] + 2, max(10, box[1] + 12)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
-            colour,
-            1,
-            cv2.LINE_AA,
-        )
-    return canvas
-
-
-def write_image_atomic(path: Path, image: np.ndarray) -> None:
-    """Write an image under a temporary name, then rename it; OSError (nothing left behind) when the
-    folder cannot take it (a full disk: OpenCV only says False, so the free space is named)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    try:
-        ok = cv2.imwrite(str(tmp), image)
-    except cv2.error as exc:
-        ok, detail = False, str(exc).strip().splitlines()[-1]
-    else:
-        detail = ""
-    if not ok:
-        tmp.unlink(missing_ok=True)
-        free = shutil.disk_usage(path.parent).free
-        raise OSError(f"cannot write {path} ({free} bytes free){': ' + detail if detail else ''}")
-    os.replace(tmp, path)
-
-
-def _raw_pixels(frame: Frame) -> np.ndarray:
-    """The frame as the detector saw it, resized back to the source frame when preprocessing resized it
-    (defect boxes are stored in source-frame pixels)."""
-    scale = frame.meta.get("preprocess_scale_xy")
-    if scale is None:
-        return frame.image
-    size_wh = (round(frame.width * scale[0]), round(frame.height * scale[1]))
-    return cv2.resize(frame.image, size_wh, interpolation=cv2.INTER_LINEAR)
 
 
 class SinkStage(Stage):
@@ -159,7 +108,7 @@ class SinkStage(Stage):
         self._evidence_problem: str | None = None  # the first evidence write that failed for this frame
 
     # -- called from other threads -------------------------------------------------------------
-    def on_drop(self, msg: Any) -> None:
+    def on_drop(self, msg: Message) -> None:
         """A queue dropped ``msg`` (backpressure): remember it so a 'dropped' row is written.
 
         A failed frame or a source gap needs nothing from the stages it skipped: it is stored as it is.
@@ -199,7 +148,7 @@ class SinkStage(Stage):
             if self.metrics is not None:
                 self.metrics.observe_stage_seconds("sink", time.perf_counter() - started)
 
-    def handle(self, msg: Any) -> Iterable[Any]:
+    def handle(self, msg: Message) -> Iterable[Message]:
         if isinstance(msg, FrameResult):
             self._store_result(msg)
         elif isinstance(msg, FailedFrame):
@@ -359,7 +308,7 @@ class SinkStage(Stage):
                 path = str(target)
             if self.save_raw:
                 self._save_evidence(
-                    raw_frame_path(self.output_dir, frame.source, frame.seq), _raw_pixels(frame)
+                    raw_frame_path(self.output_dir, frame.source, frame.seq), raw_pixels(frame)
                 )
         if want_live:
             try:  # the live view is a convenience: a full disk costs the picture, not the frame

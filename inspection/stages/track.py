@@ -6,10 +6,9 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from inspection.messages import FrameDetections
+from inspection.messages import FrameDetections, FrameResult
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue
-from inspection.results import FrameResult
 from inspection.stages.base import Stage
 from inspection.storage.tracks import OpenTrack
 from inspection.tracking import Tracker

@@ -13,13 +13,12 @@ import numpy as np
 from datasets.detections import Detections
 from datasets.settings import data_root
 from inspection.daemon import Daemon
-from inspection.messages import Frame
+from inspection.messages import Frame, FrameResult
 from inspection.queues import END, BoundedQueue
-from inspection.results import FrameResult
 from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.db import upgrade
 from inspection.storage.repository import FrameRecord, Repository
-from inspection.storage.spool import ResilientWriter
+from inspection.storage.writer import ResilientWriter
 from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     ModelBundle,
     daemon_config,
