@@ -498,3 +498,25 @@ def test_two_daemons_on_one_postgres_each_killed_9_and_restarted_store_every_fra
         assert all(n == count for n, count in per_frame), "a frame's defects were stored twice or lost"
         assert query(db, "SELECT COUNT(*) FROM lines") == [(1,)]  # both on one line: no duplicate rows
         assert query(db, "SELECT COUNT(*) FROM model_versions") == [(1,)]
+
+
+# ------------------------------------------------------------------------------------ 10.3 wiring
+
+
+def test_constructing_a_daemon_touches_no_file_and_start_does_the_start_up_work(
+    tmp_path: Path, model_bundle: ModelBundle
+) -> None:
+    """Before the fix the constructor created folders, migrated the database and loaded the model."""
+    cfg = daemon_config(
+        tmp_path / "run",
+        source=strip_spec(across=1, along=2),
+        bundle=model_bundle,
+        db=sqlite_db(tmp_path / "db"),
+    )
+    daemon = Daemon(cfg, once=True)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "db").exists()
+    assert daemon.detector is None and daemon.health() == {"status": "starting"}
+    daemon.start()
+    assert (tmp_path / "db" / "inspection.db").is_file() and (tmp_path / "run" / "out").is_dir()
+    assert daemon.detector is not None and daemon.health()["model_version"] == model_bundle.version
+    assert [type(s).__name__ for s in daemon.stages][-1] == "SinkStage"
