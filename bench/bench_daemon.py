@@ -158,7 +158,8 @@ def raw_model(cfg: InspectionConfig, batches: list[np.ndarray], repeat: int) -> 
 def run_daemon(cfg: InspectionConfig) -> tuple[Usage, dict[str, Any]]:
     from inspection.daemon import Daemon
 
-    daemon = Daemon(cfg, once=True)  # loads and warms up the model, migrates the database
+    daemon = Daemon(cfg, once=True)
+    daemon.start()  # loads and warms up the model, migrates the database (outside the measured run)
     with Meter() as meter:
         summary = daemon.run()
     return meter.usage, summary.to_dict()

@@ -3,10 +3,14 @@
     source -> preprocess -> tile -> batch -> detect -> merge -> track -> sink
       (thread)   (thread)     (thread) (thread)  (thread)  (thread)  (thread) (thread)
 
-Each arrow is a :class:`~inspection.queues.BoundedQueue`. Shutdown (SIGTERM/SIGINT) stops the
-source only; every frame already read flows through and is committed, then the stages exit in
-pipeline order. A second signal aborts at once. SIGHUP (or a promotion recorded in the database)
-reloads the model between two batches.
+Each arrow is a :class:`~inspection.queues.BoundedQueue`. Constructing a :class:`Daemon` does no I/O;
+:meth:`Daemon.start` does the start-up work (output folder, database migration and spool replay, the
+model, the source, the pipeline) and :meth:`Daemon.run` starts it when not yet started. A database that is
+unreachable at start is an outage like one mid-run: results go to the spool until it is back.
+
+Shutdown (SIGTERM/SIGINT) stops the source only; every frame already read flows through and is committed,
+then the stages exit in pipeline order. A second signal aborts at once. SIGHUP (or a promotion recorded in
+the database) reloads the model between two batches.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +27,16 @@ import numpy as np
 
 from inspection.config import InspectionConfig
 from inspection.detector import TileDetector
-from inspection.messages import FailedFrame, Frame
-from inspection.queues import END, BoundedQueue
-from inspection.stages.batch import BatchStage
-from inspection.stages.detect import DetectStage
-from inspection.stages.merge import MergeStage
-from inspection.stages.preprocess import PreprocessStage
-from inspection.stages.sink import Geometry, SinkStage
-from inspection.stages.tile import TileStage
-from inspection.stages.track import TrackStage
+from inspection.metrics import DaemonMetrics
+from inspection.sources.base import Source
+from inspection.stages.sink import Tally
+from inspection.storage.db import make_engine
+from inspection.storage.link import DatabaseLink
+from inspection.storage.repository import Repository
+from inspection.storage.spool import SpoolEntry, is_connection_error
+from inspection.storage.writer import ResilientWriter
 
 log = logging.getLogger("steel.daemon")
-
-STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "track", "sink")
 
 
 @dataclass
@@ -42,9 +44,10 @@ class RunSummary:
     source: str
     model_version: str
     elapsed_s: float
-    tally: Any
+    tally: Tally
     spool_pending: bool = False  # results left in the spool (database unreachable at exit)
     model_versions: tuple[str, ...] = ()  # every model this run used, in order (hot swaps included)
+    not_stored: list[dict[str, Any]] = field(default_factory=list)  # held in memory, disk still full at exit
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tally
@@ -56,10 +59,14 @@ class RunSummary:
             "frames": t.frames,
             "frames_failed": t.frames_failed,
             "frames_dropped": t.frames_dropped,
+            "frames_evidence_missing": t.evidence_missing,
             "frames_already_stored": t.duplicates,
             "spooled": t.spooled,
+            "held_in_memory": t.held,
+            "not_stored": len(self.not_stored),
             "spool_pending": self.spool_pending,
             "source_gaps": t.gaps,
+            "coils_closed": t.coils_closed,
             "defects": t.defects,
             "per_class": dict(sorted(t.per_class.items())),
             "elapsed_s": round(self.elapsed_s, 3),
@@ -70,124 +77,145 @@ class RunSummary:
         }
 
 
-class SourceStage(threading.Thread):
-    """Reads the source and feeds the pipeline; skips frames the database already holds."""
-
-    def __init__(self, source, outbox: BoundedQueue, *, skip, stop: threading.Event, abort: threading.Event):
-        super().__init__(name="stage-source", daemon=True)
-        self.source = source
-        self.outbox = outbox
-        self.skip = skip
-        self.stop = stop
-        self.abort = abort
-        self.heartbeat = time.monotonic()
-        self.error: BaseException | None = None
-        self.read = 0
-
-    def run(self) -> None:
-        try:
-            for event in self.source:
-                self.heartbeat = time.monotonic()
-                if self.stop.is_set():
-                    # What a source yields once stopped is a by-product of stopping (a line-scan frame cut
-                    # short, keyed like the full frame): not stored, so a restart reads it whole.
-                    break
-                if isinstance(event, Frame | FailedFrame) and self.skip(event.seq):
-                    continue
-                self.read += 1
-                if not self.outbox.put(event, abort=self.abort):
-                    break
-                if self.stop.is_set():
-                    break
-        except Exception as exc:  # a source that gives up ends the stream; what was read is kept
-            log.exception("source %s stopped", getattr(self.source, "name", "?"))
-            self.error = exc
-        finally:
-            self.source.close()
-            self.outbox.put(END)
+def _entry_key(entry: SpoolEntry) -> dict[str, Any]:
+    """What a record left unstored was: kind, source and seq (for the summary and the log)."""
+    record = getattr(entry, "frame", entry)
+    return {"kind": type(entry).__name__, "source": record.source, "seq": getattr(record, "seq", None)}
 
 
 class Daemon:
+    """One inspection line: a config, a source, a pipeline, a database writer.
+
+    Args:
+        cfg: the validated config.
+        once: process what the source has now, then exit (a folder source does not follow).
+        model: a bundle folder overriding the database's active model and ``detector.model``.
+        metrics: Prometheus metrics to record into (None: none).
+        source_options: extra keyword arguments for the source (tests: ``wait``, ``expected_hw``...).
+    """
+
     def __init__(
         self,
         cfg: InspectionConfig,
         *,
         once: bool = False,
         model: str | None = None,
-        metrics: Any = None,
+        metrics: DaemonMetrics | None = None,
         source_options: dict[str, Any] | None = None,
-    ):
-        from inspection.storage.db import make_engine, upgrade
-        from inspection.storage.repository import Repository
-        from inspection.storage.spool import ResilientWriter
-
+    ) -> None:
         self.cfg = cfg
         self.once = once
+        self.model_override = model
         self.metrics = metrics
+        self.source_options = dict(source_options or {})
         self.stop_event = threading.Event()  # stop reading; drain
         self.abort_event = threading.Event()  # stop now
         self.output_dir = Path(cfg.output.dir)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-
-        self.engine = make_engine(cfg.db)
-        upgrade(self.engine)
+        self.engine = make_engine(cfg.db, create_folder=False)  # connects (and creates files) lazily
+        self.link = DatabaseLink(self.engine, on_ready=self._on_database_ready)
         self.repository = Repository(self.engine)
-        self.writer = ResilientWriter(self.repository, self.output_dir / "spool.jsonl")
-        self.writer.flush()  # results a previous run left in the spool go first
-
-        model_path = model or self._model_from_db() or cfg.detector.model
-        self.detector = TileDetector(
-            model_path,
-            device=cfg.detector.device,
-            batch_size=cfg.detector.batch_tiles,
-            score_threshold=cfg.detector.score_threshold,
-            threads=cfg.detector.threads,
+        self.writer = ResilientWriter(
+            self.repository,
+            self.output_dir / "spool.jsonl",
+            link=self.link,
+            hold_max=cfg.output.hold_max_records,
+            abort=self.abort_event,
         )
-        self._register_model(model_path)
-
-        from inspection.sources import open_source
-
-        options = {"stop": self.stop_event, **(source_options or {})}
-        if cfg.source.startswith("folder:"):
-            options.setdefault("follow", not once)
-        self.source = open_source(cfg.source, **options)
-        self.source_name = self.source.name
-        done = self.repository.processed_seqs(self.source_name)
-        self.skipped_at_start = len(done)
-
-        self._build_pipeline(skip=done.__contains__)
-        if done and cfg.tracking.enabled:
-            self._resume_tracks()
+        self.detector: TileDetector | None = None
+        self.started = False
         self._watch_thread: threading.Thread | None = None
 
-    def _resume_tracks(self, frames: int = 2) -> None:
-        """After a restart, reopen the tracks of the defects the last stored frames hold, so a defect in
-        the overlap between the last stored frame and the next one is not stored a second time."""
-        from sqlalchemy import select
+    # -- start-up --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """The start-up work: output folder, database (migrated, spool replayed; an unreachable one is an
+        outage: the daemon starts and spools), the model, the source and the pipeline."""
+        if self.started:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        database_up = self._database_up_at_start()
+        if database_up:
+            self.writer.flush()  # results a previous run left in the spool go first
+        model_path = self.model_override or (self._model_from_db() if database_up else None)
+        self.detector = TileDetector(
+            model_path or self.cfg.detector.model,
+            device=self.cfg.detector.device,
+            batch_size=self.cfg.detector.batch_tiles,
+            score_threshold=self.cfg.detector.score_threshold,
+            threads=self.cfg.detector.threads,
+        )
+        if self.link.ready:
+            self._guarded("register the model", self._register_model)
+        self.source = self._open_source()
+        self.source_name = self.source.name
+        done = self._guarded(
+            "read the stored frames", lambda: self.repository.processed_seqs(self.source_name)
+        )
+        self.skipped_at_start = len(done or ())
+        if database_up and not self.writer.degraded:
+            self._guarded("close the coils a previous run left open", self._backfill_coils)
+        self._build_pipeline(skip=(done or set()).__contains__)
+        if done and self.cfg.tracking.enabled:
+            self._guarded("resume open tracks", self._resume_tracks)
+        self.started = True
 
-        from inspection.storage.schema import Defect as DefectRow
-        from inspection.storage.schema import Frame as FrameRow
+    def _database_up_at_start(self) -> bool:
+        try:
+            self.link.ensure_ready()
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            log.warning(
+                "database unreachable at start (%s): starting anyway, results go to %s until it is back",
+                first_line,
+                self.writer.spool.path,
+            )
+            return False
+        return True
+
+    def _guarded(self, what: str, work: Callable[[], Any]) -> Any:
+        """Run a start-up query; a database that went away meanwhile is logged and skipped (None)."""
+        try:
+            return work()
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            log.warning("could not %s: database unreachable (%s)", what, str(exc).splitlines()[0])
+            return None
+
+    def _on_database_ready(self) -> None:
+        """The database became reachable (at start, or after an outage/reopen): register the model."""
+        if self.detector is not None:
+            self._register_model()
+
+    def _open_source(self) -> Source:
+        from inspection.sources.registry import open_source
+
+        cfg = self.cfg
+        options: dict[str, Any] = {"stop": self.stop_event, **self.source_options}
+        if cfg.source.startswith("folder:"):
+            options.setdefault("follow", not self.once)
+            options.setdefault("settle_s", cfg.folder.settle_s)
+            options.setdefault("decode_attempts", cfg.folder.decode_attempts)
+            options.setdefault("max_pixels", cfg.folder.max_pixels)
+        return open_source(cfg.source, **options)
+
+    def _backfill_coils(self) -> None:
+        from inspection.storage.coil_events import backfill_open_coils
 
         with self.repository.transaction() as session:
-            last = select(FrameRow.id).where(FrameRow.source == self.source_name)
-            last = last.order_by(FrameRow.seq.desc()).limit(frames)  # the (source, seq) index
-            rows = session.execute(
-                select(
-                    DefectRow.track_id,
-                    DefectRow.class_name,
-                    DefectRow.sx1,
-                    DefectRow.sy1,
-                    DefectRow.sx2,
-                    DefectRow.sy2,
-                    DefectRow.last_frame_seq,
-                )
-                .where(DefectRow.frame_id.in_(last.scalar_subquery()), DefectRow.sx1.is_not(None))
-                .order_by(DefectRow.id)
-            ).all()
-        track_stage = next(s for s in self.stages if isinstance(s, TrackStage))
-        reopened = track_stage.resume(
-            self.source_name, [(r[0], r[1], r[2:6], r[6] if r[6] is not None else -1) for r in rows]
-        )
+            closed = backfill_open_coils(session, source=self.source_name)
+        if closed:
+            log.info("closed %d coil(s) a previous run left open: %s", len(closed), ", ".join(closed))
+
+    def _resume_tracks(self) -> None:
+        """After a restart, reopen the tracks of the defects the last stored frames hold, so a defect in
+        the overlap between the last stored frame and the next one is not stored a second time."""
+        from inspection.storage.tracks import open_tracks
+
+        with self.repository.transaction() as session:
+            tracks = open_tracks(session, self.source_name)
+        reopened = self.track_stage.resume(self.source_name, tracks)
         if reopened:
             log.info("resumed %d open defect tracks of %s", reopened, self.source_name)
 
@@ -198,14 +226,19 @@ class Daemon:
             return active.path
         return None
 
-    def _register_model(self, path: str) -> None:
+    def _register_model(self) -> None:
+        assert self.detector is not None
         # An absolute path: the retraining job and `steel models activate` may run from another folder.
-        self.repository.register_model_version(self.detector.manifest, str(Path(path).resolve()))
+        self.repository.register_model_version(
+            self.detector.manifest, str(Path(self.detector.path).resolve())
+        )
         active = self.repository.active_model()
         if active is None:
             self.repository.activate_model(self.detector.version, promoted_by="daemon", kind="daemon")
 
     def reload_model(self, path: str | None = None) -> bool:
+        if self.detector is None:
+            return False
         before = self.detector.version
         ok = self.detector.reload(path)
         if not ok:
@@ -228,94 +261,40 @@ class Daemon:
             except Exception as exc:  # database away: keep the running model
                 log.debug("promotion check failed: %s", exc)
                 continue
-            if active is not None and active.version != self.detector.version and active.path:
+            current = self.detector.version if self.detector is not None else None
+            if active is not None and active.version != current and active.path:
                 log.info("database promotes %s", active.version)
                 self.reload_model(active.path)
 
     # -- pipeline --------------------------------------------------------------------------------
-    def _build_pipeline(self, *, skip) -> None:
-        from inspection.preprocess import build_preprocess
+    def _build_pipeline(self, *, skip: Callable[[int], bool]) -> None:
+        from inspection.pipeline import PipelineParts, build_pipeline
 
-        cfg = self.cfg
-        size, policy = cfg.queues.size, cfg.queues.policy
-        q = {name: BoundedQueue(name, size, policy=policy) for name in STAGE_ORDER}
-        self.queues = q
-        common = {"abort": self.abort_event, "metrics": self.metrics}
-        self.sink = SinkStage(
-            q["sink"],
-            None,
+        assert self.detector is not None
+        parts = PipelineParts(
+            source=self.source,
+            skip=skip,
+            detector=self.detector,
             writer=self.writer,
-            class_names=self.detector.class_names,
-            geometry=Geometry(cfg.mm_per_line, cfg.mm_per_px),
-            line=cfg.line,
-            coil=cfg.coil,
             output_dir=self.output_dir,
-            save_crops=cfg.output.save_crops,
-            save_frames=cfg.output.save_frames,
-            save_raw=cfg.output.save_raw,
-            live_every_s=cfg.output.live_every_s,
-            alarm=self._build_alarms(),
-            **common,
-        )
-        for queue in q.values():
-            queue.on_drop = self.sink.on_drop
-        self.source_stage = SourceStage(
-            self.source, q["preprocess"], skip=skip, stop=self.stop_event, abort=self.abort_event
-        )
-        self.stages = [
-            PreprocessStage(
-                q["preprocess"],
-                q["tile"],
-                op=build_preprocess(cfg.preprocess),
-                identity=not cfg.preprocess.ops,
-                **common,
-            ),
-            TileStage(
-                q["tile"], q["batch"], tile_hw=cfg.tiling.tile_hw, overlap_hw=cfg.tiling.overlap_hw, **common
-            ),
-            BatchStage(
-                q["batch"],
-                q["detect"],
-                max_tiles=cfg.detector.batch_tiles,
-                wait_ms=cfg.detector.batch_wait_ms,
-                **common,
-            ),
-            DetectStage(q["detect"], q["merge"], detector=self.detector, **common),
-            MergeStage(
-                q["merge"], q["track"], method=cfg.tiling.merge, iou_threshold=cfg.tiling.merge_iou, **common
-            ),
-            TrackStage(
-                q["track"],
-                q["sink"],
-                class_names=self.detector.class_names,
-                enabled=cfg.tracking.enabled,
-                tracker_options={
-                    "iou_threshold": cfg.tracking.iou_threshold,
-                    "hash_iou_threshold": cfg.tracking.hash_iou_threshold,
-                    "max_hamming": cfg.tracking.max_hamming,
-                },
-                **common,
-            ),
-            self.sink,
-        ]
-
-    def _build_alarms(self):
-        if not self.cfg.alarms:
-            return None
-        from inspection.alarm_dispatch import AlarmDispatcher
-
-        return AlarmDispatcher(
-            self.cfg.alarms,
-            repository_writer=self.writer,
-            class_names=self.detector.class_names,
+            stop=self.stop_event,
+            abort=self.abort_event,
             metrics=self.metrics,
-            operating_point=self.detector.operating_point,
         )
+        pipeline = build_pipeline(self.cfg, parts)
+        self.queues = pipeline.queues
+        self.source_stage = pipeline.source_stage
+        self.stages = pipeline.stages
+        self.track_stage = pipeline.track_stage
+        self.sink = pipeline.sink
 
     def health(self) -> dict[str, Any]:
         """The ``/health`` body: stage heartbeats against their budget, queue depths, spooling."""
         from inspection.health import health_report
 
+        if not self.started:
+            return {"status": "starting"}
+        assert self.detector is not None
         now = time.monotonic()
         beats = {s.stage_name: now - s.heartbeat for s in self.stages}
         beats["source"] = now - self.source_stage.heartbeat
@@ -325,6 +304,7 @@ class Daemon:
             budgets_s=self.cfg.health.stage_budget_s,
             queue_depths={name: len(queue) for name, queue in self.queues.items()},
             db_degraded=self.writer.degraded,
+            storage_full=self.writer.storage_full,
             model_version=self.detector.version,
         )
 
@@ -336,6 +316,8 @@ class Daemon:
         self.stop_event.set()
 
     def run(self) -> RunSummary:
+        self.start()
+        assert self.detector is not None
         started = time.perf_counter()
         log.info("model at start: %s (%s)", self.detector.version, self.detector.path)
         self.models_used = [self.detector.version]
@@ -367,6 +349,13 @@ class Daemon:
         if self.sink.alarm is not None:
             self.sink.alarm.close()
         flushed = self.writer.close()
+        not_stored = [_entry_key(entry) for entry in self.writer.held]
+        if not_stored:
+            log.error(
+                "STORAGE FULL at exit: %d records not stored (their frames are read again on restart): %s",
+                len(not_stored),
+                not_stored[:20],
+            )
         if not flushed:
             log.warning(
                 "database still unreachable: results wait in %s for the next start", self.writer.spool.path
@@ -379,4 +368,5 @@ class Daemon:
             tally=self.sink.tally,
             spool_pending=not flushed,
             model_versions=tuple(self.models_used),
+            not_stored=not_stored,
         )

@@ -41,6 +41,7 @@ def health_report(
     last_frame_age_s: float | None = None,
     queue_depths: Mapping[str, int] | None = None,
     db_degraded: bool = False,
+    storage_full: bool = False,
     model_version: str | None = None,
 ) -> dict[str, Any]:
     """The ``/health`` body: ``degraded`` when a stage's heartbeat is older than its budget.
@@ -54,11 +55,13 @@ def health_report(
         queue_depths: messages waiting per queue.
         db_degraded: results go to the local spool because the database is away. Reported, but not
             unhealthy by itself: nothing is lost and restarting would not bring the database back.
+        storage_full: the database and the spool both refuse records (a full disk): results wait in
+            memory and the line stops when that fills. Unhealthy: someone must free space.
         model_version: the bundle in use.
 
     Returns:
         ``{"status", "stale_stages", "last_frame_age_s", "heartbeat_ages_s", "queue_depths",
-        "db_degraded", "model_version"}``; ages in seconds, ``None`` where unknown.
+        "db_degraded", "storage_full", "model_version"}``; ages in seconds, ``None`` where unknown.
     """
 
     def budget(stage: str) -> float:
@@ -67,7 +70,7 @@ def health_report(
         return float(budgets_s)
 
     stale = sorted(stage for stage, age in heartbeat_ages_s.items() if age > budget(stage))
-    status: HealthStatus = "stopping" if stopping else ("degraded" if stale else "ok")
+    status: HealthStatus = "stopping" if stopping else ("degraded" if stale or storage_full else "ok")
     return {
         "status": status,
         "stale_stages": stale,
@@ -75,6 +78,7 @@ def health_report(
         "heartbeat_ages_s": {stage: _age(age) for stage, age in sorted(heartbeat_ages_s.items())},
         "queue_depths": dict(sorted((queue_depths or {}).items())),
         "db_degraded": bool(db_degraded),
+        "storage_full": bool(storage_full),
         "model_version": model_version,
     }
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from datasets.settings import REPO_ROOT, ConfigError
+
+if TYPE_CHECKING:
+    from inspection.config import InspectionConfig
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "inspection.yaml"
 
@@ -34,6 +36,9 @@ def inspect_command(
         bool, typer.Option("--validate-config", help="Check the config and exit")
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="json: one JSON object per stderr line; text: for people")
+    ] = "json",
 ) -> None:
     """Run the inspection daemon: frames in, defects in SQL out."""
     from datasets.settings import load_config
@@ -49,21 +54,32 @@ def inspect_command(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    from inspection.preflight import preflight
+
+    problems = preflight(cfg, model=model)
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {config}: {problem}", err=True)
+        raise typer.Exit(2)
     if validate_config:
         typer.echo(f"{config}: ok")
         return
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
-        stream=sys.stderr,
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":%(message)r}',
-    )
+    from inspection.log_format import configure_logging
+
+    configure_logging(log_level, "text" if log_format == "text" else "json")
+    _run_daemon(cfg, once=once, model=model, as_json=as_json)
+
+
+def _run_daemon(cfg: InspectionConfig, *, once: bool, model: str | None, as_json: bool) -> None:
+    """Start the daemon with signals wired for a service manager, run it, print its summary."""
     from inspection.daemon import Daemon
     from inspection.metrics_factory import make_metrics
 
     metrics, health_server = make_metrics(cfg)
+    daemon = Daemon(cfg, once=once, model=model, metrics=metrics)
     try:
-        daemon = Daemon(cfg, once=once, model=model, metrics=metrics)
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+        daemon.start()
+    except (ValueError, OSError, ImportError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     if health_server is not None:
@@ -79,10 +95,13 @@ def inspect_command(
     summary = daemon.run()
     if health_server is not None:
         health_server.stop()
+    _print_summary(summary.to_dict(), as_json=as_json)
+
+
+def _print_summary(d: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
+        sys.stdout.write(json.dumps(d) + "\n")
     else:
-        d = summary.to_dict()
         typer.echo(
             f"{d['frames']} frames ({d['frames_failed']} failed, {d['frames_dropped']} dropped, "
             f"{d['frames_already_stored']} already stored), {d['defects']} defects "

@@ -114,6 +114,12 @@ class DaemonMetrics:
             namespace=ns,
             registry=r,
         )
+        self.storage_full = Gauge(
+            "storage_full",
+            "1 while the database and the spool both refuse records (held in memory, then the line stops).",
+            namespace=ns,
+            registry=r,
+        )
         self.model_info = Gauge(
             "model_info", "The model bundle in use (value 1).", ["version"], namespace=ns, registry=r
         )
@@ -172,6 +178,9 @@ class DaemonMetrics:
 
     def set_db_degraded(self, degraded: bool) -> None:
         self.db_degraded.set(1 if degraded else 0)
+
+    def set_storage_full(self, full: bool) -> None:
+        self.storage_full.set(1 if full else 0)
 
     def set_model(self, version: str) -> None:
         """The model in use; a hot swap replaces the previous version's series (only one is ever 1)."""

@@ -6,18 +6,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from inspection.config import InspectionConfig
+from inspection.metrics import DaemonMetrics
 
 
 class DaemonHealthServer:
     """The HTTP server for ``/health`` and ``/metrics``, bound to a daemon once it exists."""
 
-    def __init__(self, cfg: InspectionConfig, metrics: Any):
+    def __init__(self, cfg: InspectionConfig, metrics: DaemonMetrics) -> None:
         self.cfg = cfg
         self.metrics = metrics
-        self._health: Callable[[], Mapping] | None = None
+        self._health: Callable[[], Mapping[str, Any]] | None = None
         self._server = None
 
-    def attach(self, health: Callable[[], Mapping]) -> None:
+    def attach(self, health: Callable[[], Mapping[str, Any]]) -> None:
         self._health = health
 
     def start(self) -> None:
@@ -35,8 +36,6 @@ class DaemonHealthServer:
             self._server.stop()
 
 
-def make_metrics(cfg: InspectionConfig) -> tuple[Any, DaemonHealthServer | None]:
-    from inspection.metrics import DaemonMetrics
-
+def make_metrics(cfg: InspectionConfig) -> tuple[DaemonMetrics, DaemonHealthServer | None]:
     metrics = DaemonMetrics()
     return metrics, DaemonHealthServer(cfg, metrics) if cfg.health.enabled else None

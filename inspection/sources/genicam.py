@@ -33,7 +33,7 @@ from inspection.constants import (
     RECONNECT_MAX_BACKOFF_S,
 )
 from inspection.messages import FailedFrame, Frame, SourceEvent, SourceGap
-from inspection.sources import BaseSource, MissingExtraError, Outage
+from inspection.sources.base import BaseSource, MissingExtraError, Outage
 from inspection.sources.linescan import LineBlock, LineScanSource
 
 MISSING_EXTRA_MESSAGE = "genicam source needs the optional extra: pip install .[genicam]"

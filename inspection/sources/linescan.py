@@ -24,7 +24,7 @@ from datetime import datetime
 import numpy as np
 
 from inspection.messages import Frame, SourceEvent, SourceGap
-from inspection.sources import BaseSource
+from inspection.sources.base import BaseSource
 
 
 @dataclass(frozen=True, slots=True)

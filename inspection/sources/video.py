@@ -33,7 +33,7 @@ from inspection.constants import (
     RECONNECT_MAX_BACKOFF_S,
 )
 from inspection.messages import FailedFrame, Frame, SourceEvent
-from inspection.sources import BaseSource, Outage, SkipSpec, as_skip
+from inspection.sources.base import BaseSource, Outage, SkipSpec, as_skip
 
 
 class Capture(Protocol):

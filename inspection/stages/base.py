@@ -7,9 +7,9 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any
 
-from inspection.messages import FailedFrame, Frame
+from inspection.messages import FailedFrame, Frame, Message
+from inspection.metrics import DaemonMetrics
 from inspection.queues import END, BoundedQueue, Empty
 
 log = logging.getLogger("steel.pipeline")
@@ -28,8 +28,8 @@ class Stage(threading.Thread):
         outbox: BoundedQueue | None,
         *,
         abort: threading.Event,
-        metrics: Any = None,
-    ):
+        metrics: DaemonMetrics | None = None,
+    ) -> None:
         super().__init__(name=f"stage-{name}", daemon=True)
         self.stage_name = name
         self.inbox = inbox
@@ -40,19 +40,19 @@ class Stage(threading.Thread):
         self.error: BaseException | None = None
         self.handled = 0
 
-    def handle(self, msg: Any) -> Iterable[Any]:
+    def handle(self, msg: Message) -> Iterable[Message]:
         raise NotImplementedError
 
-    def flush(self) -> Iterable[Any]:
+    def flush(self) -> Iterable[Message]:
         return ()
 
-    def emit(self, items: Iterable[Any]) -> None:
+    def emit(self, items: Iterable[Message]) -> None:
         if self.outbox is None:
             return
         for item in items:
             self.outbox.put(item, abort=self.abort)
 
-    def _failed(self, msg: Any, exc: BaseException) -> list[Any]:
+    def _failed(self, msg: Message, exc: BaseException) -> list[Message]:
         """A frame that broke this stage becomes a failed frame with the reason; the daemon goes on."""
         frame = getattr(msg, "frame", msg)
         if isinstance(frame, Frame):

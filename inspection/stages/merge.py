@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
+from typing import Literal
 
-from inspection.messages import FrameDetections
-from inspection.results import TileDetections
+from inspection.messages import FrameDetections, TileDetections
+from inspection.metrics import DaemonMetrics
+from inspection.queues import BoundedQueue
 from inspection.stages.base import Stage
 from inspection.tiling import merge_tile_detections
 
@@ -13,8 +16,17 @@ from inspection.tiling import merge_tile_detections
 class MergeStage(Stage):
     accepts = (TileDetections,)
 
-    def __init__(self, *args, method: str, iou_threshold: float, **kwargs):
-        super().__init__("merge", *args, **kwargs)
+    def __init__(
+        self,
+        inbox: BoundedQueue,
+        outbox: BoundedQueue,
+        *,
+        abort: threading.Event,
+        metrics: DaemonMetrics | None = None,
+        method: Literal["nms", "wbf"],
+        iou_threshold: float,
+    ) -> None:
+        super().__init__("merge", inbox, outbox, abort=abort, metrics=metrics)
         self.method = method
         self.iou_threshold = iou_threshold
 

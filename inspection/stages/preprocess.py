@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from inspection.messages import Frame
+from inspection.metrics import DaemonMetrics
+from inspection.queues import BoundedQueue
 from inspection.stages.base import Stage
 
 
 class PreprocessStage(Stage):
-    def __init__(self, *args, op: Callable[[np.ndarray], np.ndarray], identity: bool, **kwargs):
-        super().__init__("preprocess", *args, **kwargs)
+    def __init__(
+        self,
+        inbox: BoundedQueue,
+        outbox: BoundedQueue,
+        *,
+        abort: threading.Event,
+        metrics: DaemonMetrics | None = None,
+        op: Callable[[np.ndarray], np.ndarray],
+        identity: bool,
+    ) -> None:
+        super().__init__("preprocess", inbox, outbox, abort=abort, metrics=metrics)
         self.op = op
         self.identity = identity
 

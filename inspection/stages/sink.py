@@ -5,29 +5,32 @@ raises reject signals, and records failed, dropped and gap events, counted, neve
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
-from inspection.messages import FailedFrame, Frame, SourceGap
-from inspection.paths import live_frame_path, raw_frame_path, safe_name
-from inspection.queues import END, Empty
-from inspection.results import FrameResult, TrackedDefect
+from inspection.messages import FailedFrame, Frame, FrameResult, Message, SourceGap, TrackedDefect
+from inspection.metrics import DaemonMetrics
+from inspection.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
+from inspection.queues import END, BoundedQueue, Empty
 from inspection.stages.base import Stage
+from inspection.stages.coils import CoilWatch
+from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
+from inspection.storage.coil_events import CoilEvent
 from inspection.storage.repository import DefectRecord, FrameRecord, GapRecord
+from inspection.storage.writer import ResilientWriter
+
+if TYPE_CHECKING:
+    from inspection.alarm_dispatch import AlarmDispatcher
 
 log = logging.getLogger("steel.sink")
-
-CLASS_COLOURS = [(60, 20, 220), (75, 180, 60), (25, 225, 255), (216, 99, 67), (49, 130, 245), (180, 30, 145)]
 
 
 @dataclass
@@ -37,11 +40,14 @@ class Tally:
     frames: int = 0
     frames_failed: int = 0
     frames_dropped: int = 0
+    evidence_missing: int = 0  # frames stored without their crops/images (disk full, unwritable folder)
     duplicates: int = 0
     spooled: int = 0
+    held: int = 0  # records kept in memory while the database and the spool were both full
     gaps: int = 0
+    coils_closed: int = 0
     defects: int = 0
-    per_class: Counter = field(default_factory=Counter)
+    per_class: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
 
@@ -58,49 +64,17 @@ class Geometry:
         return px * self.mm_per_px / 1000.0
 
 
-def draw_boxes(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labels: list[str]) -> np.ndarray:
-    canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
-    for box, cls in zip(boxes.astype(int), class_ids, strict=True):
-        colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
-        cv2.rectangle(canvas, (box[0], box[1]), (box[2] - 1, box[3] - 1), colour, 2)
-        cv2.putText(
-            canvas,
-            labels[int(cls)],
-            (box[0] + 2, max(10, box[1] + 12)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4,
-            colour,
-            1,
-            cv2.LINE_AA,
-        )
-    return canvas
-
-
-def write_image_atomic(path: Path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
-
-
-def _raw_pixels(frame: Frame) -> np.ndarray:
-    """The frame as the detector saw it, resized back to the source frame when preprocessing resized it
-    (defect boxes are stored in source-frame pixels)."""
-    scale = frame.meta.get("preprocess_scale_xy")
-    if scale is None:
-        return frame.image
-    size_wh = (round(frame.width * scale[0]), round(frame.height * scale[1]))
-    return cv2.resize(frame.image, size_wh, interpolation=cv2.INTER_LINEAR)
-
-
 class SinkStage(Stage):
     accepts = (FrameResult, FailedFrame, SourceGap)
 
     def __init__(
         self,
-        *args,
-        writer,
+        inbox: BoundedQueue,
+        outbox: None = None,  # the last stage: nothing after it
+        *,
+        abort: threading.Event,
+        metrics: DaemonMetrics | None = None,
+        writer: ResilientWriter,
         class_names: list[str],
         geometry: Geometry,
         line: str,
@@ -110,10 +84,11 @@ class SinkStage(Stage):
         save_frames: str,
         live_every_s: float,
         save_raw: bool = True,
-        alarm: Callable[[FrameResult, FrameRecord, list[DefectRecord]], None] | None = None,
-        **kwargs,
-    ):
-        super().__init__("sink", *args, **kwargs)
+        alarm: AlarmDispatcher | None = None,  # reject signals for each stored frame
+        coil_gap_s: float | None = None,  # a coil with no frame for this long ends (None: never)
+    ) -> None:
+        super().__init__("sink", inbox, outbox, abort=abort, metrics=metrics)
+        self.coils = CoilWatch(gap_s=coil_gap_s)
         self.writer = writer
         self.class_names = class_names
         self.geometry = geometry
@@ -130,9 +105,10 @@ class SinkStage(Stage):
         self._dropped_lock = threading.Lock()
         self._last_live: dict[str, float] = {}
         self._last_end_line: dict[str, int] = {}
+        self._evidence_problem: str | None = None  # the first evidence write that failed for this frame
 
     # -- called from other threads -------------------------------------------------------------
-    def on_drop(self, msg: Any) -> None:
+    def on_drop(self, msg: Message) -> None:
         """A queue dropped ``msg`` (backpressure): remember it so a 'dropped' row is written.
 
         A failed frame or a source gap needs nothing from the stages it skipped: it is stored as it is.
@@ -157,26 +133,22 @@ class SinkStage(Stage):
             try:
                 msg = self.inbox.get(timeout=0.2)
             except Empty:
+                self._store_coil_events(self.coils.idle())
                 continue
             if msg is END:
                 self._write_dropped()
+                self._store_coil_events(self.coils.drain())
                 return
             started = time.perf_counter()
             try:
                 self.handle(msg)
-            except Exception as exc:  # e.g. a disk full for crops: count it, keep the line running
+            except Exception as exc:  # count it, keep the line running, and keep a row for the frame
                 log.exception("sink failed on %r", getattr(msg, "seq", msg))
-                self.tally.failures.append(
-                    {
-                        "source": getattr(getattr(msg, "frame", msg), "source", "?"),
-                        "seq": getattr(getattr(msg, "frame", msg), "seq", None),
-                        "reason": f"sink: {type(exc).__name__}: {exc}",
-                    }
-                )
+                self._store_broken(msg, exc)
             if self.metrics is not None:
                 self.metrics.observe_stage_seconds("sink", time.perf_counter() - started)
 
-    def handle(self, msg: Any) -> Iterable[Any]:
+    def handle(self, msg: Message) -> Iterable[Message]:
         if isinstance(msg, FrameResult):
             self._store_result(msg)
         elif isinstance(msg, FailedFrame):
@@ -205,11 +177,44 @@ class SinkStage(Stage):
                 self.metrics.count_source_gap(msg.source)
         return ()
 
+    def _store_coil_events(self, events: list[CoilEvent]) -> None:
+        for event in events:
+            try:
+                self._count_outcome(self.writer.write_coil_event(event))
+            except Exception:  # a coil's end is bookkeeping: never let it stop the line
+                log.exception("coil %s %s on %s not stored", event.coil, event.kind, event.line)
+                continue
+            if event.kind == "end":
+                self.tally.coils_closed += 1
+                log.info("coil %s on %s ended at %s", event.coil, event.line, event.at.isoformat())
+
+    def _coil_of(self, frame: Frame) -> None:
+        line = frame.line_id or self.line
+        self._store_coil_events(
+            self.coils.frame(frame.source, line, frame.coil or self.coil, frame.captured_at)
+        )
+
+    def _store_broken(self, msg: object, exc: Exception) -> None:
+        """A frame result the sink could not store as scored becomes a 'failed' row with the reason (when
+        even that cannot be written, the frame is in the summary's failures and is read again on restart)."""
+        frame = msg.frame if isinstance(msg, FrameResult) else None
+        reason = f"sink: {type(exc).__name__}: {exc}"
+        if frame is None:
+            self.tally.failures.append({"source": "?", "seq": getattr(msg, "seq", None), "reason": reason})
+            return
+        try:
+            self._store_failed(FailedFrame(frame.source, frame.seq, frame.captured_at, reason))
+        except Exception as again:
+            log.error("%s#%s not stored: %s", frame.source, frame.seq, again)
+            self.tally.failures.append({"source": frame.source, "seq": frame.seq, "reason": reason})
+
     def _count_outcome(self, outcome: str) -> None:
         if outcome == "duplicate":
             self.tally.duplicates += 1
         elif outcome == "spooled":
             self.tally.spooled += 1
+        elif outcome == "held":
+            self.tally.held += 1
 
     def _write_dropped(self) -> None:
         while True:
@@ -220,6 +225,7 @@ class SinkStage(Stage):
             if isinstance(frame, FailedFrame | SourceGap):
                 self.handle(frame)
                 continue
+            self._coil_of(frame)
             record = FrameRecord(
                 source=frame.source,
                 seq=frame.seq,
@@ -280,10 +286,9 @@ class SinkStage(Stage):
         xb, yb = int(min(w, x2 + pad)), int(min(h, y2 + pad))
         if xb <= xa or yb <= ya:
             return None
-        path = (
-            self.output_dir / "crops" / safe_name(frame.source) / f"{frame.seq}_{safe_name(d.track_id)}.png"
-        )
-        write_image_atomic(path, frame.image[ya:yb, xa:xb])
+        path = crop_path(self.output_dir, frame.source, frame.seq, d.track_id)
+        if not self._save_evidence(path, frame.image[ya:yb, xa:xb]):
+            return None
         return str(path)
 
     def _frame_images(self, result: FrameResult) -> str | None:
@@ -298,22 +303,40 @@ class SinkStage(Stage):
         annotated = draw_boxes(frame.image, dets.xyxy, dets.class_ids, self.class_names)
         path = None
         if want_frame:
-            target = self.output_dir / "frames" / safe_name(frame.source) / f"{frame.seq}.jpg"
-            write_image_atomic(target, annotated)
-            path = str(target)
+            target = frame_image_path(self.output_dir, frame.source, frame.seq)
+            if self._save_evidence(target, annotated):
+                path = str(target)
             if self.save_raw:
-                raw_path = raw_frame_path(self.output_dir, frame.source, frame.seq)
-                write_image_atomic(raw_path, _raw_pixels(frame))
+                self._save_evidence(
+                    raw_frame_path(self.output_dir, frame.source, frame.seq), raw_pixels(frame)
+                )
         if want_live:
-            write_image_atomic(live_frame_path(self.output_dir, line), annotated)
+            try:  # the live view is a convenience: a full disk costs the picture, not the frame
+                write_image_atomic(live_frame_path(self.output_dir, line), annotated)
+            except OSError as exc:
+                log.warning("live frame of %s not written: %s", line, exc)
             self._last_live[line] = now
         return path
+
+    def _save_evidence(self, path: Path, image: np.ndarray) -> bool:
+        """Write one crop or frame image; on failure remember why (the frame is stored all the same, its
+        row saying which evidence is missing) and return False."""
+        try:
+            write_image_atomic(path, image)
+        except OSError as exc:
+            if self._evidence_problem is None:
+                self._evidence_problem = f"evidence not saved: {exc}"
+            return False
+        return True
 
     def _store_result(self, result: FrameResult) -> None:
         frame = result.frame
         g = self.geometry
+        self._coil_of(frame)
+        self._evidence_problem = None
         defects = [self._defect_record(frame, d, self._crop(frame, d)) for d in result.new_defects]
         image_path = self._frame_images(result)
+        evidence_problem = self._evidence_problem
         length_m = None
         if frame.start_line is not None:
             covered_from = max(frame.start_line, self._last_end_line.get(frame.source, frame.start_line))
@@ -335,12 +358,16 @@ class SinkStage(Stage):
             image_path=image_path,
             model_version=result.model_version,
             latency_ms=latency_ms,
+            error=evidence_problem,  # an ok frame with an error: scored and stored, evidence missing
         )
         outcome = self.writer.write_frame(record, defects, seen_again=result.seen_again)
         self._count_outcome(outcome)
         if outcome == "duplicate":
             return
         self.tally.frames += 1
+        if evidence_problem is not None:
+            self.tally.evidence_missing += 1
+            log.error("%s#%s stored without its evidence: %s", frame.source, frame.seq, evidence_problem)
         self.tally.defects += len(defects)
         self.tally.latencies_ms.append(latency_ms)
         for d in defects:
@@ -350,6 +377,7 @@ class SinkStage(Stage):
             self.metrics.count_defects([d.class_name for d in defects])
             self.metrics.mark_frame()
             self.metrics.set_db_degraded(self.writer.degraded)
+            self.metrics.set_storage_full(self.writer.storage_full)
         if self.alarm is not None:
             try:
                 self.alarm(result, record, defects)

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 
 import numpy as np
 
 from inspection.messages import Frame, TileBatch
+from inspection.metrics import DaemonMetrics
+from inspection.queues import BoundedQueue
 from inspection.stages.base import Stage
 from inspection.tiling import cut_tiles, tile_grid
 
 
 class TileStage(Stage):
-    def __init__(self, *args, tile_hw: tuple[int, int], overlap_hw: tuple[int, int], **kwargs):
-        super().__init__("tile", *args, **kwargs)
+    def __init__(
+        self,
+        inbox: BoundedQueue,
+        outbox: BoundedQueue,
+        *,
+        abort: threading.Event,
+        metrics: DaemonMetrics | None = None,
+        tile_hw: tuple[int, int],
+        overlap_hw: tuple[int, int],
+    ) -> None:
+        super().__init__("tile", inbox, outbox, abort=abort, metrics=metrics)
         self.tile_hw = tile_hw
         self.overlap_hw = overlap_hw
 

@@ -36,7 +36,12 @@ def default_sqlite_url(path: str | Path = DEFAULT_SQLITE_PATH) -> str:
 
 
 def make_engine(
-    url: str | URL, *, read_only: bool = False, busy_timeout_ms: int = 30_000, echo: bool = False
+    url: str | URL,
+    *,
+    read_only: bool = False,
+    busy_timeout_ms: int = 30_000,
+    echo: bool = False,
+    create_folder: bool = True,
 ) -> Engine:
     """An engine set up for the inspection database.
 
@@ -46,10 +51,14 @@ def make_engine(
             (``default_transaction_read_only``), e.g. for the dashboard.
         busy_timeout_ms: how long a SQLite connection waits for a lock before ``database is locked``.
         echo: log every statement.
+        create_folder: create a SQLite file's parent folder now (False: the caller does, before it
+            connects; the daemon's constructor does no I/O).
     """
     url = make_url(url)
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, read_only=read_only, busy_timeout_ms=busy_timeout_ms, echo=echo)
+        return _sqlite_engine(
+            url, read_only=read_only, busy_timeout_ms=busy_timeout_ms, echo=echo, create_folder=create_folder
+        )
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "postgresql":
         options = [str(url.query["options"])] if "options" in url.query else []
@@ -65,14 +74,16 @@ def make_engine(
     return create_engine(url, connect_args=connect_args, pool_pre_ping=True, echo=echo)
 
 
-def _sqlite_engine(url: URL, *, read_only: bool, busy_timeout_ms: int, echo: bool) -> Engine:
+def _sqlite_engine(
+    url: URL, *, read_only: bool, busy_timeout_ms: int, echo: bool, create_folder: bool
+) -> Engine:
     database = url.database or ""
     in_memory = database in ("", ":memory:") or "mode=memory" in database
     if not in_memory and not database.startswith("file:"):
         path = Path(database).expanduser()
         if read_only:
             url = url.set(database=f"file:{path.resolve()}").update_query_dict({"mode": "ro", "uri": "true"})
-        else:
+        elif create_folder:
             path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, echo=echo)
 

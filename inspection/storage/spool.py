@@ -3,9 +3,10 @@
 Spool format: JSON lines, one record per line, each ``{"v": 1, "len": N, "crc32": "xxxxxxxx", "record": R}``
 where ``len`` and ``crc32`` are taken over R's canonical encoding (``json.dumps(R, sort_keys=True,
 separators=(",", ":"))``, UTF-8). R is ``{"kind": "frame", "frame": {...}, "defects": [...],
-"seen_again": [...]}``, ``{"kind": "alarm", "alarm": {...}}`` or ``{"kind": "gap", "gap": {...}}`` (the
-records' ``to_dict``). A line that does not parse or whose guard does not match (a write torn by kill -9 or
-power loss) is skipped with a warning; the spool repairs a torn tail before appending, so the next record
+"seen_again": [...]}``, ``{"kind": "alarm", "alarm": {...}}``, ``{"kind": "gap", "gap": {...}}`` or
+``{"kind": "coil", "coil": {...}}`` (the records' ``to_dict``). A line that does not parse or whose guard
+does not match (a write torn by kill -9 or power loss) is skipped with a warning; the spool
+repairs a torn tail before appending, so the next record
 never glues onto it.
 
 Replay writes records in file order; every insert is idempotent (frames on ``(source, seq)``, alarms and
@@ -18,21 +19,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
+from inspection.storage.coil_events import CoilEvent, record_coil_event
+from inspection.storage.link import DatabaseFileChanged
 from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord, GapRecord
 
 log = logging.getLogger(__name__)
 
 SPOOL_VERSION = 1
-WriteOutcome = Literal["stored", "duplicate", "spooled"]
+WriteOutcome = Literal["stored", "duplicate", "spooled", "held"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,7 @@ class SpooledFrame:
     seen_again: tuple[str, ...] = ()
 
 
-SpoolEntry = SpooledFrame | AlarmRecord | GapRecord
+SpoolEntry = SpooledFrame | AlarmRecord | GapRecord | CoilEvent
 
 
 class StorageTarget(Protocol):
@@ -58,13 +62,18 @@ class StorageTarget(Protocol):
 
     def record_gap(self, gap: GapRecord) -> bool: ...
 
+    def transaction(self) -> AbstractContextManager[Session]: ...
+
 
 def is_connection_error(exc: BaseException) -> bool:
     """True for errors that mean "the database is not reachable now" (retry later), not "this record is bad".
 
     Operational errors (server gone, connection refused, database locked, disk I/O), interface errors,
-    invalidated connections and pool timeouts are transient; integrity and data errors are not.
+    invalidated connections and pool timeouts are transient, and so is a SQLite file deleted or replaced
+    under the daemon (it is reopened); integrity and data errors are not.
     """
+    if isinstance(exc, DatabaseFileChanged):
+        return True
     if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
         return True
     return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError)
@@ -85,6 +94,8 @@ def encode_entry(entry: SpoolEntry) -> bytes:
         }
     elif isinstance(entry, GapRecord):
         record = {"kind": "gap", "gap": entry.to_dict()}
+    elif isinstance(entry, CoilEvent):
+        record = {"kind": "coil", "coil": entry.to_dict()}
     else:
         record = {"kind": "alarm", "alarm": entry.to_dict()}
     body = _canonical(record)
@@ -110,6 +121,8 @@ def decode_line(line: bytes) -> SpoolEntry:
             return AlarmRecord.from_dict(record["alarm"])
         if record["kind"] == "gap":
             return GapRecord.from_dict(record["gap"])
+        if record["kind"] == "coil":
+            return CoilEvent.from_dict(record["coil"])
         raise ValueError(f"unknown record kind {record['kind']!r}")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"unreadable spool line: {type(exc).__name__}: {exc}") from None
@@ -264,6 +277,9 @@ def write_entry(repository: StorageTarget, entry: SpoolEntry) -> bool:
         return repository.record_frame(entry.frame, entry.defects, seen_again=entry.seen_again)
     if isinstance(entry, GapRecord):
         return repository.record_gap(entry)
+    if isinstance(entry, CoilEvent):
+        with repository.transaction() as session:
+            return record_coil_event(session, entry)
     return repository.record_alarm(entry)
 
 
@@ -304,125 +320,3 @@ def replay(spool: Spool, repository: StorageTarget) -> ReplayResult:
     spool.remove()
     log.info("%s replayed: %s", spool.path, result)
     return result
-
-
-@dataclass
-class WriterStats:
-    """Counters for metrics: rows ``stored``, ``duplicates`` ignored, records ``spooled``, ``replayed``
-    from the spool, database ``outages`` seen (failed attempts)."""
-
-    stored: int = 0
-    duplicates: int = 0
-    spooled: int = 0
-    replayed: int = 0
-    outages: int = 0
-    last_error: str | None = field(default=None, repr=False)
-
-
-class ResilientWriter:
-    """Writes results to the database, or to the spool while the database is unreachable; never blocks on it.
-
-    A write first goes to the database. On a connection error (``is_connection_error``) the record goes to
-    the spool and the database is retried after a backoff (doubling from ``retry_initial_s`` up to
-    ``retry_max_s``). While the spool holds records, new ones are appended behind them, so the database
-    receives everything in order: the next write after the backoff replays the spool first. ``flush()``
-    replays now (call it at start-up, for a spool left by a previous run, and at shutdown). Other errors
-    (a bad record) propagate. Not thread-safe: one writer thread owns it.
-    """
-
-    def __init__(
-        self,
-        repository: StorageTarget,
-        spool: Spool | str | Path,
-        *,
-        retry_initial_s: float = 0.5,
-        retry_max_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.repository = repository
-        self.spool = spool if isinstance(spool, Spool) else Spool(spool)
-        self.stats = WriterStats()
-        self._retry_initial_s = retry_initial_s
-        self._retry_max_s = retry_max_s
-        self._clock = clock
-        self._delay_s = retry_initial_s
-        self._next_try = float("-inf")
-
-    @property
-    def degraded(self) -> bool:
-        """True while results wait in the spool (the database was unreachable)."""
-        return self.spool.pending()
-
-    def write_frame(
-        self, frame: FrameRecord, defects: Sequence[DefectRecord] = (), *, seen_again: Sequence[str] = ()
-    ) -> WriteOutcome:
-        """Store a frame and its defects (one transaction, see ``record_frame``) or spool them; says which."""
-        return self._write(SpooledFrame(frame, tuple(defects), tuple(str(t) for t in seen_again)))
-
-    def write_alarm(self, alarm: AlarmRecord) -> WriteOutcome:
-        """Store an alarm or spool it (behind its frame, if that is spooled too)."""
-        return self._write(alarm)
-
-    def write_gap(self, gap: GapRecord) -> WriteOutcome:
-        """Store a gap in a source's input or spool it."""
-        return self._write(gap)
-
-    def flush(self) -> bool:
-        """Replay the spool now, whatever the backoff; True when the spool is empty afterwards."""
-        return self._try_replay(force=True)
-
-    def close(self) -> bool:
-        """Final flush (True when nothing is left behind) and release the spool file."""
-        done = self.flush()
-        self.spool.close()
-        return done
-
-    def _write(self, entry: SpoolEntry) -> WriteOutcome:
-        if self.spool.pending() and not self._try_replay(force=False):
-            return self._to_spool(entry)
-        try:
-            stored = write_entry(self.repository, entry)
-        except Exception as exc:
-            if not is_connection_error(exc):
-                raise
-            self._failed(exc)
-            return self._to_spool(entry)
-        self._delay_s = self._retry_initial_s
-        if stored:
-            self.stats.stored += 1
-            return "stored"
-        self.stats.duplicates += 1
-        return "duplicate"
-
-    def _to_spool(self, entry: SpoolEntry) -> WriteOutcome:
-        self.spool.append(entry)
-        self.stats.spooled += 1
-        return "spooled"
-
-    def _try_replay(self, *, force: bool) -> bool:
-        if not self.spool.pending():
-            return True
-        if not force and self._clock() < self._next_try:
-            return False
-        try:
-            result = replay(self.spool, self.repository)
-        except Exception as exc:
-            if not is_connection_error(exc):
-                raise
-            self._failed(exc)
-            return False
-        self._delay_s = self._retry_initial_s
-        self.stats.replayed += result.stored + result.duplicates
-        return True
-
-    def _failed(self, exc: BaseException) -> None:
-        self.stats.outages += 1
-        self.stats.last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        self._next_try = self._clock() + self._delay_s
-        log.warning(
-            "database unreachable (%s); spooling to %s, retry in %.1f s",
-            self.stats.last_error,
-            self.spool.path,
-            self._delay_s,
-        )
-        self._delay_s = min(self._delay_s * 2, self._retry_max_s)

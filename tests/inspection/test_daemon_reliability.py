@@ -175,6 +175,7 @@ def test_sqlite_outage_spools_then_replays_in_order(tmp_path: Path, model_bundle
     expected = [f.seq for f in source_frames(source)]
     cfg = daemon_config(tmp_path, source=source, bundle=model_bundle)
     daemon = Daemon(cfg, once=True)
+    daemon.start()  # builds the sink the healer watches (construction does no I/O)
     record_frame = daemon.repository.record_frame
     outage = threading.Event()
     outage.set()
@@ -459,9 +460,15 @@ def test_drop_oldest_records_every_dropped_frame(tmp_path: Path, model_bundle: M
     for i in range(17):  # good and bad files interleaved (failed frames are dropped too), a good one last
         (folder / f"{i:02d}.jpg").write_bytes(good if i % 2 == 0 else b"")
     cfg = daemon_config(
-        tmp_path, source=f"folder:{folder}", bundle=model_bundle, queues__size=1, queues__policy="drop_oldest"
+        tmp_path,
+        source=f"folder:{folder}",
+        bundle=model_bundle,
+        queues__size=1,
+        queues__policy="drop_oldest",
+        folder__decode_attempts=1,  # a burst: empty files are not waited for
     )
     daemon = Daemon(cfg, once=True)
+    daemon.start()  # loads the model (construction does no I/O)
     detect = daemon.detector.detect
 
     def slow_detect(tiles):

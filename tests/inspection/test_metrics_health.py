@@ -154,8 +154,14 @@ def test_health_report_fields_are_json_ready() -> None:
         "heartbeat_ages_s": {"detect": None, "merge": 0.123},
         "queue_depths": {"detect": 0, "tile": 3},
         "db_degraded": True,
+        "storage_full": False,
         "model_version": "v2",
     }
+
+
+def test_a_full_disk_under_database_and_spool_makes_health_red() -> None:
+    report = health_report(stopping=False, heartbeat_ages_s={"sink": 0.1}, budgets_s=5.0, storage_full=True)
+    assert (report["status"], report["storage_full"]) == ("degraded", True)
 
 
 # --- the HTTP endpoint on loopback ------------------------------------------------------------------

@@ -19,7 +19,6 @@ from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord
 from inspection.storage.schema import Alarm, Defect, Frame
 from inspection.storage.spool import (
     ReplayResult,
-    ResilientWriter,
     Spool,
     SpooledFrame,
     encode_entry,
@@ -27,6 +26,7 @@ from inspection.storage.spool import (
     rejected_path,
     replay,
 )
+from inspection.storage.writer import ResilientWriter
 from tests.inspection.kill_child import kill_after_acknowledged
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)

@@ -1,0 +1,153 @@
+"""The daemon's stages and queues, built from the config: one place that says what feeds what."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inspection.config import InspectionConfig
+from inspection.detector import TileDetector
+from inspection.metrics import DaemonMetrics
+from inspection.queues import BoundedQueue
+from inspection.sources.base import Source
+from inspection.stages.base import Stage
+from inspection.stages.batch import BatchStage
+from inspection.stages.detect import DetectStage
+from inspection.stages.merge import MergeStage
+from inspection.stages.preprocess import PreprocessStage
+from inspection.stages.sink import Geometry, SinkStage
+from inspection.stages.source import SourceStage
+from inspection.stages.tile import TileStage
+from inspection.stages.track import TrackerOptions, TrackStage
+from inspection.storage.writer import ResilientWriter
+
+if TYPE_CHECKING:
+    from inspection.alarm_dispatch import AlarmDispatcher
+
+STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "track", "sink")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The running parts: ``stages`` in pipeline order (the sink last), each reading ``queues[name]``."""
+
+    source_stage: SourceStage
+    stages: list[Stage]
+    queues: dict[str, BoundedQueue]
+    track_stage: TrackStage
+    sink: SinkStage
+
+
+@dataclass(frozen=True)
+class PipelineParts:
+    """What the pipeline is built around (made by the daemon's start-up)."""
+
+    source: Source
+    skip: Callable[[int], bool]
+    detector: TileDetector
+    writer: ResilientWriter
+    output_dir: Path
+    stop: threading.Event
+    abort: threading.Event
+    metrics: DaemonMetrics | None
+
+
+def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
+    """Queues and stages for ``cfg``; every queue's drops are reported to the sink (a 'dropped' row)."""
+    from inspection.preprocess import build_preprocess
+
+    q = {name: BoundedQueue(name, cfg.queues.size, policy=cfg.queues.policy) for name in STAGE_ORDER}
+    abort, metrics = parts.abort, parts.metrics
+    class_names = parts.detector.class_names
+    sink = _build_sink(cfg, parts, q["sink"])
+    for queue in q.values():
+        queue.on_drop = sink.on_drop
+    source_stage = SourceStage(parts.source, q["preprocess"], skip=parts.skip, stop=parts.stop, abort=abort)
+    track = TrackStage(
+        q["track"],
+        q["sink"],
+        abort=abort,
+        metrics=metrics,
+        class_names=class_names,
+        enabled=cfg.tracking.enabled,
+        tracker_options=TrackerOptions(
+            iou_threshold=cfg.tracking.iou_threshold,
+            hash_iou_threshold=cfg.tracking.hash_iou_threshold,
+            max_hamming=cfg.tracking.max_hamming,
+        ),
+    )
+    stages: list[Stage] = [
+        PreprocessStage(
+            q["preprocess"],
+            q["tile"],
+            abort=abort,
+            metrics=metrics,
+            op=build_preprocess(cfg.preprocess),
+            identity=not cfg.preprocess.ops,
+        ),
+        TileStage(
+            q["tile"],
+            q["batch"],
+            abort=abort,
+            metrics=metrics,
+            tile_hw=cfg.tiling.tile_hw,
+            overlap_hw=cfg.tiling.overlap_hw,
+        ),
+        BatchStage(
+            q["batch"],
+            q["detect"],
+            max_tiles=cfg.detector.batch_tiles,
+            wait_ms=cfg.detector.batch_wait_ms,
+            abort=abort,
+            metrics=metrics,
+        ),
+        DetectStage(q["detect"], q["merge"], detector=parts.detector, abort=abort, metrics=metrics),
+        MergeStage(
+            q["merge"],
+            q["track"],
+            abort=abort,
+            metrics=metrics,
+            method=cfg.tiling.merge,
+            iou_threshold=cfg.tiling.merge_iou,
+        ),
+        track,
+        sink,
+    ]
+    return Pipeline(source_stage=source_stage, stages=stages, queues=q, track_stage=track, sink=sink)
+
+
+def _build_sink(cfg: InspectionConfig, parts: PipelineParts, inbox: BoundedQueue) -> SinkStage:
+    return SinkStage(
+        inbox,
+        abort=parts.abort,
+        metrics=parts.metrics,
+        writer=parts.writer,
+        class_names=parts.detector.class_names,
+        geometry=Geometry(cfg.mm_per_line, cfg.mm_per_px),
+        line=cfg.line,
+        coil=cfg.coil,
+        output_dir=parts.output_dir,
+        save_crops=cfg.output.save_crops,
+        save_frames=cfg.output.save_frames,
+        save_raw=cfg.output.save_raw,
+        live_every_s=cfg.output.live_every_s,
+        alarm=_build_alarms(cfg, parts),
+        coil_gap_s=cfg.coils.close_after_gap_s,
+    )
+
+
+def _build_alarms(cfg: InspectionConfig, parts: PipelineParts) -> AlarmDispatcher | None:
+    if not cfg.alarms:
+        return None
+    from inspection.alarm_dispatch import AlarmDispatcher
+
+    return AlarmDispatcher(
+        cfg.alarms,
+        repository_writer=parts.writer,
+        class_names=parts.detector.class_names,
+        metrics=parts.metrics,
+        operating_point=parts.detector.operating_point,
+    )
