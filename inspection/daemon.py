@@ -140,6 +140,8 @@ class Daemon:
             batch_size=cfg.detector.batch_tiles,
             score_threshold=cfg.detector.score_threshold,
             threads=cfg.detector.threads,
+            backend=cfg.detector.backend,
+            int8=cfg.detector.int8,
         )
         self._register_model(model_path)
 

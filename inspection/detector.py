@@ -28,6 +28,8 @@ class TileDetector:
         batch_size: int = 32,
         score_threshold: float | None = None,
         threads: int | None = None,
+        backend: str = "auto",
+        int8: bool = False,
     ):
         if threads:
             import torch
@@ -36,15 +38,25 @@ class TileDetector:
         self.device = device
         self.batch_size = batch_size
         self.score_threshold = score_threshold
+        self.backend = backend
+        self.int8 = int8
+        self.threads = threads
         self._lock = threading.Lock()
         self._predictor = self._load(bundle_path)
         self.path = Path(bundle_path)
 
     def _load(self, path: str | Path) -> Predictor:
         predictor = Predictor(
-            str(path), device=self.device, batch_size=self.batch_size, score_threshold=self.score_threshold
+            str(path),
+            device=self.device,
+            batch_size=self.batch_size,
+            score_threshold=self.score_threshold,
+            backend=self.backend,
+            int8=self.int8,
+            threads=self.threads,
         )
         predictor.warmup()
+        log.info("detector %s on %s (%s)", predictor.version, predictor.describe(), predictor.backend_reason)
         return predictor
 
     @property
@@ -54,6 +66,11 @@ class TileDetector:
     @property
     def class_names(self) -> list[str]:
         return self._predictor.class_names
+
+    @property
+    def backend_description(self) -> str:
+        """What runs the model, e.g. ``onnxruntime fp32 [CPUExecutionProvider]``, and why it was picked."""
+        return f"{self._predictor.describe()} ({self._predictor.backend_reason})"
 
     @property
     def manifest(self) -> dict:

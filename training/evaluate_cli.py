@@ -11,6 +11,8 @@ from tqdm import tqdm
 from datasets.readers import read_dataset
 from training.evaluation import EvalResult, Prediction, evaluate, ground_truth_from_records
 
+CALIBRATION_IMAGES = 128  # training images for int8 calibration, spread evenly over the training side
+
 
 def run_eval(
     *,
@@ -23,20 +25,34 @@ def run_eval(
     device: str = "auto",
     show_progress: bool = True,
     batch_size: int = 32,
+    backend: str = "auto",
+    int8: bool = False,
+    calibration_images: int = CALIBRATION_IMAGES,
 ) -> EvalResult:
+    """With ``int8`` and no int8 export yet, one is made, calibrated on ``calibration_images`` images of
+    the split's training side (all images without a split)."""
+    from training.bundle import load_bundle
     from training.inference import Predictor, read_image
 
-    predictor = Predictor(str(model), device=device, score_threshold=0.0, batch_size=batch_size)
-    aset = read_dataset(data, format=format, images_dir=images, class_names=predictor.class_names)
+    bundle = load_bundle(model)
+    aset = read_dataset(data, format=format, images_dir=images, class_names=bundle.class_names)
     errors = [p for p in aset.problems if p.severity == "error"]
     if errors:
         raise ValueError(f"{len(errors)} annotation errors, e.g. {errors[0]}")
-    records = aset.images
+    records = train_records = aset.images
     if split is not None:
         from datasets.split import apply_split, read_split
 
-        _, val = apply_split(aset, read_split(split))
-        records = val.images
+        train, val = apply_split(aset, read_split(split))
+        records, train_records = val.images, train.images
+    if int8:
+        from training.quantize import calibration_records, quantize_int8
+
+        calibration = calibration_records(train_records, calibration_images)
+        quantize_int8(bundle, [read_image(str(r.path)) for r in calibration])
+    predictor = Predictor(
+        bundle, device=device, score_threshold=0.0, batch_size=batch_size, backend=backend, int8=int8
+    )
     preds: list[Prediction] = []
     for start in tqdm(
         range(0, len(records), batch_size), desc="scoring", disable=not show_progress, leave=False
