@@ -95,7 +95,13 @@ def make_config(args: argparse.Namespace, work: Path, *, source: str, name: str)
     """The shipped daemon config with this run's model, device, source, database and output folder."""
     data: dict[str, Any] = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     data.update(source=source, db=f"sqlite:///{work / name / 'inspection.db'}", alarms=None)
-    data["detector"].update(model=str(args.model), device=args.device, watch_db_promotions_s=None)
+    data["detector"].update(
+        model=str(args.model),
+        device=args.device,
+        backend=args.backend,
+        int8=args.int8,
+        watch_db_promotions_s=None,
+    )
     if args.threads:
         data["detector"]["threads"] = args.threads
     if args.batch_tiles:
@@ -134,6 +140,8 @@ def raw_model(cfg: InspectionConfig, batches: list[np.ndarray], repeat: int) -> 
         batch_size=cfg.detector.batch_tiles,
         score_threshold=cfg.detector.score_threshold,
         threads=cfg.detector.threads,
+        backend=cfg.detector.backend,
+        int8=cfg.detector.int8,
     )  # loads and warms up
     device = resolve_device(cfg.detector.device)
     runs = []
@@ -152,7 +160,7 @@ def raw_model(cfg: InspectionConfig, batches: list[np.ndarray], repeat: int) -> 
     worker = threading.Thread(target=score_all, name="bench-raw")
     worker.start()
     worker.join()
-    return min(runs, key=lambda u: u.wall_s), detector.version, str(device)
+    return min(runs, key=lambda u: u.wall_s), detector.version, f"{device}, {detector.backend_description}"
 
 
 def run_daemon(cfg: InspectionConfig) -> tuple[Usage, dict[str, Any]]:
@@ -171,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--model", type=Path, default=default_model, help="model bundle folder")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"])
+    parser.add_argument("--int8", action="store_true", help="onnxruntime's int8 export (make it first)")
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for the model (default: torch's)"
     )

@@ -114,7 +114,7 @@ class Predictor:
     def _raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """YOLO's decoded boxes (B,A,4) and probabilities (B,A,C) from either backend, on the host."""
         if self._ort is not None:
-            return self._ort(batch.astype(np.float32) * np.float32(1.0 / 255.0))
+            return self._ort(batch.astype(np.float32) / np.float32(255.0))  # as torch's div_: same rounding
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
             boxes, scores = self.bundle.model.raw(self._tensor(batch))
         return boxes.float().cpu().numpy(), scores.float().cpu().numpy()
