@@ -76,10 +76,32 @@ def session_providers(device_type: str) -> list[str]:
     return [p for p in GPU_PROVIDERS if p in available] + ["CPUExecutionProvider"]
 
 
+def tensorrt_options(path: Path, input_chw: tuple[int, int, int], max_batch: int) -> dict[str, str]:
+    """fp16 engines for every batch size 1..max_batch (one optimisation profile, so a short batch does
+    not rebuild the engine), cached beside the graph: built once per weights, not at every start."""
+    shape = "x".join(str(v) for v in input_chw)
+    return {
+        "trt_fp16_enable": "True",
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(path.parent / f"{path.stem}.trt"),
+        "trt_profile_min_shapes": f"images:1x{shape}",
+        "trt_profile_opt_shapes": f"images:{max_batch}x{shape}",
+        "trt_profile_max_shapes": f"images:{max_batch}x{shape}",
+    }
+
+
 class OrtRunner:
     """An ONNX Runtime session over an exported graph: float32 (B,C,S,S) in [0,1] -> raw boxes, scores."""
 
-    def __init__(self, path: Path, *, device_type: str, threads: int | None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device_type: str,
+        threads: int | None,
+        input_chw: tuple[int, int, int] = (1, 224, 224),
+        max_batch: int = 32,
+    ):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -92,7 +114,10 @@ class OrtRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = path
         self.providers = session_providers(device_type)
-        self.session = ort.InferenceSession(str(path), options, providers=self.providers)
+        providers: list[str | tuple[str, dict[str, str]]] = list(self.providers)
+        if "TensorrtExecutionProvider" in self.providers:
+            providers[0] = ("TensorrtExecutionProvider", tensorrt_options(path, input_chw, max_batch))
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
 
     def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         boxes, scores = self.session.run(["boxes", "scores"], {"images": images})

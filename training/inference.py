@@ -81,7 +81,13 @@ class Predictor:
             from training.export import cached_onnx
 
             path = cached_onnx(self.bundle, int8=int8)
-            self._ort = OrtRunner(path, device_type=self.device.type, threads=threads)
+            self._ort = OrtRunner(
+                path,
+                device_type=self.device.type,
+                threads=threads,
+                input_chw=(self.channels, self.size, self.size),
+                max_batch=batch_size,
+            )
         log.info("%s runs on %s (%s)", self.bundle.version, self.describe(), choice.reason)
 
     def describe(self) -> str:

@@ -172,6 +172,9 @@ def test_auto_on_cuda_without_tensorrt_runs_torch(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(backends, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert choose_backend("auto", family="yolo", device_type="cuda").name == "torch"
     assert backends.session_providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    options = backends.tensorrt_options(Path("/b/model.onnx"), (1, 224, 224), 32)
+    assert options["trt_profile_min_shapes"] == "images:1x1x224x224"
+    assert options["trt_profile_max_shapes"] == "images:32x1x224x224"
 
 
 def test_int8_without_its_export_is_a_clear_error_naming_the_command(shipped_copy: Path):
