@@ -75,20 +75,29 @@ class Predictor:
                 f"int8: runs on the onnxruntime backend only (this bundle runs on {choice.name})"
             )
         self.backend, self.backend_reason = choice.name, choice.reason
-        self.int8 = int8
+        self.int8 = int8 and choice.name == "onnxruntime"
         self._ort: OrtRunner | None = None
         if choice.name == "onnxruntime":
-            from training.export import cached_onnx
-
-            path = cached_onnx(self.bundle, int8=int8)
-            self._ort = OrtRunner(
-                path,
-                device_type=self.device.type,
-                threads=threads,
-                input_chw=(self.channels, self.size, self.size),
-                max_batch=batch_size,
-            )
+            try:
+                self._ort = self._ort_runner(int8=int8, threads=threads)
+            except Exception as exc:
+                if backend != "auto" or int8:
+                    raise
+                # auto never stops a line over the export: torch runs the same network.
+                log.warning("onnxruntime unavailable for %s, torch runs it: %s", self.bundle.version, exc)
+                self.backend, self.backend_reason = "torch", f"auto: onnxruntime failed ({exc})"
         log.info("%s runs on %s (%s)", self.bundle.version, self.describe(), choice.reason)
+
+    def _ort_runner(self, *, int8: bool, threads: int | None) -> OrtRunner:
+        from training.export import cached_onnx
+
+        return OrtRunner(
+            cached_onnx(self.bundle, int8=int8),
+            device_type=self.device.type,
+            threads=threads,
+            input_chw=(self.channels, self.size, self.size),
+            max_batch=self.batch_size,
+        )
 
     def describe(self) -> str:
         """The backend in words, e.g. ``onnxruntime int8 [CPUExecutionProvider]`` or ``torch cpu``."""

@@ -156,6 +156,25 @@ def test_a_read_only_bundle_is_exported_into_the_cache_folder(
         _make_writable(shipped_copy)
 
 
+def test_auto_runs_torch_and_says_why_when_the_export_cannot_be_written(
+    shipped_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("STEEL_CACHE_DIR", str(cache))
+    _make_read_only(shipped_copy)
+    _make_read_only(cache)
+    try:
+        predictor = Predictor(str(shipped_copy), device="cpu", backend="auto")
+        assert predictor.backend == "torch" and "onnxruntime failed" in predictor.backend_reason
+        assert predictor.describe() == "torch cpu" and len(predictor(val_images(2))) == 2
+        with pytest.raises(OSError):  # asked for by name: the failure is reported, not papered over
+            Predictor(str(shipped_copy), device="cpu", backend="onnxruntime")
+    finally:
+        _make_writable(cache)
+        _make_writable(shipped_copy)
+
+
 def test_auto_picks_torch_for_faster_rcnn_and_says_why():
     choice = choose_backend("auto", family="faster_rcnn", device_type="cpu")
     assert choice.name == "torch" and "faster_rcnn" in choice.reason and "no ONNX export" in choice.reason
