@@ -9,7 +9,10 @@ every backend alike:
 * **batch-1 p50/p99 ms**: ``Predictor([image])`` on a 200x200 image (resize, network, decode + NMS,
   ``Detections``), ``--single`` calls per round;
 * **img/s batched**: ``Predictor(images)`` over ``--batch`` images at a time;
-* **raw img/s**: the network alone on the same prepared batch (the ceiling the rest is measured against).
+* **raw img/s**: the network alone on the same prepared batch (the ceiling the rest is measured against);
+* **CPU ms/img**: process CPU time per image in the batched pass. On a busy, shared machine wall-clock
+  figures measure the neighbours; CPU time per image says what the work itself costs (2 cores / it is
+  the img/s an idle 2-core machine would give at perfect parallel efficiency: an upper estimate).
 
 Prints a Markdown table and the ratios to torch; never asserts.
 """
@@ -17,6 +20,7 @@ Prints a Markdown table and the ratios to torch; never asserts.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import sys
 import time
@@ -28,6 +32,11 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 
 from datasets.settings import REPO_ROOT, data_root  # noqa: E402
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def neu_images(count: int) -> list[np.ndarray]:
@@ -82,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     single = {k: [] for k in predictors}
     batched = {k: [] for k in predictors}
     raw = {k: [] for k in predictors}
+    cpu_ms = {k: [] for k in predictors}
     for p in predictors.values():
         p.warmup()
     for _ in range(args.rounds):
@@ -90,9 +100,10 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 p([image])
                 single[name].append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), _cpu_seconds()
             p(images)
             batched[name].append(len(images) / (time.perf_counter() - t))
+            cpu_ms[name].append((_cpu_seconds() - c) * 1000 / len(images))
             from training.inference import to_model_input
 
             prepared = np.stack([to_model_input(im, size=p.size, channels=p.channels) for im in images])
@@ -101,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                 p._raw(prepared[start : start + args.batch])
             raw[name].append(len(images) / (time.perf_counter() - t))
     print(f"model {args.model}; {args.threads} threads; batch {args.batch}; best of {args.rounds} rounds\n")
-    print("| backend | batch-1 p50 ms | batch-1 p99 ms | img/s batched | raw network img/s | vs torch |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| backend | batch-1 p50 ms | batch-1 p99 ms | img/s batched | raw network img/s | vs torch "
+        "| CPU ms/img batched |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     base = max(batched["torch"]) if "torch" in batched else None
     for name in predictors:
         lat = sorted(single[name])
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{best / base:.2f}x" if base else ""
         print(
             f"| {name} | {statistics.median(lat):.1f} | {p99:.1f} | {best:.0f} | {max(raw[name]):.0f} | "
-            f"{ratio} |"
+            f"{ratio} | {min(cpu_ms[name]):.1f} |"
         )
     return 0
 
