@@ -216,3 +216,37 @@ def test_int8_export_is_calibrated_cached_and_finds_the_same_defects_mostly(ship
     labels_fp32 = sorted(int(c) for d in fp32(images) for c in d.class_ids)
     assert labels_fp32 and len(set(labels_int8) ^ set(labels_fp32)) <= 1
     assert abs(len(labels_int8) - len(labels_fp32)) <= max(2, len(labels_fp32) // 4)
+
+
+def test_steel_predict_backend_option_gives_the_same_json_on_both_backends(shipped_copy: Path):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    root = data_root()
+    names = [item["name"] for item in json.loads(SPLIT.read_text())["val"]][:3]
+    paths = [str(root / "images" / n) for n in names]
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        result = CliRunner().invoke(
+            app, ["predict", *paths, "--model", str(shipped_copy), "--backend", backend, "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        outputs[backend] = json.loads(result.output.strip().splitlines()[-1])
+    for a, b in zip(outputs["torch"]["images"], outputs["onnxruntime"]["images"], strict=True):
+        assert [d["class"] for d in a["detections"]] == [d["class"] for d in b["detections"]]
+    bad = CliRunner().invoke(app, ["predict", *paths, "--model", str(shipped_copy), "--backend", "tvm"])
+    assert bad.exit_code != 0 and "not one of auto, torch, onnxruntime" in bad.output
+
+
+def test_the_daemon_config_names_the_key_of_an_unknown_backend():
+    from pydantic import ValidationError
+
+    from inspection.config import InspectionConfig
+
+    with pytest.raises(ValidationError, match=r"detector\.backend"):
+        InspectionConfig.model_validate({"detector": {"backend": "tensorrt"}})
+    assert (
+        InspectionConfig.model_validate({"detector": {"backend": "torch", "int8": False}}).detector.backend
+        == "torch"
+    )
