@@ -77,4 +77,16 @@ def ensure_cached(bundle: Bundle, make: Callable[[Path], object], variant: str =
         if os.path.exists(tmp):
             os.unlink(tmp)
     log.info("exported %s (%s) to %s", bundle.version, variant, target)
+    if target.parent == bundle.path:
+        _remove_stale(bundle.path, keep_sha256=weights_sha256(bundle))
     return target
+
+
+def _remove_stale(folder: Path, *, keep_sha256: str) -> None:
+    """Delete this bundle folder's exports of weights it no longer holds (a retrain written over it).
+    Only beside the bundle: the shared cache folder holds other bundles' exports. A session already
+    made from a deleted file keeps running (the graph is in memory)."""
+    for path in folder.glob("model-*-*-*.onnx"):
+        if not path.name.endswith(f"-{keep_sha256}.onnx"):
+            path.unlink(missing_ok=True)
+            log.info("removed stale export %s", path)

@@ -112,14 +112,15 @@ def test_the_export_is_cached_beside_the_bundle_and_reused(shipped_copy: Path):
     assert second._ort.path == path and path.stat().st_mtime_ns == stamp
 
 
-def test_changed_weights_are_exported_again_never_run_from_the_stale_graph(tmp_path: Path):
+def test_changed_weights_are_exported_again_and_the_stale_graph_is_removed(tmp_path: Path):
     folder = tmp_path / "bundle"
     make_bundle(folder, trained_yolo(steps=2))
     old = Predictor(str(folder), device="cpu", backend="onnxruntime")
     old_path = old._ort.path
     make_bundle(folder, trained_yolo(steps=12))  # a retrain written over the same folder
     new = Predictor(str(folder), device="cpu", backend="onnxruntime")
-    assert new._ort.path != old_path and old_path.is_file()
+    assert new._ort.path != old_path and new._ort.path.is_file()
+    assert not old_path.exists()  # the stale export is removed; the old session still runs from memory
     reference = Predictor(str(folder), device="cpu", backend="torch")
     batch = np.stack([predictor_input(new, im) for im in val_images(4)])
     ref_boxes, ref_scores = reference._raw(batch)
@@ -250,3 +251,34 @@ def test_the_daemon_config_names_the_key_of_an_unknown_backend():
         InspectionConfig.model_validate({"detector": {"backend": "torch", "int8": False}}).detector.backend
         == "torch"
     )
+
+
+def test_a_faster_rcnn_bundle_runs_on_torch_under_auto_and_the_predictor_says_why(tmp_path: Path):
+    from datasets.model import NEU_DET_CLASSES
+    from training.bundle import save_bundle
+    from training.config import ModelConfig
+    from training.models.faster_rcnn import FasterRCNNConfig, build_faster_rcnn
+
+    config = ModelConfig(
+        family="faster_rcnn",
+        image_size=128,
+        in_channels=1,
+        faster_rcnn=FasterRCNNConfig(rpn_post_nms_top_n_test=50, representation_size=256),
+    )
+    torch.manual_seed(0)
+    model = build_faster_rcnn(config.faster_rcnn, num_classes=6, in_channels=1, image_size=128)
+    folder = save_bundle(
+        tmp_path / "frcnn",
+        model,
+        model_config=config,
+        class_names=list(NEU_DET_CLASSES),
+        version="frcnn-test",
+        score_threshold=0.0,
+    )
+    predictor = Predictor(str(folder), device="cpu", backend="auto", score_threshold=0.0)
+    assert (
+        predictor.backend == "torch" and "faster_rcnn family has no ONNX export" in predictor.backend_reason
+    )
+    detections = predictor(val_images(2))
+    assert len(detections) == 2 and all(isinstance(d, Detections) for d in detections)
+    assert not any(p.suffix == ".onnx" for p in folder.iterdir())
