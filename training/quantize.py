@@ -38,7 +38,7 @@ class _Calibration:
 
 def _decode_nodes(model_path: Path) -> list[str]:
     """The head's last Conv on every path to the outputs and the decode tail after it, kept in float:
-    quantising the class logits alone cost 0.012 mAP@0.5 on NEU-DET val (scores in 1/255 steps)."""
+    quantised too, they cost 0.0125 mAP@0.5 on NEU-DET val (0.7133 vs fp32 0.7258; 0.7184 kept float)."""
     import onnx
 
     graph = onnx.load(str(model_path)).graph
