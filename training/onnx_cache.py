@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from training.bundle import Bundle, sha256_file
+from training.bundle import Bundle
 
 log = logging.getLogger("steel.onnx")
 
@@ -32,8 +32,10 @@ def default_cache_dir() -> Path:
 
 
 def weights_sha256(bundle: Bundle) -> str:
-    """The hash of the weights file as it is now (``load_bundle`` checked it against the manifest)."""
-    return sha256_file(bundle.path / bundle.manifest["weights"]["file"])
+    """The hash of the weights in memory: the manifest's, which ``load_bundle`` checked against the file
+    it loaded. Not the file's hash now: a retrain replacing the file after loading would otherwise name
+    an export of the old weights after the new ones."""
+    return str(bundle.manifest["weights"]["sha256"])
 
 
 def export_name(sha256: str, variant: str = "fp32") -> str:

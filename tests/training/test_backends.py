@@ -282,3 +282,19 @@ def test_a_faster_rcnn_bundle_runs_on_torch_under_auto_and_the_predictor_says_wh
     detections = predictor(val_images(2))
     assert len(detections) == 2 and all(isinstance(d, Detections) for d in detections)
     assert not any(p.suffix == ".onnx" for p in folder.iterdir())
+
+
+def test_weights_replaced_after_loading_never_lend_their_hash_to_the_loaded_models_export(tmp_path: Path):
+    folder = tmp_path / "bundle"
+    make_bundle(folder, trained_yolo(steps=2))
+    loaded = load_bundle(folder)
+    loaded_sha = loaded.manifest["weights"]["sha256"]
+    make_bundle(folder, trained_yolo(steps=12))  # a retrain replaces the files after the model was loaded
+    predictor = Predictor(loaded, device="cpu", backend="onnxruntime")
+    assert loaded_sha in predictor._ort.path.name
+    batch = np.stack([predictor_input(predictor, im) for im in val_images(2)])
+    np.testing.assert_allclose(
+        predictor._raw(batch)[1], Predictor(loaded, device="cpu", backend="torch")._raw(batch)[1], atol=1e-5
+    )
+    fresh = Predictor(str(folder), device="cpu", backend="onnxruntime")
+    assert fresh._ort.path != predictor._ort.path
