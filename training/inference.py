@@ -86,7 +86,7 @@ class Predictor:
                 # auto never stops a line over the export: torch runs the same network.
                 log.warning("onnxruntime unavailable for %s, torch runs it: %s", self.bundle.version, exc)
                 self.backend, self.backend_reason = "torch", f"auto: onnxruntime failed ({exc})"
-        log.info("%s runs on %s (%s)", self.bundle.version, self.describe(), choice.reason)
+        log.info("%s runs on %s (%s)", self.bundle.version, self.describe(), self.backend_reason)
 
     def _ort_runner(self, *, int8: bool, threads: int | None) -> OrtRunner:
         from training.export import cached_onnx
