@@ -9,7 +9,7 @@ export STEEL_DATA
 DEMO_DIR ?= var/demo
 MODEL ?= models/neu-yolo-n
 
-.PHONY: demo test lint format bench install clean
+.PHONY: demo test lint format bench install clean gpu-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_daemon.py
 	$(BIN)/python bench/bench_dashboard.py
+
+# Training step (AMP + channels_last), predictor parity and the daemon on CUDA: one JSON report, < 8 min.
+# Without a GPU it prints {"status": "skipped", "reason": "skipped: no CUDA device"} and exits 0.
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py --out var/gpu-check.json
 
 clean:
 	rm -rf $(VENV) var runs .pytest_cache .ruff_cache

@@ -49,6 +49,8 @@ class DetectorConfig(Section):
     model: str = "models/neu-yolo-n"  # a bundle folder
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, le=1024)  # CPU intra-op threads
+    backend: Literal["auto", "torch", "onnxruntime"] = "auto"  # auto: onnxruntime for YOLO when installed
+    int8: bool = False  # onnxruntime's int8 export (made by `steel export --int8`)
     batch_tiles: int = Field(32, ge=1, le=4096)  # tiles per model batch (across frames)
     batch_wait_ms: float = Field(5.0, ge=0, le=10_000)  # wait this long to fill a batch
     score_threshold: float | None = Field(None, ge=0, lt=1)  # None: the bundle's

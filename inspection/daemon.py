@@ -142,6 +142,8 @@ class Daemon:
             batch_size=self.cfg.detector.batch_tiles,
             score_threshold=self.cfg.detector.score_threshold,
             threads=self.cfg.detector.threads,
+            backend=self.cfg.detector.backend,
+            int8=self.cfg.detector.int8,
         )
         if self.link.ready:
             self._guarded("register the model", self._register_model)

@@ -28,6 +28,8 @@ class TileDetector:
         batch_size: int = 32,
         score_threshold: float | None = None,
         threads: int | None = None,
+        backend: str = "auto",
+        int8: bool = False,
     ):
         if threads:
             import torch
@@ -36,6 +38,9 @@ class TileDetector:
         self.device = device
         self.batch_size = batch_size
         self.score_threshold = score_threshold
+        self.backend = backend
+        self.int8 = int8
+        self.threads = threads
         self._lock = threading.Lock()
         self._points: dict[str, dict[str, float]] = {}  # version -> operating point, of every bundle run
         self._predictor = self._load(bundle_path)
@@ -43,10 +48,17 @@ class TileDetector:
 
     def _load(self, path: str | Path) -> Predictor:
         predictor = Predictor(
-            str(path), device=self.device, batch_size=self.batch_size, score_threshold=self.score_threshold
+            str(path),
+            device=self.device,
+            batch_size=self.batch_size,
+            score_threshold=self.score_threshold,
+            backend=self.backend,
+            int8=self.int8,
+            threads=self.threads,
         )
         predictor.warmup()
         self._points[predictor.version] = predictor.bundle.operating_point
+        log.info("detector %s on %s (%s)", predictor.version, predictor.describe(), predictor.backend_reason)
         return predictor
 
     @property
@@ -64,6 +76,11 @@ class TileDetector:
         if version is not None and version in self._points:
             return self._points[version]
         return self._predictor.bundle.operating_point
+
+    @property
+    def backend_description(self) -> str:
+        """What runs the model, e.g. ``onnxruntime fp32 [CPUExecutionProvider]``, and why it was picked."""
+        return f"{self._predictor.describe()} ({self._predictor.backend_reason})"
 
     @property
     def manifest(self) -> dict:

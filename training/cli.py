@@ -12,6 +12,8 @@ import typer
 from datasets.settings import ConfigError
 
 app = typer.Typer(add_completion=False)
+BACKEND_HELP = "auto | torch | onnxruntime (auto: ONNX Runtime for YOLO when installed, else torch)"
+INT8_HELP = "onnxruntime's int8 export (made on first use, calibrated on the split's training images)"
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -66,10 +68,12 @@ def eval_command(
         Path | None, typer.Option("--plots", help="Write PR curves + confusion matrix here")
     ] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
+    int8: Annotated[bool, typer.Option("--int8", help=INT8_HELP)] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """COCO mAP@0.5 and mAP@0.5:0.95, per-class AP, P/R/F1 and a confusion matrix for a bundle."""
-    from training.evaluate_cli import run_eval
+    from training.evaluate_cli import BackendOptions, run_eval
 
     try:
         result = run_eval(
@@ -81,6 +85,7 @@ def eval_command(
             conf=conf,
             device=device,
             show_progress=not as_json,
+            runtime=BackendOptions(backend=backend, int8=int8),
         )
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
@@ -155,6 +160,7 @@ def predict_command(
     model: Annotated[Path, typer.Option("--model", help="Model bundle folder")],
     conf: Annotated[float | None, typer.Option("--conf")] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Boxes, classes and scores for each image."""
@@ -162,7 +168,7 @@ def predict_command(
     from training.inference import Predictor, read_image
 
     try:
-        predictor = Predictor(str(model), device=device, score_threshold=conf)
+        predictor = Predictor(str(model), device=device, score_threshold=conf, backend=backend)
         arrays = [read_image(str(p)) for p in images]
     except (BundleError, ValueError) as exc:
         raise _fail(str(exc)) from None
@@ -193,16 +199,27 @@ def export_command(
     out: Annotated[
         Path | None, typer.Option("--out", help="Output file (default: <bundle>/model.onnx)")
     ] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Also make the cached int8 export (needs --data)")
+    ] = False,
+    data: Annotated[Path | None, typer.Option("--data", help="--int8: calibration annotations")] = None,
+    split: Annotated[Path | None, typer.Option("--split", help="--int8: calibrate on its train side")] = None,
 ) -> None:
-    """Export the network (before NMS) for other runtimes."""
+    """Export the network (before NMS) for other runtimes; with --int8, the cached int8 graph too."""
     if format != "onnx":
         raise _fail(f"--format: {format!r} is not supported (allowed: onnx)", 2)
+    if int8 and data is None:
+        raise _fail("--int8: needs --data (training images to calibrate on)", 2)
     from training.bundle import BundleError, load_bundle
     from training.export import export_onnx
 
     try:
         bundle = load_bundle(model)
         path = export_onnx(bundle, out or model / "model.onnx")
+        if int8 and data is not None:
+            from training.quantize import quantize_from_dataset
+
+            typer.echo(f"wrote {quantize_from_dataset(bundle, data=data, split=split)}")
     except (BundleError, ValueError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"wrote {path}")

@@ -11,7 +11,10 @@ from tqdm import tqdm
 
 from datasets.readers import read_dataset
 from training.evaluation import EvalResult, GroundTruth, Prediction, evaluate, ground_truth_from_records
+from training.bundle import load_bundle
 from training.inference import Predictor, read_image
+
+CALIBRATION_IMAGES = 128  # training images for int8 calibration, spread evenly over the training side
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,16 @@ class Scored:
     data: str  # which images: the annotations path and, with a split, its file and hash
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """Which runtime scores the set: ``backend`` as in ``detector.backend``; ``int8`` the quantised ONNX
+    export (made on first use, calibrated on ``calibration_images`` images of the split's training side)."""
+
+    backend: str = "auto"
+    int8: bool = False
+    calibration_images: int = CALIBRATION_IMAGES
+
+
 def score_dataset(
     *,
     model: Path,
@@ -34,22 +47,36 @@ def score_dataset(
     device: str = "auto",
     show_progress: bool = True,
     batch_size: int = 32,
+    runtime: BackendOptions = BackendOptions(),
 ) -> Scored:
     """Read the labelled set (the val side of ``split`` when given) and score it with the bundle."""
-    predictor = Predictor(str(model), device=device, score_threshold=0.0, batch_size=batch_size)
-    aset = read_dataset(data, format=format, images_dir=images, class_names=predictor.class_names)
+    bundle = load_bundle(model)
+    aset = read_dataset(data, format=format, images_dir=images, class_names=bundle.class_names)
     errors = [p for p in aset.problems if p.severity == "error"]
     if errors:
         raise ValueError(f"{len(errors)} annotation errors, e.g. {errors[0]}")
-    records = aset.images
+    records = train_records = aset.images
     described = str(data)
     if split is not None:
         from datasets.split import apply_split, read_split
 
         chosen = read_split(split)
-        _, val = apply_split(aset, chosen)
-        records = val.images
+        train, val = apply_split(aset, chosen)
+        records, train_records = val.images, train.images
         described = f"{data} (val side of {split.name}, split_sha256 {chosen.split_sha256[:12]})"
+    if runtime.int8:
+        from training.quantize import calibration_records, quantize_int8
+
+        calibration = calibration_records(train_records, runtime.calibration_images)
+        quantize_int8(bundle, [read_image(str(r.path)) for r in calibration])
+    predictor = Predictor(
+        bundle,
+        device=device,
+        score_threshold=0.0,
+        batch_size=batch_size,
+        backend=runtime.backend,
+        int8=runtime.int8,
+    )
     preds: list[Prediction] = []
     for start in tqdm(
         range(0, len(records), batch_size), desc="scoring", disable=not show_progress, leave=False
@@ -87,6 +114,7 @@ def run_eval(
     device: str = "auto",
     show_progress: bool = True,
     batch_size: int = 32,
+    runtime: BackendOptions = BackendOptions(),
 ) -> EvalResult:
     scored = score_dataset(
         model=model,
@@ -97,6 +125,7 @@ def run_eval(
         device=device,
         show_progress=show_progress,
         batch_size=batch_size,
+        runtime=runtime,
     )
     return evaluate_at_bundle_point(scored, conf)
 

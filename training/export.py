@@ -45,3 +45,21 @@ def export_onnx(bundle: Bundle, out_path: str | Path, *, opset: int = 17) -> Pat
         dynamic_axes={"images": {0: "batch"}, "boxes": {0: "batch"}, "scores": {0: "batch"}},
     )
     return out_path
+
+
+def cached_onnx(bundle: Bundle, *, int8: bool = False) -> Path:
+    """The bundle's fp32 export for its current weights, made on first use (see ``training.onnx_cache``).
+
+    With ``int8``, the statically quantised export, which ``steel export --int8`` (or ``steel eval
+    --backend onnxruntime --int8``) makes from calibration images; it is never made implicitly here."""
+    from training.onnx_cache import cached_path, ensure_cached
+
+    if int8:
+        path = cached_path(bundle, "int8")
+        if not path.is_file():
+            raise ValueError(
+                f"{bundle.path}: no int8 export for these weights ({path.name}); make it with "
+                f"`steel export --model {bundle.path} --int8 --data ANNOTATIONS --split SPLIT`"
+            )
+        return path
+    return ensure_cached(bundle, lambda tmp: export_onnx(bundle, tmp), "fp32")
