@@ -10,8 +10,8 @@ from rich.table import Table
 from tqdm import tqdm
 
 from datasets.readers import read_dataset
-from training.evaluation import EvalResult, GroundTruth, Prediction, evaluate, ground_truth_from_records
 from training.bundle import load_bundle
+from training.evaluation import EvalResult, GroundTruth, Prediction, evaluate, ground_truth_from_records
 from training.inference import Predictor, read_image
 
 CALIBRATION_IMAGES = 128  # training images for int8 calibration, spread evenly over the training side
