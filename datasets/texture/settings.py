@@ -6,6 +6,7 @@ a bundle's weights can be checked against its manifest before anything is predic
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
@@ -86,7 +87,7 @@ class FeatureSettings(StrictModel):
     @property
     def min_side_px(self) -> int:
         """Smallest crop side every group can work on; smaller crops are reflect-padded up to it."""
-        lbp_reach = max(int(round(r)) for _, r in self.lbp_points_radius)
+        lbp_reach = max(math.ceil(r) for _, r in self.lbp_points_radius)  # as lbp_histogram trims
         return max(
             self.hog_cell_px * self.hog_block_cells, 2 * max(self.glcm_distances_px) + 1, 2 * lbp_reach + 1
         )
