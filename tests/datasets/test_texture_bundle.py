@@ -169,3 +169,25 @@ def test_predicting_from_a_bundle_needs_neither_torch_nor_scikit_learn() -> None
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("features", "field"),
+    [
+        ({"glcm_distances_px": [1, 10**9]}, "features.glcm_distances_px"),
+        ({"glcm_distances_px": list(range(1, 200))}, "features.glcm_distances_px"),
+        ({"lbp_points_radius": [[8, 1.0e9]]}, "features.lbp_points_radius"),
+        ({"lbp_points_radius": [[8, 1.0]] * 100}, "features.lbp_points_radius"),
+    ],
+)
+def test_feature_settings_that_would_exhaust_memory_are_refused_naming_the_field(
+    bundle_dir: Path, features: dict, field: str
+) -> None:
+    """A radius or distance of 10^9 px would pad every crop to 2*10^9 px a side before a prediction; 200
+    distances make a 256x256x200x16 co-occurrence array: a hostile bundle must not take the host down."""
+    data = json.loads((bundle_dir / MANIFEST).read_text())
+    data["features"].update(features)
+    (bundle_dir / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ClassicBundleError, match="manifest.json") as info:
+        load_classic_bundle(bundle_dir)
+    assert field in str(info.value)
