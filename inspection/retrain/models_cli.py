@@ -37,6 +37,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _who(by: str | None) -> str:
+    """The ``--by`` name recorded in the audit tables (default: the login), within their column width."""
+    from inspection.storage.retrain_store import AUDIT_NAME_CHARS as width
+
+    name = by if by is not None else f"cli:{getpass.getuser()}"
+    if not name.strip() or len(name) > width:
+        raise fail(f"--by: a name of 1 to {width} characters is recorded, got {len(name)} characters", 2)
+    return name
+
+
 def _db_url(db: str | None, config: Path) -> str:
     if db:
         return db
@@ -205,6 +215,7 @@ def activate_command(
     from inspection.storage.model_history import gate_rejected, model_version
     from inspection.storage.repository import activate_model
 
+    who = _who(by)
     repo = _repository(db, config)
     try:
         with repo.transaction() as s:
@@ -222,7 +233,7 @@ def activate_command(
             activate_model(
                 s,
                 version,
-                promoted_by=by or f"cli:{getpass.getuser()}",
+                promoted_by=who,
                 note=reason or "steel models activate",
                 kind="manual",
                 forced=rejected is not None,
@@ -303,12 +314,11 @@ def _snapshot_decision(
 ) -> None:
     from inspection.storage.retrain_store import record_snapshot_decision
 
+    who = _who(by)
     repo = _repository(db, config)
     try:
         with repo.transaction() as s:
-            record_snapshot_decision(
-                s, run_id, action=action, by=by or f"cli:{getpass.getuser()}", reason=reason
-            )
+            record_snapshot_decision(s, run_id, action=action, by=who, reason=reason)
     except (LookupError, ValueError) as exc:
         raise fail(str(exc)) from None
     finally:

@@ -1,0 +1,82 @@
+"""Who decided is an audit column of 100 characters: a longer ``--by`` is a usage error on every backend
+(PostgreSQL refused the row with a DataError traceback; SQLite stored it whole), and nothing is recorded."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+from typer import Typer
+from typer.testing import CliRunner
+
+from inspection.retrain.cli import models_app
+from inspection.storage.db import upgrade
+from inspection.storage.repository import (
+    Repository,
+    finish_retrain_run,
+    register_model_version,
+    start_retrain_run,
+)
+from inspection.storage.schema import ModelActivation, SnapshotDecision
+
+TOO_LONG = "operator " * 12  # 108 characters
+
+
+@pytest.fixture
+def finished_run(db_url: str) -> int:
+    upgrade(db_url)
+    repo = Repository(db_url)
+    try:
+        with repo.transaction() as s:
+            register_model_version(s, {"version": "v1", "class_names": ["crazing", "patches"]}, None)
+            run_id = start_retrain_run(s).id
+            finish_retrain_run(s, run_id, status="promoted", decision_reason="better")
+    finally:
+        repo.dispose()
+    return run_id
+
+
+def _steel_models(*args: str) -> tuple[int, str]:
+    cli = Typer()
+    cli.add_typer(models_app, name="models")
+    cli.command("noop")(lambda: None)
+    result = CliRunner().invoke(cli, ["models", *args])
+    return result.exit_code, result.output
+
+
+def _rows(db_url: str) -> tuple[int, int]:
+    repo = Repository(db_url)
+    try:
+        with repo.transaction() as s:
+            counts = (
+                s.scalar(select(func.count()).select_from(SnapshotDecision)),
+                s.scalar(select(func.count()).select_from(ModelActivation)),
+            )
+    finally:
+        repo.dispose()
+    return int(counts[0] or 0), int(counts[1] or 0)
+
+
+def test_a_snapshot_decision_by_a_name_longer_than_the_audit_column_is_a_usage_error(
+    db_url: str, finished_run: int
+) -> None:
+    code, output = _steel_models(
+        "snapshot", "drop", str(finished_run), "--reason", "bad labels", "--by", TOO_LONG, "--db", db_url
+    )
+    assert code == 2 and "error: --by" in output and "100 characters" in output, output
+    assert _rows(db_url) == (0, 0)
+    code, output = _steel_models(
+        "snapshot", "drop", str(finished_run), "--reason", "bad labels", "--by", "qa", "--db", db_url
+    )
+    assert code == 0, output
+    assert _rows(db_url) == (1, 0)
+
+
+def test_an_activation_by_a_name_longer_than_the_audit_column_is_a_usage_error(
+    db_url: str, finished_run: int
+) -> None:
+    code, output = _steel_models("activate", "v1", "--no-check", "--by", TOO_LONG, "--db", db_url)
+    assert code == 2 and "error: --by" in output and "100 characters" in output, output
+    assert _rows(db_url) == (0, 0)
+    code, output = _steel_models("activate", "v1", "--no-check", "--by", "qa", "--db", db_url)
+    assert code == 0, output
+    assert _rows(db_url) == (0, 1)
