@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from datasets.settings import REPO_ROOT, StrictModel
 
@@ -116,6 +118,15 @@ class OutputConfig(StrictModel):
     version_prefix: str = Field("retrain", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # <prefix>-r<run id>
 
 
+def check_database_url(url: str) -> str:
+    """``url`` when SQLAlchemy can parse it; else a ValueError quoting it (not an ArgumentError traceback)."""
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a SQLAlchemy database URL: {url!r}") from None
+    return url
+
+
 class RetrainConfig(StrictModel):
     db: str = "sqlite:///var/inspection.db"
     base: DataSourceConfig = DataSourceConfig(side="train")
@@ -131,6 +142,11 @@ class RetrainConfig(StrictModel):
     retention: RetentionConfig = RetentionConfig()
     output: OutputConfig = OutputConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("db")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return check_database_url(value)
 
     @model_validator(mode="after")
     def _fixed_set_is_held_out(self) -> RetrainConfig:

@@ -49,7 +49,12 @@ def _who(by: str | None) -> str:
 
 def _db_url(db: str | None, config: Path) -> str:
     if db:
-        return db
+        from inspection.retrain.config import check_database_url
+
+        try:
+            return check_database_url(db)
+        except ValueError as exc:
+            raise fail(f"--db: {exc}", 2) from None
     if config.is_file():
         from inspection.retrain.config import load_retrain_config
 

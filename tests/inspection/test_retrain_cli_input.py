@@ -1,5 +1,8 @@
-"""Who decided is an audit column of 100 characters: a longer ``--by`` is a usage error on every backend
-(PostgreSQL refused the row with a DataError traceback; SQLite stored it whole), and nothing is recorded."""
+"""What people type into ``steel models`` and ``steel retrain`` is checked before it reaches the database.
+
+Who decided is an audit column of 100 characters: a longer ``--by`` is a usage error on every backend
+(PostgreSQL refused the row with a DataError traceback; SQLite stored it whole), and nothing is recorded.
+A database URL that does not parse is a usage error naming it, not an ArgumentError traceback."""
 
 from __future__ import annotations
 
@@ -80,3 +83,24 @@ def test_an_activation_by_a_name_longer_than_the_audit_column_is_a_usage_error(
     code, output = _steel_models("activate", "v1", "--no-check", "--by", "qa", "--db", db_url)
     assert code == 0, output
     assert _rows(db_url) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["models", "list", "--db", "not-a-url"],
+        ["models", "history", "--db", "not-a-url"],
+        ["retrain", "--set", "db=not-a-url", "--dry-run"],
+        ["retrain", "--set", "db=not-a-url"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_a_database_url_that_does_not_parse_is_a_usage_error_naming_it(args: list[str]) -> None:
+    from inspection.retrain.cli import retrain_command
+
+    cli = Typer()
+    cli.add_typer(models_app, name="models")
+    cli.command("retrain")(retrain_command)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "error:" in result.output and "db" in result.output and "not-a-url" in result.output
