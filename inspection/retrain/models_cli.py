@@ -70,11 +70,29 @@ ConfigOption = Annotated[Path, typer.Option("--config", help="Retraining config 
 JsonOption = Annotated[bool, typer.Option("--json")]
 
 
+def database_error(exc: Exception) -> str:
+    """One line for a database that cannot be opened: the driver's first line, never the URL (it may
+    hold a password)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"cannot open the database: {type(cause).__name__}: {first}"
+
+
 def _repository(db: str | None, config: Path) -> Repository:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from inspection.storage.db import upgrade
 
-    repo = Repository(_db_url(db, config))
-    upgrade(repo.engine)
+    url = _db_url(db, config)
+    try:
+        repo = Repository(url)
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(database_error(exc)) from None
+    try:
+        upgrade(repo.engine)
+    except (SQLAlchemyError, OSError) as exc:
+        repo.dispose()
+        raise fail(database_error(exc)) from None
     return repo
 
 

@@ -104,3 +104,28 @@ def test_a_database_url_that_does_not_parse_is_a_usage_error_naming_it(args: lis
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, (result.output, result.exception)
     assert "error:" in result.output and "db" in result.output and "not-a-url" in result.output
+
+
+UNREACHABLE = {
+    "sqlite under a missing /proc folder": "sqlite:////proc/no-such-folder/inspection.db",
+    "postgresql with nothing listening": "postgresql+psycopg://qa:hunter2@127.0.0.1:1/inspection",
+}
+
+
+@pytest.mark.parametrize("url", UNREACHABLE.values(), ids=UNREACHABLE.keys())
+@pytest.mark.parametrize(
+    "args", [["models", "list"], ["models", "runs"], ["retrain", "--dry-run"], ["retrain"]], ids=" ".join
+)
+def test_a_database_that_cannot_be_opened_is_one_error_line_without_its_password(
+    url: str, args: list[str]
+) -> None:
+    from inspection.retrain.cli import retrain_command
+
+    cli = Typer()
+    cli.add_typer(models_app, name="models")
+    cli.command("retrain")(retrain_command)
+    option = ["--db", url] if args[0] == "models" else ["--set", f"db={url}"]
+    result = CliRunner().invoke(cli, [*args, *option])
+    assert result.exit_code == 1, (result.output, result.exception)
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) <= 2, result.output
+    assert "hunter2" not in result.output
