@@ -83,7 +83,8 @@ class RetentionConfig(StrictModel):
     """What finished runs leave on disk (the database keeps every row)."""
 
     keep_rejected_bundles: int = Field(3, ge=0)  # newest rejected challengers kept in the registry
-    keep_run_dirs: int = Field(5, ge=0)  # newest runs/run-<id>/ folders (training data links, checkpoints)
+    # newest runs/run-<id>/ folders (training data links, checkpoints), and failed runs' snapshots
+    keep_run_dirs: int = Field(5, ge=0)
 
 
 class RecipeConfig(StrictModel):
