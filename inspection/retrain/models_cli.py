@@ -271,7 +271,7 @@ def history_command(
     db: DbOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
     version: Annotated[str | None, typer.Option("--version", help="Only this version")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """Every activation, newest first: when, which version, from which, by whom, by hand or by a run, why."""
@@ -298,7 +298,7 @@ def history_command(
 def runs_command(
     db: DbOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
-    limit: Annotated[int, typer.Option("--limit")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs")] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """The latest retrain runs with their decisions."""

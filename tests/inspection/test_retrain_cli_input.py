@@ -129,3 +129,11 @@ def test_a_database_that_cannot_be_opened_is_one_error_line_without_its_password
     assert result.exit_code == 1, (result.output, result.exception)
     assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) <= 2, result.output
     assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize("command", ["history", "runs"])
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_a_limit_below_one_is_a_usage_error(db_url: str, finished_run: int, command: str, limit: str) -> None:
+    """PostgreSQL refused ``LIMIT -1`` with a traceback and SQLite read it as no limit at all."""
+    code, output = _steel_models(command, "--limit", limit, "--db", db_url)
+    assert code == 2 and "--limit" in output, output
