@@ -29,6 +29,10 @@ WEIGHTS = "weights.safetensors"
 CLASSIC_FORMAT = "steel-classic-bundle/1"
 TENSORS = ("scaler.mean", "scaler.scale", "linear.coef", "linear.intercept")
 Task = Literal["image-class", "defect-tile"]
+# A bundle is untrusted: nothing is read whole before its size is checked. The manifest holds settings and a
+# report of metrics (a few KiB); the weights hold float64 arrays of the manifest's shapes plus a JSON header.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+SAFETENSORS_HEADER_BYTES = 64 * 1024
 
 
 class ClassicBundleError(ValueError):
@@ -82,7 +86,8 @@ class ClassicBundle:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def save_classic_bundle(
@@ -115,11 +120,14 @@ def save_classic_bundle(
 
 def read_classic_manifest(bundle_dir: Path) -> ClassicManifest:
     path = bundle_dir / MANIFEST
+    size = path.stat().st_size if path.is_file() else 0
+    if size > MAX_MANIFEST_BYTES:
+        raise ClassicBundleError(f"{path}: {size} bytes, more than a manifest's {MAX_MANIFEST_BYTES}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ClassicBundleError(f"{path}: no classical bundle manifest here") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8, JSON or huge integers
         raise ClassicBundleError(f"{path}: unreadable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ClassicBundleError(f"{path}: top level must be an object, got {type(data).__name__}")
@@ -140,6 +148,14 @@ def read_classic_manifest(bundle_dir: Path) -> ClassicManifest:
 def _read_tensors(path: Path, manifest: ClassicManifest) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise ClassicBundleError(f"{path}: weights file named by manifest weights.file is missing")
+    classes, features = len(manifest.class_names), manifest.features.length
+    most = SAFETENSORS_HEADER_BYTES + 8 * (2 * features + classes * features + classes)
+    size = path.stat().st_size
+    if size > most:
+        raise ClassicBundleError(
+            f"{path}: {size} bytes, more than the {most} that float64 arrays for the manifest's "
+            f"class_names ({classes}) and features ({features} columns) take"
+        )
     digest = _sha256(path)
     if digest != manifest.weights.sha256:
         raise ClassicBundleError(

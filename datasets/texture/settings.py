@@ -6,6 +6,7 @@ a bundle's weights can be checked against its manifest before anything is predic
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
@@ -15,6 +16,12 @@ from datasets.settings import StrictModel
 FeatureGroup = Literal["histogram", "glcm", "lbp", "hog", "edges"]
 GROUPS: tuple[FeatureGroup, ...] = ("histogram", "glcm", "lbp", "hog", "edges")
 GLCM_PROPS: tuple[str, ...] = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")
+# Bounds a bundle's manifest (untrusted) may not exceed: a distance or radius pads every crop to twice its
+# size, and each distance adds a levels x levels x angles co-occurrence array.
+MAX_GLCM_DISTANCE_PX = 64
+MAX_GLCM_DISTANCES = 8
+MAX_LBP_RADIUS_PX = 16.0
+MAX_LBP_SCALES = 8
 HISTOGRAM_MOMENTS = 4  # mean, std, skewness, excess kurtosis
 EDGE_SCALARS = 4  # Otsu threshold, dark fraction, mean and std of the Sobel magnitude
 
@@ -46,15 +53,24 @@ class FeatureSettings(StrictModel):
     @field_validator("glcm_distances_px")
     @classmethod
     def _distances(cls, distances: tuple[int, ...]) -> tuple[int, ...]:
-        if not distances or min(distances) < 1:
-            raise ValueError(f"distances must be positive pixels, got {list(distances)}")
+        if not 1 <= len(distances) <= MAX_GLCM_DISTANCES:
+            raise ValueError(f"needs 1 to {MAX_GLCM_DISTANCES} distances, got {len(distances)}")
+        if min(distances) < 1 or max(distances) > MAX_GLCM_DISTANCE_PX:
+            raise ValueError(
+                f"distances must be 1..{MAX_GLCM_DISTANCE_PX} pixels, got {list(distances)[:10]}"
+            )
         return distances
 
     @field_validator("lbp_points_radius")
     @classmethod
     def _lbp(cls, pairs: tuple[tuple[int, float], ...]) -> tuple[tuple[int, float], ...]:
-        if not pairs or any(p < 4 or p > 32 or r <= 0 for p, r in pairs):
-            raise ValueError(f"each LBP (points, radius) needs 4 <= points <= 32 and radius > 0, got {pairs}")
+        if not 1 <= len(pairs) <= MAX_LBP_SCALES:
+            raise ValueError(f"needs 1 to {MAX_LBP_SCALES} (points, radius) pairs, got {len(pairs)}")
+        if any(p < 4 or p > 32 or not 0 < r <= MAX_LBP_RADIUS_PX for p, r in pairs):
+            raise ValueError(
+                f"each LBP (points, radius) needs 4 <= points <= 32 and 0 < radius <= {MAX_LBP_RADIUS_PX}, "
+                f"got {pairs}"
+            )
         return pairs
 
     def group_length(self, group: FeatureGroup) -> int:
@@ -86,7 +102,7 @@ class FeatureSettings(StrictModel):
     @property
     def min_side_px(self) -> int:
         """Smallest crop side every group can work on; smaller crops are reflect-padded up to it."""
-        lbp_reach = max(int(round(r)) for _, r in self.lbp_points_radius)
+        lbp_reach = max(math.ceil(r) for _, r in self.lbp_points_radius)  # as lbp_histogram trims
         return max(
             self.hog_cell_px * self.hog_block_cells, 2 * max(self.glcm_distances_px) + 1, 2 * lbp_reach + 1
         )

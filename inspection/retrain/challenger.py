@@ -97,7 +97,12 @@ def train_challenger(train_cfg: TrainConfig, *, nproc: int, log: Log) -> tuple[P
         config_file = out.parent / "train_config.json"
         write_json(config_file, train_cfg.model_dump(mode="json"))
         cmd = [*torchrun_command(nproc), "-m", "inspection.cli", "train", str(config_file)]
-        subprocess.run([*cmd, "--resume"] if resume else cmd, check=True, cwd=REPO_ROOT)
+        try:
+            subprocess.run([*cmd, "--resume"] if resume else cmd, check=True, cwd=REPO_ROOT)
+        except subprocess.CalledProcessError as exc:  # `steel retrain` reports RuntimeError as one line
+            raise RuntimeError(
+                f"training under torchrun ({config_file}) failed with exit status {exc.returncode}"
+            ) from None
     else:
         from training.trainer import fit  # heavy (torch): only when training here
 

@@ -20,12 +20,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from datasets.settings import ConfigError
-from inspection.retrain.models_cli import DEFAULT_CONFIG, fail, models_app
+from inspection.retrain.models_cli import DEFAULT_CONFIG, database_error, fail, models_app
+
+if TYPE_CHECKING:
+    from inspection.retrain.config import RetrainConfig
 
 EXIT_PROMOTED = 0
 EXIT_FAILED = 1
@@ -41,6 +45,19 @@ EXIT_CODES = {
 }
 
 __all__ = ["EXIT_CODES", "models_app", "retrain_command"]
+
+
+def _dry_run(cfg: RetrainConfig, as_json: bool) -> None:
+    """Print what the next pass would do (``--dry-run``); its errors are one line, exit 1."""
+    from inspection.retrain.status import retrain_status
+
+    try:
+        status = retrain_status(cfg)
+    except SQLAlchemyError as exc:
+        raise fail(database_error(exc), EXIT_FAILED) from None
+    except (ValueError, OSError) as exc:  # a missing split file, an unreadable annotation folder...
+        raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
+    typer.echo(json.dumps(status, indent=None if as_json else 2))
 
 
 def retrain_command(
@@ -77,13 +94,7 @@ def retrain_command(
         typer.echo(f"{config}: ok")
         return
     if dry_run:
-        from inspection.retrain.status import retrain_status
-
-        try:
-            status = retrain_status(cfg)
-        except (ValueError, OSError) as exc:  # a missing split file, an unreadable annotation folder...
-            raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
-        typer.echo(json.dumps(status, indent=None if as_json else 2))
+        _dry_run(cfg, as_json)
         return
     from inspection.retrain.job import RetrainBusyError, run_retrain
 
@@ -92,6 +103,8 @@ def retrain_command(
         outcome = run_retrain(cfg, restart=restart, log=lambda line: typer.echo(line, err=as_json))
     except RetrainBusyError as exc:
         raise fail(str(exc), EXIT_BUSY) from None
+    except SQLAlchemyError as exc:  # the database down or unreachable
+        raise fail(database_error(exc), EXIT_FAILED) from None
     except (ValueError, OSError, RuntimeError) as exc:  # recorded as a failed run when one was open
         raise fail(f"{type(exc).__name__}: {exc}", EXIT_FAILED) from None
     if as_json:

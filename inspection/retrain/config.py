@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from datasets.settings import REPO_ROOT, StrictModel
 
@@ -81,7 +83,8 @@ class RetentionConfig(StrictModel):
     """What finished runs leave on disk (the database keeps every row)."""
 
     keep_rejected_bundles: int = Field(3, ge=0)  # newest rejected challengers kept in the registry
-    keep_run_dirs: int = Field(5, ge=0)  # newest runs/run-<id>/ folders (training data links, checkpoints)
+    # newest runs/run-<id>/ folders (training data links, checkpoints), and failed runs' snapshots
+    keep_run_dirs: int = Field(5, ge=0)
 
 
 class RecipeConfig(StrictModel):
@@ -116,6 +119,15 @@ class OutputConfig(StrictModel):
     version_prefix: str = Field("retrain", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # <prefix>-r<run id>
 
 
+def check_database_url(url: str) -> str:
+    """``url`` when SQLAlchemy can parse it; else a ValueError quoting it (not an ArgumentError traceback)."""
+    try:
+        make_url(url)
+    except ArgumentError:
+        raise ValueError(f"not a SQLAlchemy database URL: {url!r}") from None
+    return url
+
+
 class RetrainConfig(StrictModel):
     db: str = "sqlite:///var/inspection.db"
     base: DataSourceConfig = DataSourceConfig(side="train")
@@ -131,6 +143,11 @@ class RetrainConfig(StrictModel):
     retention: RetentionConfig = RetentionConfig()
     output: OutputConfig = OutputConfig()
     device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @field_validator("db")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return check_database_url(value)
 
     @model_validator(mode="after")
     def _fixed_set_is_held_out(self) -> RetrainConfig:

@@ -37,9 +37,24 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _who(by: str | None) -> str:
+    """The ``--by`` name recorded in the audit tables (default: the login), within their column width."""
+    from inspection.storage.retrain_store import AUDIT_NAME_CHARS as width
+
+    name = by if by is not None else f"cli:{getpass.getuser()}"
+    if not name.strip() or len(name) > width:
+        raise fail(f"--by: a name of 1 to {width} characters is recorded, got {len(name)} characters", 2)
+    return name
+
+
 def _db_url(db: str | None, config: Path) -> str:
     if db:
-        return db
+        from inspection.retrain.config import check_database_url
+
+        try:
+            return check_database_url(db)
+        except ValueError as exc:
+            raise fail(f"--db: {exc}", 2) from None
     if config.is_file():
         from inspection.retrain.config import load_retrain_config
 
@@ -55,11 +70,29 @@ ConfigOption = Annotated[Path, typer.Option("--config", help="Retraining config 
 JsonOption = Annotated[bool, typer.Option("--json")]
 
 
+def database_error(exc: Exception) -> str:
+    """One line for a database that cannot be opened: the driver's first line, never the URL (it may
+    hold a password)."""
+    cause = getattr(exc, "orig", None) or exc
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"cannot open the database: {type(cause).__name__}: {first}"
+
+
 def _repository(db: str | None, config: Path) -> Repository:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from inspection.storage.db import upgrade
 
-    repo = Repository(_db_url(db, config))
-    upgrade(repo.engine)
+    url = _db_url(db, config)
+    try:
+        repo = Repository(url)
+    except (SQLAlchemyError, OSError) as exc:
+        raise fail(database_error(exc)) from None
+    try:
+        upgrade(repo.engine)
+    except (SQLAlchemyError, OSError) as exc:
+        repo.dispose()
+        raise fail(database_error(exc)) from None
     return repo
 
 
@@ -205,6 +238,7 @@ def activate_command(
     from inspection.storage.model_history import gate_rejected, model_version
     from inspection.storage.repository import activate_model
 
+    who = _who(by)
     repo = _repository(db, config)
     try:
         with repo.transaction() as s:
@@ -222,7 +256,7 @@ def activate_command(
             activate_model(
                 s,
                 version,
-                promoted_by=by or f"cli:{getpass.getuser()}",
+                promoted_by=who,
                 note=reason or "steel models activate",
                 kind="manual",
                 forced=rejected is not None,
@@ -237,7 +271,7 @@ def history_command(
     db: DbOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
     version: Annotated[str | None, typer.Option("--version", help="Only this version")] = None,
-    limit: Annotated[int, typer.Option("--limit")] = 50,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many rows")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """Every activation, newest first: when, which version, from which, by whom, by hand or by a run, why."""
@@ -264,7 +298,7 @@ def history_command(
 def runs_command(
     db: DbOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
-    limit: Annotated[int, typer.Option("--limit")] = 20,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs")] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """The latest retrain runs with their decisions."""
@@ -303,12 +337,11 @@ def _snapshot_decision(
 ) -> None:
     from inspection.storage.retrain_store import record_snapshot_decision
 
+    who = _who(by)
     repo = _repository(db, config)
     try:
         with repo.transaction() as s:
-            record_snapshot_decision(
-                s, run_id, action=action, by=by or f"cli:{getpass.getuser()}", reason=reason
-            )
+            record_snapshot_decision(s, run_id, action=action, by=who, reason=reason)
     except (LookupError, ValueError) as exc:
         raise fail(str(exc)) from None
     finally:

@@ -7,9 +7,9 @@ Functions take the caller's ``Session`` and never commit (see :mod:`inspection.s
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select
 from sqlalchemy.orm import Session
 
 from inspection.storage.schema import (
@@ -23,6 +23,8 @@ from inspection.storage.schema import (
 )
 
 _CHUNK = 500  # ids per IN (...) list
+# Width of the audit tables' name columns (retrain_snapshot_decisions.decided_by, model_activations.actor).
+AUDIT_NAME_CHARS = cast(String, SnapshotDecision.__table__.c.decided_by.type).length or 100
 FINISHED = ("promoted", "rejected")
 
 
@@ -78,6 +80,9 @@ def record_snapshot_decision(session: Session, run_id: int, *, action: str, by: 
         raise ValueError(f"snapshot action {action!r} is not one of {SNAPSHOT_ACTIONS}")
     if not by.strip() or not reason.strip():
         raise ValueError("a snapshot decision needs who decided (--by) and why (--reason)")
+    width = AUDIT_NAME_CHARS
+    if len(by) > width:  # PostgreSQL would refuse the row with a DataError; SQLite would store it whole
+        raise ValueError(f"who decided (--by) is recorded in at most {width} characters, got {len(by)}")
     run = session.get(RetrainRun, run_id)
     if run is None:
         raise LookupError(f"retrain run {run_id} does not exist")

@@ -169,3 +169,51 @@ def test_predicting_from_a_bundle_needs_neither_torch_nor_scikit_learn() -> None
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("features", "field"),
+    [
+        ({"glcm_distances_px": [1, 10**9]}, "features.glcm_distances_px"),
+        ({"glcm_distances_px": list(range(1, 200))}, "features.glcm_distances_px"),
+        ({"lbp_points_radius": [[8, 1.0e9]]}, "features.lbp_points_radius"),
+        ({"lbp_points_radius": [[8, 1.0]] * 100}, "features.lbp_points_radius"),
+    ],
+)
+def test_feature_settings_that_would_exhaust_memory_are_refused_naming_the_field(
+    bundle_dir: Path, features: dict, field: str
+) -> None:
+    """A radius or distance of 10^9 px would pad every crop to 2*10^9 px a side before a prediction; 200
+    distances make a 256x256x200x16 co-occurrence array: a hostile bundle must not take the host down."""
+    data = json.loads((bundle_dir / MANIFEST).read_text())
+    data["features"].update(features)
+    (bundle_dir / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ClassicBundleError, match="manifest.json") as info:
+        load_classic_bundle(bundle_dir)
+    assert field in str(info.value)
+
+
+def test_a_manifest_nested_too_deep_for_the_json_parser_is_a_clear_error(bundle_dir: Path) -> None:
+    (bundle_dir / MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ClassicBundleError, match=r"manifest\.json: unreadable JSON"):
+        load_classic_bundle(bundle_dir)
+
+
+def test_weights_far_larger_than_the_manifest_layout_needs_are_refused_before_reading(
+    bundle_dir: Path,
+) -> None:
+    """Every byte of the weights was hashed in memory; a weights file padded to 64 MiB (sparse here) for a
+    3 x 14 model is refused by its size, naming the file and the manifest fields it disagrees with."""
+    with open(bundle_dir / WEIGHTS, "r+b") as fh:
+        fh.truncate(64 * 1024 * 1024)
+    with pytest.raises(ClassicBundleError, match=r"weights\.safetensors: .*bytes") as info:
+        load_classic_bundle(bundle_dir)
+    assert "class_names" in str(info.value) and "features" in str(info.value)
+
+
+def test_an_oversized_manifest_is_refused_before_it_is_parsed(bundle_dir: Path) -> None:
+    data = json.loads((bundle_dir / MANIFEST).read_text())
+    data["report"] = {"padding": "x" * (5 * 1024 * 1024)}
+    (bundle_dir / MANIFEST).write_text(json.dumps(data))
+    with pytest.raises(ClassicBundleError, match=r"manifest\.json: .*bytes"):
+        load_classic_bundle(bundle_dir)

@@ -9,6 +9,7 @@ import pytest
 
 from datasets.texture.features import (
     edge_statistics,
+    extract,
     glcm_statistics,
     grey_histogram,
     lbp_codes,
@@ -111,3 +112,14 @@ def test_small_crops_are_padded_not_resized() -> None:
     padded = pad_to_min_size(crop, 8)
     assert padded.shape == (8, 8)
     np.testing.assert_array_equal(padded[2:6, 1:6], crop)  # the original pixels, untouched, in the middle
+
+
+def test_a_crop_padded_to_the_minimum_side_keeps_a_whole_lbp_circle_for_a_fractional_radius() -> None:
+    """Radius 2.5 reaches 3 px (ceil), though round(2.5) is 2: the minimum side must leave pixels whose
+    whole circle lies inside, or the LBP histogram is 0/0 (NaN columns that poison the linear model)."""
+    settings = FeatureSettings(
+        lbp_points_radius=((8, 2.5),), glcm_distances_px=(1,), hog_cell_px=2, hog_block_cells=1
+    )
+    vector = extract(np.full((4, 4), 90, np.uint8), settings)
+    assert np.all(np.isfinite(vector))
+    assert settings.min_side_px == 7

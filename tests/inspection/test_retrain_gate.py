@@ -500,3 +500,23 @@ def test_activation_history_and_snapshot_decisions_on_both_backends(db_url: str)
         assert repo.active_model().version == "b" and replayed == [runs[1]]
     finally:
         repo.dispose()
+
+
+def test_snapshots_of_failed_runs_are_pruned_so_a_pass_failing_every_hour_cannot_fill_the_disk(world: World):
+    """A run that fails (too little usable data, a training error) leaves its reviews unused, so every later
+    pass cuts a new snapshot of the same reviews: failed runs' snapshots are never replayed and are pruned
+    beyond the newest ``keep_run_dirs``; promoted and rejected runs' snapshots stay (replay, audit)."""
+    cfg = world.config("retention.keep_run_dirs=2")
+    snapshots = Path(cfg.output.work_dir) / "snapshots"
+    with world.repo.transaction() as s:
+        for status in ("promoted", "failed", "failed", "rejected", "failed", "failed"):
+            run = start_retrain_run(s)
+            finish_retrain_run(s, run.id, status=status, decision_reason="-")
+            (snapshots / f"run-{run.id}" / "images").mkdir(parents=True)
+            (snapshots / f"run-{run.id}" / "images" / "w.png").write_bytes(b"png")
+        still_open = start_retrain_run(s).id  # a killed run's snapshot is what it resumes from
+        (snapshots / f"run-{still_open}").mkdir(parents=True)
+    with world.repo.transaction() as s:
+        removed = apply_retention(s, cfg)
+    assert sorted(p.name for p in removed if p.parent == snapshots) == ["run-2", "run-3"]
+    assert sorted(p.name for p in snapshots.iterdir()) == ["run-1", "run-4", "run-5", "run-6", "run-7"]

@@ -157,3 +157,12 @@ def test_commands_report_a_hostile_bundle_without_a_traceback(tmp_path: Path, ne
     )
     assert result.exit_code == 1
     assert "error:" in result.output and "manifest.json" in result.output and "Traceback" not in result.output
+
+
+def test_a_missing_annotation_path_is_one_error_line_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-annotations"
+    result = CliRunner().invoke(
+        app, ["classic", "eval", "--model", str(REPO / "models" / "neu-classic"), "--data", str(missing)]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [f"error: {missing}: no such file or folder"], result.output

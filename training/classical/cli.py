@@ -21,7 +21,8 @@ DEFAULT_SPLIT = Path("configs/splits/neu-det-dev.json")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    # An AnnotationError's text is a Problem, which already starts with its severity ("error: ...").
+    typer.echo(message if message.startswith("error: ") else f"error: {message}", err=True)
     return typer.Exit(code)
 
 
