@@ -31,10 +31,7 @@ DASHBOARD_MAY_USE = "inspection.storage"
 
 # Import cycles known and owned elsewhere: {frozenset of the cycle's modules: reason}. Each is xfailed
 # with its reason, so the test starts failing (XPASS is strict) the moment the cycle is gone.
-KNOWN_CYCLES: dict[str, str] = {
-    "inspection.sources": "inspection/sources/__init__.py and its source modules import each other; "
-    "fixed on the `daemon` branch (issue 10 item 2), the lead drops this xfail at merge",
-}
+KNOWN_CYCLES: dict[str, str] = {}
 
 
 # Upward imports known and owned elsewhere: {"file imports name" without the line: reason}, xfailed

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,8 @@ from training.manifest import (
     Manifest,
     ModelManifest,
     parse_manifest,
+    read_manifest,
+    rewrite_manifest,
     validate_manifest,
 )
 
@@ -184,33 +185,6 @@ def save_bundle(
     return out_dir
 
 
-def rewrite_manifest(bundle_dir: str | Path, manifest: dict[str, Any]) -> Path:
-    """Replace ``bundle_dir/manifest.json`` atomically (temp file, fsync, rename): a reader sees the old
-    manifest or the new one, never half of one, even if the process dies mid-write."""
-    path = Path(bundle_dir) / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(manifest, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def manifest_path(path: str | Path) -> Path:
-    path = Path(path)
-    return path / MANIFEST if path.is_dir() else path
-
-
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The bundle's manifest (folder or manifest file), validated; as the raw JSON object.
-
-    Raises:
-        BundleError: naming the file and the field.
-    """
-    return parse_manifest(manifest_path(path))[1]
-
-
 def _weights_file(bundle_dir: Path, spec: ModelManifest) -> Path:
     weights_path = bundle_dir / spec.weights.file
     if weights_path.is_dir():
@@ -275,8 +249,8 @@ def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bund
     if isinstance(spec, EnsembleManifest):
         from training.ensemble import load_ensemble
 
-        model = load_ensemble(bundle_dir, spec, device=device)
-        return Bundle(path=bundle_dir, manifest=raw, model=model, model_config=None, validated=spec)
+        ensemble = load_ensemble(bundle_dir, spec, device=device, load_member=load_bundle)
+        return Bundle(path=bundle_dir, manifest=raw, model=ensemble, model_config=None, validated=spec)
     weights_path = _weights_file(bundle_dir, spec)
     model, model_config = _build(bundle_dir, spec)
     state = _read_tensors(weights_path)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 from ensemble_boxes import weighted_boxes_fusion
 from torch import nn
 
+from training.config import ModelConfig
 from training.manifest import (
     BUNDLE_FORMAT,
     MANIFEST,
@@ -36,10 +38,30 @@ from training.manifest import (
     EnsembleManifest,
     EnsembleSpec,
     FusionSpec,
+    read_manifest,
+    rewrite_manifest,
     validate_manifest,
 )
 
 Outputs = list[dict[str, torch.Tensor]]
+
+
+class MemberBundle(Protocol):
+    """What an ensemble needs of a loaded member bundle (``training.bundle.Bundle`` has it)."""
+
+    model: nn.Module
+    model_config: ModelConfig | None
+
+    @property
+    def class_names(self) -> list[str]: ...
+    @property
+    def in_channels(self) -> int: ...
+    @property
+    def image_size(self) -> int: ...
+
+
+class MemberLoader(Protocol):
+    def __call__(self, path: Path, *, device: str | torch.device) -> MemberBundle: ...
 
 
 class EnsembleDetector(nn.Module):
@@ -135,12 +157,15 @@ def fuse_views(
 
 
 def load_ensemble(
-    bundle_dir: Path, spec: EnsembleManifest, *, device: str | torch.device
+    bundle_dir: Path,
+    spec: EnsembleManifest,
+    *,
+    device: str | torch.device,
+    load_member: MemberLoader,
 ) -> EnsembleDetector:
-    """Load every member bundle the manifest lists and wrap them; members must be single-model bundles
-    with the ensemble's classes and channel count."""
-    from training.bundle import load_bundle
-
+    """Load every member bundle the manifest lists (with ``load_member``, i.e. ``load_bundle``: passed in,
+    so this module does not import the bundle loader that imports it) and wrap them; members must be
+    single-model bundles with the ensemble's classes and channel count."""
     members, sizes = [], []
     where = bundle_dir / MANIFEST
     for i, member in enumerate(spec.ensemble.members):
@@ -149,7 +174,7 @@ def load_ensemble(
         if member_dir == bundle_dir.resolve() or not member_dir.is_dir():
             raise BundleError(f"{where}: {field}: {member_dir} is not another bundle folder")
         try:
-            loaded = load_bundle(member_dir, device=device)
+            loaded = load_member(member_dir, device=device)
         except BundleError as exc:
             raise BundleError(f"{where}: {field}: member bundle refused: {exc}") from None
         if loaded.model_config is None:
@@ -176,8 +201,6 @@ def load_ensemble(
 def save_ensemble(out_dir: Path, *, version: str, spec: EnsembleSpec, score_threshold: float = 0.25) -> Path:
     """Write an ensemble bundle folder (its manifest only; member paths in ``spec`` are relative to
     ``out_dir``). Classes and input come from the first member. Returns ``out_dir``."""
-    from training.bundle import read_manifest, rewrite_manifest
-
     out_dir.mkdir(parents=True, exist_ok=True)  # first: a member path like ../x only resolves from it
     first = read_manifest(out_dir / spec.members[0].path)
     manifest = {

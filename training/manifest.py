@@ -9,8 +9,9 @@ except the free-form audit records (``metrics``, ``split``, ``training``, ``thre
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
 
@@ -218,3 +219,30 @@ def validate_manifest(path: Path, raw: object) -> Manifest:
 def _no_constant(name: str) -> float:
     """``NaN``/``Infinity`` are not JSON; Python's reader accepts them unless told not to."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+def rewrite_manifest(bundle_dir: str | Path, manifest: dict[str, Any]) -> Path:
+    """Replace ``bundle_dir/manifest.json`` atomically (temp file, fsync, rename): a reader sees the old
+    manifest or the new one, never half of one, even if the process dies mid-write."""
+    path = Path(bundle_dir) / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(manifest, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def manifest_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path / MANIFEST if path.is_dir() else path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The bundle's manifest (folder or manifest file), validated; as the raw JSON object.
+
+    Raises:
+        BundleError: naming the file and the field.
+    """
+    return parse_manifest(manifest_path(path))[1]

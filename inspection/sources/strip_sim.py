@@ -50,7 +50,7 @@ from inspection.constants import (
     DEFAULT_SPLIT_FILE,
 )
 from inspection.messages import SourceEvent
-from inspection.sources import BaseSource
+from inspection.sources.base import BaseSource
 from inspection.sources.linescan import LineBlock, LineScanSource
 
 

@@ -27,17 +27,7 @@ def imported_modules(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "module",
-    [
-        pytest.param(
-            m,
-            marks=pytest.mark.xfail(
-                strict=True, reason="strip_sim.py is the retrain branch's: its import moves to .base at merge"
-            ),
-        )
-        if m == "strip_sim"
-        else m
-        for m in MODULES
-    ],
+    MODULES,
 )
 def test_a_source_module_imports_the_base_module_not_the_package(module: str) -> None:
     assert "inspection.sources" not in imported_modules(SOURCES / f"{module}.py")
