@@ -27,6 +27,10 @@ from dashboard.data import PageContext, q, query_engine, set_context  # noqa: E4
 from dashboard.filters import FilterOptions, Filters, render_filters  # noqa: E402
 from datasets.settings import ConfigError  # noqa: E402
 
+FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
+"""Served by the dashboard's own server: a ``:material/...:`` page icon makes the browser fetch the
+favicon from a public font host, which an offline plant network blocks."""
+
 PAGES = (
     ("views/overview.py", "Overview", ":material/dashboard:"),
     ("views/trends.py", "Trends", ":material/show_chart:"),
@@ -81,7 +85,7 @@ def _check_database(config: DashboardConfig) -> FilterOptions:
 
 def main() -> None:
     config = _config()
-    st.set_page_config(page_title=config.title, page_icon=":material/factory:", layout="wide")
+    st.set_page_config(page_title=config.title, page_icon=str(FAVICON), layout="wide")
     user = require_login(config.auth.users) if config.auth.enabled else None
     options = _check_database(config)
     st.sidebar.caption(config.title)

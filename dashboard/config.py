@@ -87,6 +87,8 @@ class DashboardConfig(StrictModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     refresh_s: float = Field(5.0, gt=0, le=3600)
     """How often the Live page refreshes."""
+    live_silent_after_s: float = Field(120.0, gt=0)
+    """A line whose latest frame is older than this is flagged silent on the Live page."""
     cache_ttl_s: float = Field(30.0, ge=0, le=3600)
     """How long an aggregate is reused before it is queried again (0: never reused)."""
     default_time_range: str = "Last 7 days"

@@ -32,6 +32,7 @@ from sqlalchemy import (
     exists,
     func,
     inspect,
+    or_,
     select,
     text,
 )
@@ -586,6 +587,12 @@ def reviewed_for_export(bind: Bind, f: Filters, *, limit: int = 100_000) -> pd.D
         return _frame(conn, stmt, EXPORT_COLUMNS)
 
 
+def latest_review_id(bind: Bind) -> int:
+    """The id of the newest review (0 when there is none): it changes whenever a review is saved."""
+    with _connect(bind) as conn:
+        return int(conn.scalar(select(func.max(Review.id))) or 0)
+
+
 def review_summary(bind: Bind, f: Filters) -> pd.DataFrame:
     """Latest verdict counts of the filtered defects: columns ``verdict, defects``."""
     latest = select(func.max(Review.id).label("rid")).group_by(Review.defect_id).subquery()
@@ -846,6 +853,36 @@ def latest_frames(bind: Bind, *, line_ids: Sequence[int] = (), recent: int = 200
             ).first()
             rows.append((line_id, name, *(tuple(kept) if kept else (None,) * len(columns)), _aware(last_at)))
     return pd.DataFrame(rows, columns=LIVE_COLUMNS)
+
+
+FRAME_BOX_COLUMNS = ["id", "class_name", "score", "carried_over"]
+
+
+def frame_boxes(bind: Bind, frame_id: int, *, lookback_frames: int = 200) -> pd.DataFrame:
+    """The defects drawn on a frame's annotated image (``FRAME_BOX_COLUMNS``), new ones first.
+
+    The daemon draws every detection of the frame, but stores a defect once, with the first frame that
+    saw it; a later overlapping frame that sees it again only moves its ``last_frame_seq`` on. So the
+    boxes on frame ``seq`` are the defects stored with it plus those of earlier frames of the same source
+    whose ``last_frame_seq`` reaches ``seq`` (``carried_over``). Only the ``lookback_frames`` frames
+    before it are searched (on the ``(source, seq)`` index): a track spans a few overlapping frames.
+    """
+    with _connect(bind) as conn:
+        found = conn.execute(select(Frame.source, Frame.seq).where(Frame.id == frame_id)).first()
+        if found is None:
+            return pd.DataFrame(columns=FRAME_BOX_COLUMNS)
+        source, seq = found
+        earlier = select(Frame.id).where(
+            Frame.source == source, Frame.seq < seq, Frame.seq >= seq - lookback_frames
+        )
+        carried = and_(Defect.frame_id.in_(earlier), Defect.last_frame_seq >= seq)
+        stmt = (
+            select(Defect.id, Defect.class_name, Defect.score, Defect.frame_id != frame_id)
+            .where(or_(Defect.frame_id == frame_id, carried))
+            .order_by(Defect.frame_id != frame_id, Defect.id)
+        )
+        df = _frame(conn, stmt, FRAME_BOX_COLUMNS)
+    return df.astype({"carried_over": bool})
 
 
 LIVE_STAT_COLUMNS = ["line_id", "frames", "failed", "dropped", "defects", "mean_latency_ms"]

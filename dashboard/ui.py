@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +19,21 @@ def fmt_float(value: float | None, digits: int = 2, unit: str = "") -> str:
     if value is None:
         return "—"
     return f"{value:,.{digits}f}{unit}"
+
+
+def fmt_time(value: object, tz: tzinfo = UTC, fmt: str = "%Y-%m-%d %H:%M") -> str | None:
+    """An aware time shown in ``tz`` with the zone's abbreviation; None for a missing one (NULL/NaT).
+
+    SQL NULL reaches pages as ``None``, ``NaT`` or ``nan`` depending on the column: all read as missing,
+    so a page never prints "None".
+    """
+    if value is None or (not isinstance(value, datetime) and pd.isna(value)):  # type: ignore[arg-type]
+        return None
+    if not isinstance(value, datetime):
+        return None
+    when = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    local = when.astimezone(tz)
+    return f"{local:{fmt}} {local.tzname()}"
 
 
 def parse_number(text: str) -> float | None:

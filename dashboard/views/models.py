@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import queries
 from dashboard.data import PageContext, context, q
-from dashboard.ui import csv_button, empty_state
+from dashboard.ui import csv_button, empty_state, fmt_time
 
 TITLE = "Models"
 
@@ -33,6 +33,19 @@ def flatten_metrics(models: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def active_model_text(model: dict) -> str:
+    """``"Active model: **v2** (neu-yolo-n), since 2026-01-05 14:00 UTC by retrain-1."``.
+
+    The activation time and who promoted it are older registry fields that may be missing: then the
+    sentence says so instead of printing ``None``.
+    """
+    since = fmt_time(model.get("activated_at"))
+    when = f"since {since}" if since else "activation time not recorded"
+    by = model.get("promoted_by")
+    by_text = f" by {by}" if isinstance(by, str) and by else ""
+    return f"Active model: **{model['version']}** ({model['name']}), {when}{by_text}."
+
+
 def render(ctx: PageContext) -> None:
     st.title(TITLE)
     models = q(ctx, queries.list_model_versions)
@@ -44,8 +57,7 @@ def render(ctx: PageContext) -> None:
             st.warning("No model version is active.")
         else:
             a = active.iloc[0]
-            by = f" by {a['promoted_by']}" if a["promoted_by"] else ""
-            st.success(f"Active model: **{a['version']}** ({a['name']}), since {a['activated_at']}{by}.")
+            st.success(active_model_text(a.to_dict()))
         table = flatten_metrics(models)
         st.dataframe(table, hide_index=True, key="models_table")
         csv_button(table, "model-versions.csv", key="models_csv")

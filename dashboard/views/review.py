@@ -6,12 +6,15 @@ storage repository; the defect row itself never changes. The latest review of a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import queries
 from dashboard.data import PageContext, clear_query_cache, context, engine, media_path, q, query_engine
 from dashboard.export import export_zip, reviewed_set
+from dashboard.filters import Filters
 from dashboard.images import row_crop
 from dashboard.ui import csv_button, empty_state, fmt_int
 from inspection.storage.repository import Repository
@@ -28,6 +31,17 @@ ORDERS = {
 REVIEW_PAGE_SIZE = 8
 _FLASH = "review_flash"
 _EXPORT = "review_export_zip"
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedExport:
+    """A VoTT zip kept in the session, with what it was made from (``key``) to tell when it is stale."""
+
+    key: tuple[Filters, int]
+    data: bytes
+    n_images: int
+    n_boxes: int
+    problems: tuple[str, ...]
 
 
 def save_review(
@@ -47,6 +61,24 @@ def save_review(
     )
     clear_query_cache()
     return int(review.id)
+
+
+def _text(value: object) -> str | None:
+    """A stored text value, or None for SQL NULL (which pandas hands over as ``None`` or ``nan``)."""
+    return value if isinstance(value, str) and value else None
+
+
+def latest_review_text(row: dict) -> str | None:
+    """``"Latest review: relabelled → patches by alice"``; None for a defect never reviewed.
+
+    Only a relabel has a new class; the others read ``"confirmed by bob"``.
+    """
+    verdict = _text(row.get("review_verdict"))
+    if verdict is None:
+        return None
+    new_class = _text(row.get("review_new_class"))
+    arrow = f" → {new_class}" if new_class else ""
+    return f"Latest review: {verdict}{arrow} by {_text(row.get('reviewer')) or 'unknown'}"
 
 
 def _reviewer(ctx: PageContext) -> str:
@@ -70,9 +102,8 @@ def _review_form(ctx: PageContext, row: dict, reviewer: str) -> None:
             f"**#{defect_id} · {row['class_name']}** · score {float(row['score']):.2f} · "
             f"{row['line'] or '-'} / {row['coil'] or '-'} · {row['created_at']:%Y-%m-%d %H:%M} UTC"
         )
-        if row["review_verdict"]:
-            new = f" → {row['review_new_class']}" if row["review_new_class"] else ""
-            st.caption(f"Latest review: {row['review_verdict']}{new} by {row['reviewer']}")
+        if latest := latest_review_text(row):
+            st.caption(latest)
         with st.form(f"review_form_{defect_id}", border=False):
             verdict = st.radio(
                 "Verdict",
@@ -100,28 +131,44 @@ def _review_form(ctx: PageContext, row: dict, reviewer: str) -> None:
             st.rerun()
 
 
+def export_key(ctx: PageContext) -> tuple[Filters, int]:
+    """What a prepared export depends on: the filters and the newest review (ids only grow).
+
+    Read without the cache: a review another operator saved a second ago must make the old zip stale.
+    """
+    return ctx.filters, queries.latest_review_id(query_engine(ctx.config))
+
+
 def _export(ctx: PageContext) -> None:
     st.subheader("Export reviewed detections (VoTT JSON with images)")
+    key = export_key(ctx)
     if st.button("Prepare VoTT export", key="review_export"):
         rows = queries.reviewed_for_export(query_engine(ctx.config), ctx.filters)
         aset = reviewed_set(
             rows, lambda p: media_path(ctx, p), class_names=ctx.options.classes, source="inspection-db"
         )
-        st.session_state[_EXPORT] = (
-            export_zip(aset),
-            len(aset.images),
-            aset.num_boxes,
-            [str(p) for p in aset.problems],
+        st.session_state[_EXPORT] = PreparedExport(
+            key=key,
+            data=export_zip(aset),
+            n_images=len(aset.images),
+            n_boxes=aset.num_boxes,
+            problems=tuple(str(p) for p in aset.problems),
         )
-    prepared = st.session_state.get(_EXPORT)
-    if prepared:
-        data, n_images, n_boxes, problems = prepared
-        st.caption(f"{n_images} image(s), {n_boxes} box(es); {len(problems)} defect(s) left out.")
-        for problem in problems[:20]:
+    prepared: PreparedExport | None = st.session_state.get(_EXPORT)
+    if prepared is not None and prepared.key != key:
+        del st.session_state[_EXPORT]
+        st.caption("The filters or the reviews changed since the export was prepared: prepare it again.")
+        return
+    if prepared is not None:
+        st.caption(
+            f"{prepared.n_images} image(s), {prepared.n_boxes} box(es); "
+            f"{len(prepared.problems)} defect(s) left out."
+        )
+        for problem in prepared.problems[:20]:
             st.caption(problem)
         st.download_button(
             "Download VoTT export (zip)",
-            data,
+            prepared.data,
             file_name="steel-reviews-vott.zip",
             mime="application/zip",
             key="review_export_download",
