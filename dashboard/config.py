@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from dashboard.auth import check_hash_format
+from dashboard.localtime import plant_zone
 from datasets.settings import REPO_ROOT, StrictModel, load_config
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "dashboard.yaml"
@@ -92,8 +93,11 @@ class DashboardConfig(StrictModel):
     cache_ttl_s: float = Field(30.0, ge=0, le=3600)
     """How long an aggregate is reused before it is queried again (0: never reused)."""
     default_time_range: str = "Last 7 days"
+    plant_timezone: str = "UTC"
+    """IANA name of the plant's time zone (``Europe/Berlin``): every time shown, the shift and day
+    buckets, date axes and the custom date range follow the plant's clock."""
     shift_start_hour: int = Field(6, ge=0, le=23)
-    """UTC hour a shift starts (shifts are 8 h); sets the Trends page's shift buckets."""
+    """Local hour (``plant_timezone``) a shift starts; shifts are 8 h (sets the shift buckets)."""
     media_root: str | None = None
     """Folder that relative ``crop_path``/``image_path`` values are relative to (default: the SQLite
     database's folder, then the current directory)."""
@@ -110,6 +114,12 @@ class DashboardConfig(StrictModel):
     @classmethod
     def _url(cls, url: str | None) -> str | None:
         return None if url is None else _check_url(url)
+
+    @field_validator("plant_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        plant_zone(value)
+        return value
 
     @field_validator("default_time_range")
     @classmethod

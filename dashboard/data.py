@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 from sqlalchemy import Engine
@@ -21,6 +22,7 @@ from sqlalchemy.engine import make_url
 from dashboard import queries
 from dashboard.config import DashboardConfig
 from dashboard.filters import FilterOptions, Filters
+from dashboard.localtime import plant_zone
 from datasets.settings import REPO_ROOT
 from inspection.paths import live_frame_path
 from inspection.storage.db import make_engine
@@ -41,6 +43,11 @@ class PageContext:
     @property
     def db_url(self) -> str:
         return self.config.db_url
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The plant's time zone (validated with the config)."""
+        return plant_zone(self.config.plant_timezone)
 
 
 def set_context(ctx: PageContext) -> None:

@@ -63,13 +63,20 @@ from dashboard.queries.reviews import (
     reviewed_for_export,
 )
 from dashboard.queries.totals import Totals, defects_by_class, pareto, totals
-from dashboard.queries.trends import BUCKET_SECONDS, bucket_params, bucket_start, defect_trend, frame_trend
+from dashboard.queries.trends import (
+    BUCKET_SECONDS,
+    TREND_TIME_COLUMNS,
+    check_bucket,
+    defect_trend,
+    frame_trend,
+)
 
 __all__ = [
     "BUCKET_SECONDS", "COIL_COLUMNS", "COIL_DEFECT_COLUMNS", "DEFECT_COLUMNS", "EXPORT_COLUMNS",
     "FRAME_BOX_COLUMNS", "GAP_COLUMNS", "LIVE_COLUMNS", "LIVE_STAT_COLUMNS", "MODEL_COLUMNS",
     "REQUIRED_TABLES", "RETRAIN_COLUMNS", "REVIEW_COLUMNS", "REVIEW_STATES", "SORTS",
-    "Bind", "Totals", "bucket_params", "bucket_start", "coil_defects", "coil_density", "count_coil_defects",
+    "TREND_TIME_COLUMNS", "Bind", "Totals", "check_bucket", "coil_defects", "coil_density",
+    "count_coil_defects",
     "count_defects", "defect_conditions", "defect_detail", "defect_trend", "defects_by_class",
     "defects_by_model", "filter_options", "frame_boxes", "frame_conditions", "frame_trend", "latest_frames",
     "latest_review_id", "list_coils", "list_defects", "list_model_versions", "list_retrain_runs",

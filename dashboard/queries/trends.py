@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import (
@@ -15,6 +16,7 @@ from sqlalchemy import (
 )
 
 from dashboard.filters import Filters
+from dashboard.localtime import plant_zone, wall_to_utc
 from dashboard.queries.base import (
     Bind,
     connect,
@@ -25,56 +27,127 @@ from dashboard.queries.base import (
 from inspection.storage.schema import Defect, Frame
 
 BUCKET_SECONDS: dict[str, int] = {"hour": 3600, "shift": 8 * 3600, "day": 86400}
-"""Trend bucket sizes. Shifts are 8 h long, aligned on ``shift_start_hour`` (UTC); days on UTC midnight."""
+"""Nominal trend bucket sizes. Buckets follow the plant's clock: hours and days on local wall time,
+8 h shifts starting at ``shift_start_hour`` local time (so a day with a clock change has one bucket of
+7 or 9 h, and the hour repeated in autumn is one bucket of 2 h)."""
+
+TREND_TIME_COLUMNS = ["bucket_start", "bucket_start_utc", "bucket_end_utc"]
 
 
-def _bucket_index(column: Any, dialect: str, size_s: int, offset_s: int) -> ColumnElement[int]:
-    return (epoch_s(column, dialect) - offset_s) // size_s
-
-
-def bucket_start(index: int, size_s: int, offset_s: int) -> datetime:
-    """The UTC start of bucket ``index`` (the inverse of the SQL bucket expression)."""
-    return datetime.fromtimestamp(int(index) * size_s + offset_s, UTC)
-
-
-def bucket_params(bucket: str, *, shift_start_hour: int = 6) -> tuple[int, int]:
-    """``(size_s, offset_s)`` of a bucket name; shifts start at ``shift_start_hour`` UTC."""
+def check_bucket(bucket: str) -> None:
     if bucket not in BUCKET_SECONDS:
         raise ValueError(f"unknown bucket {bucket!r}; expected one of {list(BUCKET_SECONDS)}")
-    return BUCKET_SECONDS[bucket], (shift_start_hour % 8) * 3600 if bucket == "shift" else 0
 
 
-def defect_trend(bind: Bind, f: Filters, *, bucket: str, shift_start_hour: int = 6) -> pd.DataFrame:
-    """Defects per bucket and class: columns ``bucket_start, class_name, defects`` (empty buckets absent)."""
-    size, offset = bucket_params(bucket, shift_start_hour=shift_start_hour)
+def grain_s(tz: ZoneInfo) -> int:
+    """The step SQL groups by before the buckets are formed in the plant's zone: an hour, or a quarter
+    of an hour for zones off UTC by a fraction of an hour (e.g. Asia/Kolkata, +5:30)."""
+    year = datetime.now(UTC).year
+    offsets = {
+        int((datetime(year, m, 1, tzinfo=UTC).astimezone(tz).utcoffset() or timedelta(0)).total_seconds())
+        for m in (1, 4, 7, 10)
+    }
+    return 3600 if all(o % 3600 == 0 for o in offsets) else 900
+
+
+def _grain_index(column: Any, dialect: str, grain: int) -> ColumnElement[int]:
+    return epoch_s(column, dialect) // grain
+
+
+def local_buckets(grain_starts: pd.Series, bucket: str, tz: ZoneInfo, shift_start_hour: int) -> pd.Series:
+    """The local wall-clock start (naive) of the bucket each UTC grain start falls in.
+
+    Done here, not in SQL: neither backend's date functions know the plant's daylight-saving rules the
+    same way, and the grains are few (one per hour of the range).
+    """
+    wall = pd.to_datetime(grain_starts, utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+    if bucket == "hour":
+        return wall.dt.floor("h")
+    if bucket == "day":
+        return wall.dt.floor("D")
+    origin = pd.Timedelta(hours=shift_start_hour % 8)  # 8 h shifts: 24 h holds three, aligned on midnight
+    return (wall - origin).dt.floor("8h") + origin
+
+
+def _bucket_times(walls: pd.Series, bucket: str, tz: ZoneInfo) -> tuple[list[datetime], list[datetime]]:
+    """UTC start and end of each local bucket (wall-clock arithmetic, so clock changes are honoured)."""
+    size = timedelta(seconds=BUCKET_SECONDS[bucket])
+    starts, ends = [], []
+    for wall in walls.dt.to_pydatetime():
+        starts.append(wall_to_utc(wall, tz))
+        ends.append(wall_to_utc(wall + size, tz))
+    return starts, ends
+
+
+def _regroup(
+    rows: list[tuple],
+    columns: list[str],
+    *,
+    keys: list[str],
+    bucket: str,
+    tz: ZoneInfo,
+    shift_start_hour: int,
+    grain: int,
+) -> pd.DataFrame:
+    """Per-grain rows (first column the grain index) summed into local buckets, in time order."""
+    df = pd.DataFrame(rows, columns=["grain", *columns])
+    if df.empty:
+        return pd.DataFrame(columns=[*TREND_TIME_COLUMNS, *columns])
+    starts = pd.to_datetime(df["grain"].astype("int64") * grain, unit="s", utc=True)
+    df["bucket_start"] = local_buckets(starts, bucket, tz, shift_start_hour)
+    values = [c for c in columns if c not in keys]
+    out = df.groupby(["bucket_start", *keys], sort=True)[values].sum().reset_index()
+    out["bucket_start_utc"], out["bucket_end_utc"] = _bucket_times(out["bucket_start"], bucket, tz)
+    return out[[*TREND_TIME_COLUMNS, *columns]]
+
+
+def defect_trend(
+    bind: Bind, f: Filters, *, bucket: str, shift_start_hour: int = 6, tz: str = "UTC"
+) -> pd.DataFrame:
+    """Defects per local bucket and class (empty buckets absent).
+
+    Columns ``bucket_start`` (naive plant wall-clock time), ``bucket_start_utc``, ``bucket_end_utc``,
+    ``class_name, defects``.
+    """
+    check_bucket(bucket)
+    zone, grain = plant_zone(tz), grain_s(plant_zone(tz))
     with connect(bind) as conn:
-        idx = _bucket_index(Defect.created_at, conn.dialect.name, size, offset).label("b")
-        stmt = (
+        idx = _grain_index(Defect.created_at, conn.dialect.name, grain).label("g")
+        rows = conn.execute(
             select(idx, Defect.class_name, func.count())
             .where(*defect_conditions(f))
             .group_by(idx, Defect.class_name)
-            .order_by(idx, Defect.class_name)
-        )
-        rows = conn.execute(stmt).all()
-    return pd.DataFrame(
-        [(bucket_start(b, size, offset), c, int(n)) for b, c, n in rows],
-        columns=["bucket_start", "class_name", "defects"],
+        ).all()
+    df = _regroup(
+        [(int(g), str(c), int(n)) for g, c, n in rows],
+        ["class_name", "defects"],
+        keys=["class_name"],
+        bucket=bucket,
+        tz=zone,
+        shift_start_hour=shift_start_hour,
+        grain=grain,
     )
+    return df.astype({"defects": "int64"})
 
 
-def frame_trend(bind: Bind, f: Filters, *, bucket: str, shift_start_hour: int = 6) -> pd.DataFrame:
-    """Inspected units per bucket: columns ``bucket_start, frames, metres, defects, frames_with_defects``.
+def frame_trend(
+    bind: Bind, f: Filters, *, bucket: str, shift_start_hour: int = 6, tz: str = "UTC"
+) -> pd.DataFrame:
+    """Inspected units per local bucket: ``bucket_start`` (naive plant time), ``bucket_start_utc``,
+    ``bucket_end_utc``, ``frames, metres, defects, frames_with_defects``.
 
     ``frames``/``metres`` count ok frames (the u-chart's units), ``defects`` the filtered defects and
     ``frames_with_defects`` the frames with at least one of them (the p-chart's nonconforming units).
     Buckets without inspected frames are absent: they are no sample.
 
     Without a class or score filter every defect of a frame counts, so the frames' own ``n_defects``
-    answer in the same pass over the frames (the defects table, 2-3 times larger, is not read).
+    answer in the same pass over the frames (the defects table, 2-3 times larger, is not read). A frame
+    and its defects share one instant, so per-grain distinct frame counts add up.
     """
-    size, offset = bucket_params(bucket, shift_start_hour=shift_start_hour)
+    check_bucket(bucket)
+    zone, grain = plant_zone(tz), grain_s(plant_zone(tz))
     with connect(bind) as conn:
-        fidx = _bucket_index(Frame.processed_at, conn.dialect.name, size, offset).label("b")
+        fidx = _grain_index(Frame.processed_at, conn.dialect.name, grain).label("g")
         with_defects = func.sum(case((Frame.n_defects > 0, 1), else_=0))
         frames = conn.execute(
             select(fidx, func.count(), func.sum(Frame.length_m), func.sum(Frame.n_defects), with_defects)
@@ -82,22 +155,24 @@ def frame_trend(bind: Bind, f: Filters, *, bucket: str, shift_start_hour: int = 
             .group_by(fidx)
         ).all()
         if not f.classes and f.min_score <= 0:
-            defects = {int(b): (int(nd or 0), int(nf or 0)) for b, _, _, nd, nf in frames}
+            defects = {int(g): (int(nd or 0), int(nf or 0)) for g, _, _, nd, nf in frames}
         else:
-            defects = _defects_per_bucket(conn, f, size, offset)
-    rows = []
-    for b, n, metres, *_ in sorted(frames, key=lambda r: int(r[0])):
-        nd, nf = defects.get(int(b), (0, 0))
-        rows.append((bucket_start(b, size, offset), int(n), float(metres or 0.0), nd, min(nf, int(n))))
-    return pd.DataFrame(rows, columns=["bucket_start", "frames", "metres", "defects", "frames_with_defects"])
+            defects = _defects_per_grain(conn, f, grain)
+    rows = [(int(g), int(n), float(m or 0.0), *defects.get(int(g), (0, 0))) for g, n, m, *_ in frames]
+    columns = ["frames", "metres", "defects", "frames_with_defects"]
+    df = _regroup(
+        rows, columns, keys=[], bucket=bucket, tz=zone, shift_start_hour=shift_start_hour, grain=grain
+    )
+    df["frames_with_defects"] = df[["frames_with_defects", "frames"]].min(axis=1)
+    return df.astype({"frames": "int64", "defects": "int64", "frames_with_defects": "int64"})
 
 
-def _defects_per_bucket(conn: Connection, f: Filters, size: int, offset: int) -> dict[int, tuple[int, int]]:
-    """Bucket index -> (defects, distinct frames with one) for the filtered defects."""
-    idx = _bucket_index(Defect.created_at, conn.dialect.name, size, offset).label("b")
+def _defects_per_grain(conn: Connection, f: Filters, grain: int) -> dict[int, tuple[int, int]]:
+    """Grain index -> (defects, distinct frames with one) for the filtered defects."""
+    idx = _grain_index(Defect.created_at, conn.dialect.name, grain).label("g")
     return {
-        int(b): (int(n), int(nf))
-        for b, n, nf in conn.execute(
+        int(g): (int(n), int(nf))
+        for g, n, nf in conn.execute(
             select(idx, func.count(), func.count(Defect.frame_id.distinct()))
             .where(*defect_conditions(f))
             .group_by(idx)

@@ -10,11 +10,16 @@ import streamlit as st
 from dashboard import queries
 from dashboard.data import PageContext, context, live_image, media_path, query_engine
 from dashboard.images import load_rgb
-from dashboard.ui import empty_state, fmt_float, fmt_int
+from dashboard.localtime import fmt_time, local_columns
+from dashboard.ui import empty_state, fmt_float, fmt_int, table_columns
 
 TITLE = "Live"
 WINDOW = timedelta(minutes=5)
 GAP_WINDOW = timedelta(hours=24)
+GAP_NAMES = {
+    "source": "Source", "line": "Line", "started_at": "Started at", "ended_at": "Ended at",
+    "seconds": "Length (s)", "reason": "Reason", "missing_lines": "Camera lines lost",
+}  # fmt: skip
 
 
 def age_text(when: datetime | None, now: datetime) -> str:
@@ -72,7 +77,8 @@ def live_panel(ctx: PageContext) -> None:
         return
     stats = queries.live_stats(engine, since=now - WINDOW, line_ids=ctx.filters.line_ids).set_index("line_id")
     st.caption(
-        f"Updated {now:%H:%M:%S} UTC · every {ctx.config.refresh_s:g} s · counts over the last 5 minutes"
+        f"Updated {fmt_time(now, ctx.tz, '%H:%M:%S')} · every {ctx.config.refresh_s:g} s · "
+        "counts over the last 5 minutes"
     )
     silent_after = timedelta(seconds=ctx.config.live_silent_after_s)
     n_silent = 0
@@ -99,7 +105,12 @@ def live_panel(ctx: PageContext) -> None:
     if gaps.empty:
         st.caption(gaps_caption(n_silent, silent_after))
     else:
-        st.dataframe(gaps, hide_index=True, key="live_gaps")
+        st.dataframe(
+            local_columns(gaps, ctx.tz, ("started_at", "ended_at")),
+            hide_index=True,
+            key="live_gaps",
+            column_config=table_columns(GAP_NAMES, ctx.tz),
+        )
 
 
 def _line_image(ctx: PageContext, row: dict, now: datetime) -> None:
@@ -115,7 +126,9 @@ def _line_image(ctx: PageContext, row: dict, now: datetime) -> None:
         caption = ""
         if image is not None:
             boxes = queries.frame_boxes(query_engine(ctx.config), int(row["frame_id"]))
-            caption = box_caption(row, boxes, f"{row['processed_at']:%Y-%m-%d %H:%M:%S} UTC")
+            caption = box_caption(
+                row, boxes, fmt_time(row["processed_at"], ctx.tz, "%Y-%m-%d %H:%M:%S") or ""
+            )
     if image is not None:
         st.image(image, caption=caption, width="stretch")
     else:

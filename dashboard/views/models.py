@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, tzinfo
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import queries
 from dashboard.data import PageContext, context, q
-from dashboard.ui import csv_button, empty_state, fmt_time
+from dashboard.localtime import fmt_time, local_columns
+from dashboard.ui import csv_button, empty_state, table_columns
 
 TITLE = "Models"
+MODEL_NAMES = {
+    "id": "Id", "version": "Version", "name": "Name", "family": "Family", "is_active": "Active",
+    "created_at": "Registered at", "activated_at": "Activated at", "promoted_by": "Promoted by",
+    "note": "Note", "path": "Bundle", "class_names": "Classes",
+}  # fmt: skip
+RUN_NAMES = {
+    "id": "Run", "started_at": "Started at", "finished_at": "Finished at", "status": "Outcome",
+    "champion_version": "Champion", "challenger_version": "Challenger", "decision_reason": "Why",
+    "last_review_id": "Reviews up to", "summary": "Summary",
+}  # fmt: skip
 
 
 def _flat(prefix: str, value: object, out: dict[str, object]) -> None:
@@ -33,13 +45,13 @@ def flatten_metrics(models: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def active_model_text(model: dict) -> str:
+def active_model_text(model: dict, tz: tzinfo = UTC) -> str:
     """``"Active model: **v2** (neu-yolo-n), since 2026-01-05 14:00 UTC by retrain-1."``.
 
     The activation time and who promoted it are older registry fields that may be missing: then the
     sentence says so instead of printing ``None``.
     """
-    since = fmt_time(model.get("activated_at"))
+    since = fmt_time(model.get("activated_at"), tz)
     when = f"since {since}" if since else "activation time not recorded"
     by = model.get("promoted_by")
     by_text = f" by {by}" if isinstance(by, str) and by else ""
@@ -57,9 +69,14 @@ def render(ctx: PageContext) -> None:
             st.warning("No model version is active.")
         else:
             a = active.iloc[0]
-            st.success(active_model_text(a.to_dict()))
+            st.success(active_model_text(a.to_dict(), ctx.tz))
         table = flatten_metrics(models)
-        st.dataframe(table, hide_index=True, key="models_table")
+        st.dataframe(
+            local_columns(table, ctx.tz, ("created_at", "activated_at")),
+            hide_index=True,
+            key="models_table",
+            column_config=table_columns(MODEL_NAMES, ctx.tz),
+        )
         csv_button(table, "model-versions.csv", key="models_csv")
 
     st.subheader("Defects per model version (filtered)")
@@ -76,7 +93,12 @@ def render(ctx: PageContext) -> None:
         empty_state("No retraining run yet.")
     else:
         runs = runs.assign(summary=[json.dumps(s, sort_keys=True, default=str) for s in runs["summary"]])
-        st.dataframe(runs, hide_index=True, key="models_runs")
+        st.dataframe(
+            local_columns(runs, ctx.tz, ("started_at", "finished_at")),
+            hide_index=True,
+            key="models_runs",
+            column_config=table_columns(RUN_NAMES, ctx.tz),
+        )
         csv_button(runs, "retrain-runs.csv", key="models_runs_csv")
 
 

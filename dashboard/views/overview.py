@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
+
 import pandas as pd
 import streamlit as st
 
 from dashboard import queries
 from dashboard.data import PageContext, context, q
 from dashboard.filters import Filters
+from dashboard.localtime import fmt_time, zone_label
 from dashboard.ui import csv_button, delta, empty_state, fmt_float, fmt_int
 
 TITLE = "Overview"
 
 
-def range_caption(f: Filters) -> str:
-    """Human description of the filter's time range (UTC)."""
+def range_caption(f: Filters, tz: tzinfo = UTC) -> str:
+    """Human description of the filter's time range, on the plant's clock."""
     if f.start is None and f.end is None:
-        return "All time (UTC)"
-    fmt = "%Y-%m-%d %H:%M"
-    start = f.start.strftime(fmt) if f.start else "the beginning"
-    end = f.end.strftime(fmt) if f.end else "now"
-    return f"From {start} to {end} UTC"
+        return f"All time (times in {zone_label(tz)})"
+    start = fmt_time(f.start, tz) or "the beginning"
+    end = fmt_time(f.end, tz) or "now"
+    return f"From {start} to {end}"
 
 
 def class_table(current: pd.DataFrame, previous: pd.DataFrame | None, totals: queries.Totals) -> pd.DataFrame:
@@ -50,7 +52,7 @@ def render(ctx: PageContext) -> None:
     st.title(TITLE)
     f = ctx.filters
     previous_f = f.previous_period()
-    st.caption(range_caption(f) + (" · compared with the period before" if previous_f else ""))
+    st.caption(range_caption(f, ctx.tz) + (" · compared with the period before" if previous_f else ""))
     now = q(ctx, queries.totals, f)
     before = q(ctx, queries.totals, previous_f) if previous_f else None
 

@@ -16,10 +16,17 @@ from dashboard.data import PageContext, clear_query_cache, context, engine, medi
 from dashboard.export import export_zip, reviewed_set
 from dashboard.filters import Filters
 from dashboard.images import row_crop
-from dashboard.ui import csv_button, empty_state, fmt_int
+from dashboard.localtime import fmt_time, local_columns
+from dashboard.ui import csv_button, empty_state, fmt_int, table_columns
 from inspection.storage.repository import Repository
 
 TITLE = "Review"
+REVIEW_TABLE_NAMES = {
+    "review_id": "Review", "reviewed_at": "Reviewed at", "reviewer": "Reviewer", "defect_id": "Defect",
+    "verdict": "Verdict", "old_class": "Model's class", "new_class": "New class", "note": "Note",
+    "score": "Score", "line": "Line", "coil": "Coil", "defect_created_at": "Found at",
+    "used_in_retrain_run_id": "Used by retrain run",
+}  # fmt: skip
 VERDICTS = {"confirmed": "Confirm", "rejected": "Reject (no real defect)", "relabelled": "Relabel"}
 STATES = {"unreviewed": "Not reviewed yet", "reviewed": "Reviewed", "all": "All"}
 ORDERS = {
@@ -100,7 +107,7 @@ def _review_form(ctx: PageContext, row: dict, reviewer: str) -> None:
     with right:
         st.markdown(
             f"**#{defect_id} · {row['class_name']}** · score {float(row['score']):.2f} · "
-            f"{row['line'] or '-'} / {row['coil'] or '-'} · {row['created_at']:%Y-%m-%d %H:%M} UTC"
+            f"{row['line'] or '-'} / {row['coil'] or '-'} · {fmt_time(row['created_at'], ctx.tz)}"
         )
         if latest := latest_review_text(row):
             st.caption(latest)
@@ -212,7 +219,12 @@ def render(ctx: PageContext) -> None:
     if reviews.empty:
         empty_state("No reviews yet for these filters.")
     else:
-        st.dataframe(reviews, hide_index=True, key="review_table")
+        st.dataframe(
+            local_columns(reviews, ctx.tz, ("reviewed_at", "defect_created_at")),
+            hide_index=True,
+            key="review_table",
+            column_config=table_columns(REVIEW_TABLE_NAMES, ctx.tz),
+        )
         csv_button(reviews, "reviews.csv", key="review_csv")
     _export(ctx)
 

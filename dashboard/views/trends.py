@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, tzinfo
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from dashboard import queries, spc
+from dashboard.colors import class_color
 from dashboard.data import PageContext, context, q
+from dashboard.localtime import zone_label
 from dashboard.ui import csv_button, empty_state
 
 TITLE = "Trends"
@@ -40,28 +42,62 @@ def rate_table(defects: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     """Per bucket and class: ``defects``, ``frames``, ``metres`` and ``per_1000_frames``; zero-filled."""
     if frames.empty:
         return pd.DataFrame(
-            columns=["bucket_start", "class_name", "defects", "frames", "metres", "per_1000_frames"]
+            columns=[
+                "bucket_start",
+                "class_name",
+                "defects",
+                "frames",
+                "metres",
+                "per_1000_frames",
+                "per_100_m",
+            ]
         )
     classes = sorted(defects["class_name"].unique()) if not defects.empty else []
     grid = pd.MultiIndex.from_product([frames["bucket_start"], classes], names=["bucket_start", "class_name"])
     counts = defects.set_index(["bucket_start", "class_name"])["defects"].reindex(grid, fill_value=0)
     df = counts.reset_index().merge(frames[["bucket_start", "frames", "metres"]], on="bucket_start")
     df["per_1000_frames"] = 1000.0 * df["defects"] / df["frames"]
+    df["per_100_m"] = (100.0 * df["defects"] / df["metres"]).where(df["metres"] > 0)
     return df
 
 
+def trend_columns(tz: tzinfo) -> dict[str, object]:
+    """Human column names and units of the trend tables (the data keeps its field names for the CSV)."""
+    zone = zone_label(tz)
+    return {
+        "bucket_start": st.column_config.DatetimeColumn(f"Bucket start ({zone})", format="ddd D MMM HH:mm"),
+        "bucket_start_utc": None,
+        "bucket_end_utc": None,
+        "class_name": "Class",
+        "defects": st.column_config.NumberColumn("Defects", format="%d"),
+        "frames": st.column_config.NumberColumn("Frames", format="%d"),
+        "metres": st.column_config.NumberColumn("Metres (m)", format="%.1f"),
+        "per_1000_frames": st.column_config.NumberColumn("Per 1,000 frames", format="%.2f"),
+        "per_100_m": st.column_config.NumberColumn("Per 100 m", format="%.2f"),
+        "partial": st.column_config.CheckboxColumn("Partial bucket"),
+        "value": st.column_config.NumberColumn("Value", format="%.3f"),
+        "centre": st.column_config.NumberColumn("Centre line", format="%.3f"),
+        "lcl": st.column_config.NumberColumn("LCL", format="%.3f"),
+        "ucl": st.column_config.NumberColumn("UCL", format="%.3f"),
+        "z": st.column_config.NumberColumn("z (sigmas)", format="%.2f"),
+        "rules": "Rules broken",
+        "signal": st.column_config.CheckboxColumn("Out of control"),
+    }
+
+
 def partial_buckets(
-    starts: pd.Series, *, size: timedelta, start: datetime | None, end: datetime | None, now: datetime
+    frames: pd.DataFrame, *, start: datetime | None, end: datetime | None, now: datetime
 ) -> list[bool]:
     """Which buckets the time range (or the present) cuts: they hold part of a bucket's worth of frames.
 
     A "Last 7 days" range begins mid-shift, so its first shift may hold a single frame; the bucket still
     running now is incomplete too. Such buckets are drawn but set neither the centre line nor the rules.
+    Uses each bucket's UTC start and end (``queries.frame_trend``), so clock changes are honoured.
     """
     stop = min(end, now) if end is not None else now
     return [
-        (start is not None and b < start) or (b + size > stop)
-        for b in pd.to_datetime(starts, utc=True).dt.to_pydatetime()
+        (start is not None and b < start) or (e > stop)
+        for b, e in zip(frames["bucket_start_utc"], frames["bucket_end_utc"], strict=True)
     ]
 
 
@@ -92,6 +128,8 @@ def control_chart(
     table = pd.DataFrame(
         {
             "bucket_start": frames["bucket_start"],
+            "bucket_start_utc": frames["bucket_start_utc"],
+            "bucket_end_utc": frames["bucket_end_utc"],
             "partial": partial,
             "value": [v * scale for v in chart.values],
             "centre": chart.centre * scale,
@@ -105,8 +143,8 @@ def control_chart(
     return chart, table
 
 
-def _chart(table: pd.DataFrame, y_title: str) -> alt.LayerChart:
-    base = alt.Chart(table).encode(x=alt.X("bucket_start:T", title="time (UTC)"))
+def _chart(table: pd.DataFrame, y_title: str, x: alt.X) -> alt.LayerChart:
+    base = alt.Chart(table).encode(x=x)
     value = base.mark_line(point=alt.OverlayMarkDef(filled=True)).encode(
         y=alt.Y("value:Q", title=y_title),
         tooltip=["bucket_start:T", "value:Q", "ucl:Q", "lcl:Q", "partial:N", "rules:N"],
@@ -160,6 +198,64 @@ def _chart_verdict(table: pd.DataFrame) -> None:
         )
 
 
+def time_axis(bucket: str, tz: tzinfo) -> alt.X:
+    """The x axis of a trend: the plant's clock, with the date on every tick (hours and shifts too)."""
+    fmt = "%a %d %b" if bucket == "day" else "%a %d %b %H:%M"
+    return alt.X(
+        "bucket_start:T",
+        title=f"{BUCKETS[bucket].lower()} starting ({zone_label(tz)})",
+        axis=alt.Axis(format=fmt, labelAngle=-30),
+    )
+
+
+def _rate_chart(rates: pd.DataFrame, bucket: str, tz: tzinfo) -> None:
+    st.subheader("Defects per 100 m, by class")
+    if rates.empty or rates["defects"].sum() == 0:
+        empty_state("No defects in these frames.")
+        return
+    st.altair_chart(
+        alt.Chart(rates)
+        .mark_line(point=True)
+        .encode(
+            x=time_axis(bucket, tz),
+            y=alt.Y("per_100_m:Q", title="defects per 100 m"),
+            color=class_color(rates["class_name"]),
+            tooltip=[
+                alt.Tooltip("bucket_start:T", format="%a %d %b %H:%M"),
+                "class_name:N",
+                "defects:Q",
+                "metres:Q",
+                "per_100_m:Q",
+                "frames:Q",
+            ],
+        ),  # fmt: skip
+        width="stretch",
+    )
+
+
+def _control_section(
+    ctx: PageContext, frames: pd.DataFrame, *, bucket: str, kind: str, chosen: str
+) -> pd.DataFrame:
+    """The control chart of the chosen class (or all): drawn, judged, and its table returned."""
+    chart_frames = frames
+    if chosen != ALL_CLASSES:
+        chart_frames = q(
+            ctx, queries.frame_trend, ctx.filters.with_(classes=(chosen,)), bucket=bucket,
+            shift_start_hour=ctx.config.shift_start_hour, tz=ctx.config.plant_timezone,
+        )  # fmt: skip
+    partial = partial_buckets(
+        chart_frames, start=ctx.filters.start, end=ctx.filters.end, now=datetime.now(UTC)
+    )
+    _, table = control_chart(chart_frames, kind, partial=partial)
+    st.subheader(CHARTS[kind] + ("" if chosen == ALL_CLASSES else f" ({chosen})"))
+    y_title = {"p_frames": "% frames with a defect", "u_metres": "defects per 100 m"}.get(
+        kind, "defects per 1,000 frames"
+    )
+    st.altair_chart(_chart(table, y_title, time_axis(bucket, ctx.tz)), width="stretch")
+    _chart_verdict(table)
+    return table
+
+
 def render(ctx: PageContext) -> None:
     st.title(TITLE)
     c1, c2, c3 = st.columns(3)
@@ -169,57 +265,27 @@ def render(ctx: PageContext) -> None:
     kind = c2.selectbox("Control chart", list(CHARTS), format_func=CHARTS.get, key="trend_chart")
     classes = list(ctx.filters.classes or ctx.options.classes)
     chosen = c3.selectbox("Class for the control chart", [ALL_CLASSES, *classes], key="trend_class")
-    shift = ctx.config.shift_start_hour
-
-    frames = q(ctx, queries.frame_trend, ctx.filters, bucket=bucket, shift_start_hour=shift)
+    where = {
+        "bucket": bucket,
+        "shift_start_hour": ctx.config.shift_start_hour,
+        "tz": ctx.config.plant_timezone,
+    }
+    frames = q(ctx, queries.frame_trend, ctx.filters, **where)
     if frames.empty:
         empty_state("No inspected frames for these filters: nothing to chart.")
         return
-    defects = q(ctx, queries.defect_trend, ctx.filters, bucket=bucket, shift_start_hour=shift)
-    rates = rate_table(defects, frames)
-
-    st.subheader("Defects per 1,000 frames, by class")
-    if rates.empty or rates["defects"].sum() == 0:
-        empty_state("No defects in these frames.")
-    else:
-        st.altair_chart(
-            alt.Chart(rates)
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("bucket_start:T", title="time (UTC)"),
-                y=alt.Y("per_1000_frames:Q", title="defects per 1,000 frames"),
-                color=alt.Color("class_name:N", title="class", scale=alt.Scale(scheme="category10")),
-                tooltip=["bucket_start:T", "class_name:N", "defects:Q", "frames:Q", "per_1000_frames:Q"],
-            ),
-            width="stretch",
-        )
-
-    chart_filters = ctx.filters if chosen == ALL_CLASSES else ctx.filters.with_(classes=(chosen,))
-    chart_frames = (
-        frames
-        if chosen == ALL_CLASSES
-        else q(ctx, queries.frame_trend, chart_filters, bucket=bucket, shift_start_hour=shift)
+    st.caption(
+        f"Times are the plant's clock ({zone_label(ctx.tz)}); shifts are 8 h from "
+        f"{ctx.config.shift_start_hour:02d}:00."
     )
-    size, _ = queries.bucket_params(bucket, shift_start_hour=shift)
-    partial = partial_buckets(
-        chart_frames["bucket_start"],
-        size=timedelta(seconds=size),
-        start=ctx.filters.start,
-        end=ctx.filters.end,
-        now=datetime.now(UTC),
-    )
-    chart, table = control_chart(chart_frames, kind, partial=partial)
-    st.subheader(CHARTS[kind] + ("" if chosen == ALL_CLASSES else f" ({chosen})"))
-    y_title = {"p_frames": "% frames with a defect", "u_metres": "defects per 100 m"}.get(
-        kind, "defects per 1,000 frames"
-    )
-    st.altair_chart(_chart(table, y_title), width="stretch")
-    _chart_verdict(table)
+    rates = rate_table(q(ctx, queries.defect_trend, ctx.filters, **where), frames)
+    _rate_chart(rates, bucket, ctx.tz)
+    table = _control_section(ctx, frames, bucket=bucket, kind=kind, chosen=chosen)
 
     st.subheader("Data")
-    st.dataframe(rates, hide_index=True, key="trend_table")
+    st.dataframe(rates, hide_index=True, key="trend_table", column_config=trend_columns(ctx.tz))
     csv_button(rates, f"defect-trend-{bucket}.csv", key="trend_csv")
-    st.dataframe(table, hide_index=True, key="trend_chart_table")
+    st.dataframe(table, hide_index=True, key="trend_chart_table", column_config=trend_columns(ctx.tz))
     csv_button(table, f"control-chart-{kind}-{bucket}.csv", key="trend_chart_csv", label="Download chart CSV")
 
 
