@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from dashboard.auth import check_hash_format
 from dashboard.localtime import plant_zone
 from datasets.settings import REPO_ROOT, StrictModel, load_config
+from inspection.storage.grading import GradingRules
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "dashboard.yaml"
 DEFAULT_DB_URL = "sqlite:///var/inspection.db"
@@ -109,6 +110,23 @@ class DashboardConfig(StrictModel):
     csv_max_rows: int = Field(100_000, ge=1)
     coil_map_max_points: int = Field(20_000, ge=100)
     """Above this many defects on a coil, the map shows a density grid instead of single points."""
+    grading: GradingRules = Field(default_factory=GradingRules)
+    """Coil grading rules: closed coils are graded by them and the grade stored in ``coil_grades``."""
+    strip_width_m: dict[str, float] = Field(default_factory=dict)
+    """Strip width per line name (``"*"``: every other line), for defects per m²; unknown: not shown."""
+    report_crops: int = Field(8, ge=0, le=50)
+    """How many of the most certain defects' crops a coil or shift report shows."""
+
+    @field_validator("strip_width_m")
+    @classmethod
+    def _widths(cls, widths: dict[str, float]) -> dict[str, float]:
+        for line, width in widths.items():
+            if not 0 < width < 10:
+                raise ValueError(f"{line!r}: a strip width in metres, between 0 and 10, got {width}")
+        return widths
+
+    def strip_width_of(self, line: str) -> float | None:
+        return self.strip_width_m.get(line, self.strip_width_m.get("*"))
 
     @field_validator("db_url", "review_db_url")
     @classmethod

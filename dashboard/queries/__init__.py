@@ -26,6 +26,7 @@ from dashboard.queries.coils import (
     coil_defects,
     coil_density,
     count_coil_defects,
+    grade_counts,
     list_coils,
 )
 from dashboard.queries.defects import (
@@ -77,7 +78,7 @@ __all__ = [
     "REQUIRED_TABLES", "RETRAIN_COLUMNS", "REVIEW_COLUMNS", "REVIEW_STATES", "SORTS",
     "TREND_TIME_COLUMNS", "Bind", "Totals", "check_bucket", "coil_defects", "coil_density",
     "count_coil_defects",
-    "count_defects", "defect_conditions", "defect_detail", "defect_trend", "defects_by_class",
+    "count_defects", "grade_counts", "defect_conditions", "defect_detail", "defect_trend", "defects_by_class",
     "defects_by_model", "filter_options", "frame_boxes", "frame_conditions", "frame_trend", "latest_frames",
     "latest_review_id", "list_coils", "list_defects", "list_model_versions", "list_retrain_runs",
     "list_reviews", "live_stats", "pareto", "recent_gaps", "review_summary", "reviewed_for_export",

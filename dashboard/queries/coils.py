@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from sqlalchemy import (
+    Subquery,
     and_,
     case,
     func,
@@ -19,24 +20,17 @@ from dashboard.queries.base import (
     frame_conditions,
     to_frame,
 )
-from inspection.storage.schema import Coil, Defect, Frame, Line
+from inspection.storage.schema import Coil, CoilGrade, Defect, Frame, Line
 
 COIL_COLUMNS = [
-    "coil_id",
-    "line",
-    "code",
-    "started_at",
-    "ended_at",
-    "length_m",
-    "frames",
-    "metres",
-    "defects",
-]
+    "coil_id", "line", "code", "started_at", "ended_at", "length_m", "frames", "metres", "defects",
+    "grade", "grade_reasons", "graded_at",
+]  # fmt: skip
 
 
-def list_coils(bind: Bind, f: Filters, *, limit: int = 500) -> pd.DataFrame:
-    """Coils with inspected frames under the filters, latest first (``COIL_COLUMNS``)."""
-    frames = (
+def _inspected_coils(f: Filters) -> Subquery:
+    """Per coil with ok frames under the filters: ``coil_id, frames, metres, last_at``."""
+    return (
         select(
             Frame.coil_id.label("coil_id"),
             func.count().label("frames"),
@@ -47,6 +41,16 @@ def list_coils(bind: Bind, f: Filters, *, limit: int = 500) -> pd.DataFrame:
         .group_by(Frame.coil_id)
         .subquery()
     )
+
+
+def list_coils(bind: Bind, f: Filters, *, limit: int = 500) -> pd.DataFrame:
+    """Coils with inspected frames under the filters, latest first (``COIL_COLUMNS``).
+
+    ``length_m``/``ended_at`` are null while a coil is open; ``grade`` (with its reasons, a list) is the
+    whole coil's grade under the grading rules, null until the closed coil is graded. ``frames``,
+    ``metres`` and ``defects`` count what the filters select.
+    """
+    frames = _inspected_coils(f)
     defects = (
         select(Defect.coil_id.label("coil_id"), func.count().label("defects"))
         .where(Defect.coil_id.is_not(None), *defect_conditions(f))
@@ -64,10 +68,14 @@ def list_coils(bind: Bind, f: Filters, *, limit: int = 500) -> pd.DataFrame:
             frames.c.frames,
             frames.c.metres,
             func.coalesce(defects.c.defects, 0),
+            CoilGrade.grade,
+            CoilGrade.reasons,
+            CoilGrade.graded_at,
         )  # fmt: skip
         .join(frames, frames.c.coil_id == Coil.id)
         .join(Line, Line.id == Coil.line_id)
         .outerjoin(defects, defects.c.coil_id == Coil.id)
+        .outerjoin(CoilGrade, CoilGrade.coil_id == Coil.id)
         .order_by(frames.c.last_at.desc(), Coil.id.desc())
         .limit(limit)
     )
@@ -141,3 +149,17 @@ def coil_density(
         [(int(a) * along_bin_m, int(c) * across_bin_m, str(k), int(n)) for a, c, k, n in rows],
         columns=["position_m", "cross_m", "class_name", "defects"],
     )
+
+
+def grade_counts(bind: Bind, f: Filters) -> pd.DataFrame:
+    """Coils inspected under the filters by grade: columns ``grade, coils`` (``grade`` null: not graded)."""
+    frames = _inspected_coils(f)
+    stmt = (
+        select(CoilGrade.grade, func.count())
+        .select_from(frames)
+        .outerjoin(CoilGrade, CoilGrade.coil_id == frames.c.coil_id)
+        .group_by(CoilGrade.grade)
+    )
+    with connect(bind) as conn:
+        df = to_frame(conn, stmt, ["grade", "coils"])
+    return df.astype({"coils": "int64"})

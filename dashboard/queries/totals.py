@@ -23,13 +23,21 @@ from inspection.storage.schema import Defect, Frame
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Frames and metres inspected and defects found under one set of filters."""
+    """Frames and metres inspected and defects found under one set of filters.
+
+    ``coils`` counts the coils with inspected frames, ``metres_by_line`` the metres per line id (for
+    areas: strip widths differ by line), ``frame_size`` the ``(width, height)`` in pixels every inspected
+    frame shares, or None when they differ (then a rate per frame compares unlike units).
+    """
 
     frames_ok: int
     frames_failed: int
     frames_dropped: int
     metres: float
     defects: int
+    coils: int = 0
+    metres_by_line: tuple[tuple[int, float], ...] = ()
+    frame_size: tuple[int, int] | None = None
 
     @property
     def per_1000_frames(self) -> float | None:
@@ -39,27 +47,56 @@ class Totals:
     def per_100_m(self) -> float | None:
         return 100.0 * self.defects / self.metres if self.metres > 0 else None
 
+    @property
+    def per_coil(self) -> float | None:
+        return self.defects / self.coils if self.coils else None
+
 
 def totals(bind: Bind, f: Filters) -> Totals:
-    """Frames by status, metres inspected (``SUM(length_m)`` of ok frames) and the defect count."""
+    """Frames by status, metres inspected (``SUM(length_m)`` of ok frames), coils and the defect count.
+
+    One pass over the frames, grouped by status and line: a coil runs on one line, so its distinct
+    count per line adds up.
+    """
     with connect(bind) as conn:
-        by_status = {
-            str(status): (int(n), float(m or 0.0))
-            for status, n, m in conn.execute(
-                select(Frame.status, func.count(), func.sum(Frame.length_m))
-                .where(*frame_conditions(f))
-                .group_by(Frame.status)
-            )
-        }
+        rows = conn.execute(
+            select(
+                Frame.status,
+                Frame.line_id,
+                func.count(),
+                func.sum(Frame.length_m),
+                func.count(Frame.coil_id.distinct()),
+                func.min(Frame.width),
+                func.max(Frame.width),
+                func.min(Frame.height),
+                func.max(Frame.height),
+            )  # fmt: skip
+            .where(*frame_conditions(f))
+            .group_by(Frame.status, Frame.line_id)
+        ).all()
         defects = int(conn.scalar(select(func.count()).select_from(Defect).where(*defect_conditions(f))) or 0)
-    ok_frames, metres = by_status.get("ok", (0, 0.0))
+    count = {s: sum(int(r[2]) for r in rows if r[0] == s) for s in ("ok", "failed", "dropped")}
+    ok = [r for r in rows if r[0] == "ok"]
     return Totals(
-        frames_ok=ok_frames,
-        frames_failed=by_status.get("failed", (0, 0.0))[0],
-        frames_dropped=by_status.get("dropped", (0, 0.0))[0],
-        metres=metres,
+        frames_ok=count["ok"],
+        frames_failed=count["failed"],
+        frames_dropped=count["dropped"],
+        metres=sum(float(r[3] or 0.0) for r in ok),
         defects=defects,
+        coils=sum(int(r[4]) for r in ok),
+        metres_by_line=tuple(sorted((int(r[1]), float(r[3] or 0.0)) for r in ok if r[1] is not None)),
+        frame_size=_one_size({(r[5], r[6], r[7], r[8]) for r in ok}),
     )
+
+
+def _one_size(ranges: set[tuple]) -> tuple[int, int] | None:
+    """The frame size when every line's ``(min w, max w, min h, max h)`` is the same single size."""
+    if len(ranges) != 1:
+        return None
+    w_lo, w_hi, h_lo, h_hi = next(iter(ranges))
+    if w_lo is None or h_lo is None or w_lo != w_hi or h_lo != h_hi:
+        return None
+    return int(w_lo), int(h_lo)
 
 
 def defects_by_class(bind: Bind, f: Filters) -> pd.DataFrame:

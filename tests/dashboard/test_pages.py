@@ -39,8 +39,13 @@ def test_overview_shows_the_sql_numbers(make_app, seeded_url: str) -> None:
     m = page_metrics(at)
     assert m["Frames inspected"] == frames and m["Metres inspected"] == pytest.approx(metres)
     assert m["Defects"] == defects
-    assert m["Defects per 1,000 frames"] == pytest.approx(1000 * defects / frames, abs=0.005)
+    ((width, height),) = sql(seeded_url, "SELECT DISTINCT width, height FROM frames WHERE status='ok'")
+    per_frames = m[f"Defects per 1,000 frames ({width}×{height} px)"]  # the frame size is stated
+    assert per_frames == pytest.approx(1000 * defects / frames, abs=0.005)
     assert m["Defects per 100 m"] == pytest.approx(100 * defects / metres, abs=0.005)
+    ((coils,),) = sql(seeded_url, "SELECT COUNT(DISTINCT coil_id) FROM frames WHERE status='ok'")
+    assert (m["Coils"], m["Defects per coil"]) == (coils, pytest.approx(defects / coils, abs=0.005))
+    assert m["Defects per m²"] is None  # no strip width configured: no area
     table = page_table(at, "overview_table")
     assert dict(zip(table["class_name"], table["defects"], strict=True)) == per_class
     assert at.warning[0].value.startswith("1 frame(s) failed and 1 were dropped")
