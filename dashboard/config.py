@@ -9,6 +9,7 @@ operator reviews go through ``review_db_url`` (a role allowed to insert into ``r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
@@ -114,6 +115,8 @@ class DashboardConfig(StrictModel):
     """Coil grading rules: closed coils are graded by them and the grade stored in ``coil_grades``."""
     strip_width_m: dict[str, float] = Field(default_factory=dict)
     """Strip width per line name (``"*"``: every other line), for defects per m²; unknown: not shown."""
+    cross_zero_side: Literal["operator", "drive"] = "operator"
+    """Which strip edge ``cross_m = 0`` is (the camera's left edge): labels the coil maps' sides."""
     report_crops: int = Field(8, ge=0, le=50)
     """How many of the most certain defects' crops a coil or shift report shows."""
 

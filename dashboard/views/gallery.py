@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import queries
+from dashboard.colors import class_rgb
 from dashboard.data import PageContext, context, media_path, q, query_engine
 from dashboard.images import draw_box, load_rgb, row_crop
 from dashboard.localtime import fmt_time, local_columns
@@ -55,7 +56,10 @@ def show_defect(ctx: PageContext, defect_id: int) -> None:
     frame = load_rgb(media_path(ctx, detail["frame_image_path"]))
     crop = row_crop(media_path(ctx, detail["crop_path"]), detail)
     if frame is not None:
-        st.image(draw_box(frame, xyxy, label=detail["class_name"]), caption=f"frame {detail['frame_seq']}")
+        st.image(
+            draw_box(frame, xyxy, label=detail["class_name"], rgb=class_rgb(str(detail["class_name"]))),
+            caption=f"frame {detail['frame_seq']}",
+        )
     if crop is not None:
         st.image(crop, caption=caption(detail), width="stretch" if frame is None else "content")
     if frame is None and crop is None:

@@ -13,6 +13,7 @@ from dashboard.colors import class_color
 from dashboard.data import PageContext, context, grade_pending_coils, q
 from dashboard.filters import Filters
 from dashboard.localtime import fmt_time, local_columns, zone_label
+from dashboard.report_data import shift_report
 from dashboard.ui import csv_button, delta, empty_state, fmt_float, fmt_int, table_columns
 
 TITLE = "Overview"
@@ -157,6 +158,35 @@ def _grades(ctx: PageContext) -> None:
     csv_button(table, "coil-grades.csv", key="overview_grades_csv", label="Download coil grades (CSV)")
 
 
+def _shift_report(ctx: PageContext) -> None:
+    """Pick a shift of the range and download its printable report."""
+    shifts = q(
+        ctx, queries.frame_trend, ctx.filters, bucket="shift",
+        shift_start_hour=ctx.config.shift_start_hour, tz=ctx.config.plant_timezone,
+    )  # fmt: skip
+    if shifts.empty:
+        return
+    latest_first = list(range(len(shifts)))[::-1]
+    starts = shifts["bucket_start"].tolist()
+    with st.expander("Shift report"):
+        k = st.selectbox(
+            f"Shift ({zone_label(ctx.tz)})",
+            latest_first,
+            format_func=lambda i: f"{starts[i]:%a %d %b %Y, %H:%M}",
+            key="shift_pick",
+        )
+        start = pd.Timestamp(shifts["bucket_start_utc"].iloc[k]).to_pydatetime()
+        end = pd.Timestamp(shifts["bucket_end_utc"].iloc[k]).to_pydatetime()
+        st.download_button(
+            "Shift report (HTML, prints to PDF)",
+            lambda: shift_report(ctx, start, end).encode("utf-8"),
+            file_name=f"shift-{starts[k]:%Y%m%d-%H%M}.html",
+            mime="text/html",
+            key="shift_report",
+            on_click="ignore",
+        )
+
+
 def render(ctx: PageContext) -> None:
     st.title(TITLE)
     f = ctx.filters
@@ -175,6 +205,7 @@ def render(ctx: PageContext) -> None:
         empty_state("No inspected frames and no defects for these filters. Widen the time range or filters.")
         return
     _grades(ctx)
+    _shift_report(ctx)
     by_class = q(ctx, queries.defects_by_class, f)
     previous = q(ctx, queries.defects_by_class, previous_f) if previous_f else None
     if by_class.empty and (previous is None or previous.empty):

@@ -39,6 +39,7 @@ TABLES = {  # a table of each page, told apart by its columns (AppTest does not 
     "trend_table": ("bucket_start", "per_1000_frames"),
     "trend_signals": ("bucket_start", "rules"),
     "trend_chart_table": ("bucket_start", "partial", "centre"),
+    "overview_grades": ("grade", "grade_reasons", "ended_at"),
     "pareto_table": ("class_name", "cumulative_pct"),
     "coil_table": ("position_m", "cross_m"),
     "gallery_table": ("id", "review_verdict"),
