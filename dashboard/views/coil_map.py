@@ -18,7 +18,7 @@ from dashboard.ui import csv_button, empty_state, fmt_float, fmt_int
 TITLE = "Coil map"
 ACROSS_BIN_M = 0.05
 MAP_WIDTH_PX = 1100
-MAX_ASPECT = 12.0
+MIN_HEIGHT_PX = 200  # a long coil on a narrow strip: to scale it would be a line
 
 
 def coil_label(row: pd.Series) -> str:
@@ -32,8 +32,8 @@ def along_bin_m(metres: float) -> float:
 
 
 def map_height_px(length_m: float, width_m: float) -> int:
-    """The map's height for a ``MAP_WIDTH_PX`` wide plot: to scale, but never thinner than 1:12."""
-    return int(max(MAP_WIDTH_PX / MAX_ASPECT, min(360.0, MAP_WIDTH_PX * width_m / max(length_m, 1e-6))))
+    """The map's height for a ``MAP_WIDTH_PX`` wide plot: to scale, but never under ``MIN_HEIGHT_PX``."""
+    return int(max(MIN_HEIGHT_PX, min(360.0, MAP_WIDTH_PX * width_m / max(length_m, 1e-6))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def _axes(ctx: PageContext, row: pd.Series, reach_m: float, across_m: float) -> 
     return MapAxes(
         x_title="along the strip (m)",
         x_scale=alt.Scale(domain=[0, length], nice=False),
-        y_title=f"across (m) · top: {zero}, bottom: {far}",
+        y_title=f"across (m) · 0 = {zero}, bottom = {far}",
         y_scale=alt.Scale(domain=[0, width], nice=False, reverse=True),
         height=map_height_px(length, width),
     )
@@ -86,7 +86,7 @@ def _points(ctx: PageContext, row: pd.Series, coil_id: int, limit: int) -> None:
         )
         .interactive()
     )
-    st.altair_chart(chart, width="stretch")
+    st.altair_chart(chart, width="stretch", height=a.height + 70)
     st.dataframe(points, hide_index=True, key="coil_table")
     csv_button(points, f"coil-{coil_id}-defects.csv", key="coil_csv")
 
@@ -106,7 +106,7 @@ def _density(ctx: PageContext, row: pd.Series, coil_id: int, n_placed: int) -> N
             tooltip=["position_m:Q", "cross_m:Q", "sum(defects):Q"],
         )
     )
-    st.altair_chart(chart, width="stretch")
+    st.altair_chart(chart, width="stretch", height=a.height + 70)
     st.dataframe(grid, hide_index=True, key="coil_table")
     csv_button(grid, f"coil-{coil_id}-density.csv", key="coil_csv")
 

@@ -22,8 +22,9 @@ CHARTS = {
     "p_frames": "p-chart: share of frames with a defect",
 }
 ALL_CLASSES = "All selected classes"
+# Complete buckets a control chart needs before its limits and run rules mean anything. (Comments, not
+# attribute docstrings, in page scripts: Streamlit's "magic" draws a floating string on the page.)
 MIN_SAMPLES = 5
-"""Complete buckets a control chart needs before its limits and run rules mean anything."""
 
 
 def default_bucket(ctx: PageContext) -> int:

@@ -142,7 +142,10 @@ def _rendered(title: str, testid: str) -> str:
     """JS: true once the page shows its title and its data element, and Streamlit has stopped running."""
     return f"""(() => {{
   const h1 = [...document.querySelectorAll('h1')].some(h => h.innerText.trim() === {json.dumps(title)});
-  const data = document.querySelectorAll('[data-testid="{testid}"]').length >= 1;
+  const found = [...document.querySelectorAll('[data-testid="{testid}"]')];
+  const chart = (el) => el.getAttribute('data-testid') === 'stVegaLiteChart';
+  const drawn = (el) => !chart(el) || el.querySelector('canvas, svg');
+  const data = found.length >= 1 && found.every(drawn);
   const running = document.querySelector('[data-testid="stStatusWidget"]');
   const skeleton = document.querySelector('[data-testid="stSkeleton"]');
   return h1 && data && !running && !skeleton;
