@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from sqlalchemy import (
+    case,
     func,
     select,
 )
@@ -122,3 +123,32 @@ def review_summary(bind: Bind, f: Filters) -> pd.DataFrame:
     )
     with connect(bind) as conn:
         return to_frame(conn, stmt, ["verdict", "defects"])
+
+
+PRECISION_COLUMNS = ["class_name", "reviewed", "confirmed", "relabelled", "rejected", "precision"]
+
+
+def review_precision(bind: Bind, f: Filters) -> pd.DataFrame:
+    """Per class the model gave, what operators said of its detections (latest verdict per defect).
+
+    ``precision`` is confirmed / reviewed: a rejected detection was no defect and a relabelled one was
+    a defect of another class, so both count against the class the model said (``PRECISION_COLUMNS``).
+    """
+    latest = select(func.max(Review.id).label("rid")).group_by(Review.defect_id).subquery()
+    counts = {
+        v: func.sum(case((Review.verdict == v, 1), else_=0)) for v in ("confirmed", "relabelled", "rejected")
+    }
+    stmt = (
+        select(Defect.class_name, func.count(), counts["confirmed"], counts["relabelled"], counts["rejected"])
+        .join(latest, latest.c.rid == Review.id)
+        .join(Defect, Defect.id == Review.defect_id)
+        .where(*defect_conditions(f))
+        .group_by(Defect.class_name)
+        .order_by(Defect.class_name)
+    )
+    with connect(bind) as conn:
+        df = to_frame(conn, stmt, PRECISION_COLUMNS[:-1])
+    for col in PRECISION_COLUMNS[1:-1]:
+        df[col] = df[col].fillna(0).astype("int64")
+    df["precision"] = df["confirmed"] / df["reviewed"] if len(df) else pd.Series(dtype=float)
+    return df

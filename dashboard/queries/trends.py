@@ -69,14 +69,17 @@ def local_buckets(grain_starts: pd.Series, bucket: str, tz: ZoneInfo, shift_star
     return (wall - origin).dt.floor("8h") + origin
 
 
-def _bucket_times(walls: pd.Series, bucket: str, tz: ZoneInfo) -> tuple[list[datetime], list[datetime]]:
-    """UTC start and end of each local bucket (wall-clock arithmetic, so clock changes are honoured)."""
+def _bucket_times(walls: pd.Series, bucket: str, tz: ZoneInfo) -> tuple[pd.Series, pd.Series]:
+    """UTC start and end of each local bucket (wall-clock arithmetic, so clock changes are honoured).
+
+    Worked out once per distinct bucket (a trend by class repeats each bucket once per class).
+    """
     size = timedelta(seconds=BUCKET_SECONDS[bucket])
-    starts, ends = [], []
-    for wall in walls.dt.to_pydatetime():
-        starts.append(wall_to_utc(wall, tz))
-        ends.append(wall_to_utc(wall + size, tz))
-    return starts, ends
+    starts, ends = {}, {}
+    for wall in walls.drop_duplicates().dt.to_pydatetime():
+        starts[wall] = wall_to_utc(wall, tz)
+        ends[wall] = wall_to_utc(wall + size, tz)
+    return walls.map(starts), walls.map(ends)
 
 
 def _regroup(

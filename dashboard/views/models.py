@@ -58,6 +58,43 @@ def active_model_text(model: dict, tz: tzinfo = UTC) -> str:
     return f"Active model: **{model['version']}** ({model['name']}), {when}{by_text}."
 
 
+def validation_ap50(metrics: object) -> dict[str, float]:
+    """Per-class AP@0.5 from a model's stored metrics (``per_class`` of floats or of ``{"ap50": ...}``)."""
+    per_class = metrics.get("per_class") if isinstance(metrics, dict) else None
+    out: dict[str, float] = {}
+    for name, value in (per_class or {}).items():
+        ap = value.get("ap50") if isinstance(value, dict) else value
+        if isinstance(ap, int | float):
+            out[str(name)] = float(ap)
+    return out
+
+
+def _precision(ctx: PageContext, models: pd.DataFrame) -> None:
+    """Per class: precision from the operators' verdicts beside the active model's validation AP@0.5."""
+    st.subheader("Precision from reviews, by class (filtered)")
+    table = q(ctx, queries.review_precision, ctx.filters)
+    if table.empty:
+        empty_state("No reviewed defects for these filters.")
+        return
+    active = models[models["is_active"].astype(bool)] if not models.empty else models
+    ap = validation_ap50(active.iloc[0]["metrics"]) if not active.empty else {}
+    table = table.assign(validation_ap50=[ap.get(c, float("nan")) for c in table["class_name"]])
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="models_precision",
+        column_config={
+            "class_name": "Class (the model's)", "reviewed": "Reviewed", "confirmed": "Confirmed",
+            "relabelled": "Relabelled", "rejected": "Rejected",
+            "precision": st.column_config.NumberColumn("Precision (confirmed / reviewed)", format="%.2f"),
+            "validation_ap50": st.column_config.NumberColumn("Val. AP@0.5 (active model)", format="%.2f"),
+        },
+    )  # fmt: skip
+    st.caption(
+        "A relabelled detection was a real defect of another class: it counts against the class given."
+    )
+
+
 def render(ctx: PageContext) -> None:
     st.title(TITLE)
     models = q(ctx, queries.list_model_versions)
@@ -78,6 +115,8 @@ def render(ctx: PageContext) -> None:
             column_config=table_columns(MODEL_NAMES, ctx.tz),
         )
         csv_button(table, "model-versions.csv", key="models_csv")
+
+    _precision(ctx, models)
 
     st.subheader("Defects per model version (filtered)")
     usage = q(ctx, queries.defects_by_model, ctx.filters)

@@ -40,6 +40,7 @@ TABLES = {  # a table of each page, told apart by its columns (AppTest does not 
     "trend_signals": ("bucket_start", "rules"),
     "trend_chart_table": ("bucket_start", "partial", "centre"),
     "overview_grades": ("grade", "grade_reasons", "ended_at"),
+    "models_precision": ("class_name", "precision", "validation_ap50"),
     "pareto_table": ("class_name", "cumulative_pct"),
     "coil_table": ("position_m", "cross_m"),
     "gallery_table": ("id", "review_verdict"),

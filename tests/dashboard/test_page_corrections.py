@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -235,3 +236,35 @@ def test_live_caption_counts_every_box_drawn_and_names_the_carried_over_ones(
     )
     for defect_id, class_name in carried:
         assert f"#{defect_id} {class_name}" in caption
+
+
+def test_review_precision_per_class_sits_beside_the_validation_ap(make_app, seeded_url: str) -> None:
+    reviewed_classes = [c for (c,) in sql(seeded_url, "SELECT DISTINCT old_class FROM reviews ORDER BY 1")]
+    per_class = {reviewed_classes[0]: {"ap50": 0.61, "ap": 0.3}}  # as training.evaluation stores it
+    sql(
+        seeded_url,
+        "UPDATE model_versions SET metrics = ? WHERE is_active = 1",
+        (json.dumps({"map50": 0.78, "per_class": per_class}),),
+    )
+    at = make_app(seeded_url)
+    run_page(at)
+    run_page(at, "models")
+    expected = {
+        name: (n, confirmed / n)
+        for name, n, confirmed in sql(
+            seeded_url,
+            "SELECT d.class_name, COUNT(*), SUM(r.verdict = 'confirmed') FROM reviews r "
+            "JOIN defects d ON d.id = r.defect_id "
+            "WHERE r.id IN (SELECT MAX(id) FROM reviews GROUP BY defect_id) GROUP BY 1",
+        )
+    }
+    table = page_table(at, "models_precision").set_index("class_name")
+    assert {c: (int(r["reviewed"]), float(r["precision"])) for c, r in table.iterrows()} == expected
+    assert table.loc[reviewed_classes[0], "validation_ap50"] == pytest.approx(0.61)
+    ((metrics,),) = sql(seeded_url, "SELECT metrics FROM model_versions WHERE is_active = 1")
+    per_class = json.loads(metrics).get("per_class", {})
+    for name in table.index:
+        ap = per_class.get(name)
+        assert (ap is None and table.loc[name, "validation_ap50"] != table.loc[name, "validation_ap50"]) or (
+            table.loc[name, "validation_ap50"] == pytest.approx(ap if isinstance(ap, float) else ap["ap50"])
+        )

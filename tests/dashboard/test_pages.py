@@ -236,19 +236,26 @@ def test_review_writes_a_row_and_exports(make_app, seeded_url: str) -> None:
     defect_id, old_class = first
     new_class = "pitted_surface"
 
+    # no verdict is preselected, and the class list appears only for a relabel
+    assert at.radio(key=f"verdict_{defect_id}").value is None
+    assert not [s for s in at.selectbox if s.key == f"new_class_{defect_id}"]
+    assert at.button(key=f"save_{defect_id}").disabled
+
     # no name: nothing is stored
     at.radio(key=f"verdict_{defect_id}").set_value("relabelled")
+    run_page(at)
     at.selectbox(key=f"new_class_{defect_id}").set_value(new_class)
-    at.button(key=f"FormSubmitter:review_form_{defect_id}-Save review").click()
+    at.button(key=f"save_{defect_id}").click()
     run_page(at)
     assert any("Enter your name" in e.value for e in at.error)
     assert sql(seeded_url, "SELECT COUNT(*) FROM reviews")[0][0] == n_before
 
     at.text_input(key="review_name").set_value("dora")
     at.radio(key=f"verdict_{defect_id}").set_value("relabelled")
+    run_page(at)
     at.selectbox(key=f"new_class_{defect_id}").set_value(new_class)
     at.text_input(key=f"note_{defect_id}").set_value("edge crack")
-    at.button(key=f"FormSubmitter:review_form_{defect_id}-Save review").click()
+    at.button(key=f"save_{defect_id}").click()
     run_page(at)
     rows = sql(
         seeded_url,
@@ -361,6 +368,7 @@ def test_read_only_dashboard_disables_reviews(make_app, seeded_url: str) -> None
     run_page(at, "review")
     assert "read-only" in at.info[0].value
     assert all(b.disabled for b in at.button if b.proto.label == "Save review")
+    assert at.button(key="bulk_confirm").disabled
 
 
 @pytest.mark.postgres
