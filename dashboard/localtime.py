@@ -9,7 +9,7 @@ whatever zone the viewer's browser is in.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -66,3 +66,24 @@ def local_columns(df: pd.DataFrame, tz: tzinfo, columns: tuple[str, ...]) -> pd.
 def zone_label(tz: tzinfo) -> str:
     """The zone's name for headings and axis titles (``Europe/Berlin``; ``UTC``)."""
     return str(getattr(tz, "key", None) or tz)
+
+
+def recent_shifts(
+    first: datetime, last: datetime, tz: tzinfo, shift_start_hour: int, *, limit: int = 90
+) -> list[tuple[datetime, datetime, datetime]]:
+    """The 8 h shifts that overlap ``[first, last]``, latest first: ``(wall start, UTC start, UTC end)``.
+
+    Worked out on the plant's clock without reading the database (the shift report's choice list).
+    """
+    wall_last = last.astimezone(tz).replace(tzinfo=None)
+    origin = shift_start_hour % 8
+    start = wall_last.replace(minute=0, second=0, microsecond=0)
+    start -= timedelta(hours=(start.hour - origin) % 8)
+    out: list[tuple[datetime, datetime, datetime]] = []
+    while len(out) < limit:
+        utc_start, utc_end = wall_to_utc(start, tz), wall_to_utc(start + timedelta(hours=8), tz)
+        if utc_end <= first:
+            break
+        out.append((start, utc_start, utc_end))
+        start -= timedelta(hours=8)
+    return out

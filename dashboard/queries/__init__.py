@@ -26,7 +26,6 @@ from dashboard.queries.coils import (
     coil_defects,
     coil_density,
     count_coil_defects,
-    grade_counts,
     list_coils,
 )
 from dashboard.queries.defects import (
@@ -108,7 +107,6 @@ __all__ = [
     "frame_boxes",
     "frame_conditions",
     "frame_trend",
-    "grade_counts",
     "latest_frames",
     "latest_review_id",
     "list_coils",

@@ -149,17 +149,3 @@ def coil_density(
         [(int(a) * along_bin_m, int(c) * across_bin_m, str(k), int(n)) for a, c, k, n in rows],
         columns=["position_m", "cross_m", "class_name", "defects"],
     )
-
-
-def grade_counts(bind: Bind, f: Filters) -> pd.DataFrame:
-    """Coils inspected under the filters by grade: columns ``grade, coils`` (``grade`` null: not graded)."""
-    frames = _inspected_coils(f)
-    stmt = (
-        select(CoilGrade.grade, func.count())
-        .select_from(frames)
-        .outerjoin(CoilGrade, CoilGrade.coil_id == frames.c.coil_id)
-        .group_by(CoilGrade.grade)
-    )
-    with connect(bind) as conn:
-        df = to_frame(conn, stmt, ["grade", "coils"])
-    return df.astype({"coils": "int64"})

@@ -16,6 +16,10 @@ from dashboard.report_data import coil_report, side_names
 from dashboard.ui import csv_button, empty_state, fmt_float, fmt_int
 
 TITLE = "Coil map"
+POINT_NAMES = {
+    "id": "Defect", "class_name": "Class", "score": "Score", "position_m": "Along (m)",
+    "cross_m": "Across (m)", "length_m": "Length (m)", "width_m": "Width (m)",
+}  # fmt: skip
 ACROSS_BIN_M = 0.05
 MAP_WIDTH_PX = 1100
 MIN_HEIGHT_PX = 200  # a long coil on a narrow strip: to scale it would be a line
@@ -24,6 +28,13 @@ MIN_HEIGHT_PX = 200  # a long coil on a narrow strip: to scale it would be a lin
 def coil_label(row: pd.Series) -> str:
     grade = f" · grade {row['grade']}" if isinstance(row.get("grade"), str) else ""
     return f"{row['line']} / {row['code']} ({int(row['defects']):,} defects{grade})"
+
+
+def coil_length_text(row: pd.Series) -> str:
+    """The coil's recorded length; "open" while it runs; "not recorded" for a closed coil without one."""
+    if pd.notna(row["length_m"]):
+        return fmt_float(float(row["length_m"]), 1, " m")
+    return "open" if pd.isna(row["ended_at"]) else "not recorded"
 
 
 def along_bin_m(metres: float) -> float:
@@ -87,7 +98,7 @@ def _points(ctx: PageContext, row: pd.Series, coil_id: int, limit: int) -> None:
         .interactive()
     )
     st.altair_chart(chart, width="stretch", height=a.height + 70)
-    st.dataframe(points, hide_index=True, key="coil_table")
+    st.dataframe(points, hide_index=True, key="coil_table", column_config=POINT_NAMES)
     csv_button(points, f"coil-{coil_id}-defects.csv", key="coil_csv")
 
 
@@ -125,7 +136,7 @@ def render(ctx: PageContext) -> None:
 
     c = st.columns(5)
     c[0].metric("Line", str(row["line"]))
-    c[1].metric("Coil length", fmt_float(row["length_m"], 1, " m") if pd.notna(row["length_m"]) else "open")
+    c[1].metric("Coil length", coil_length_text(row))
     c[2].metric("Metres inspected", fmt_float(float(row["metres"] or 0.0), 1, " m"))
     c[3].metric("Defects", fmt_int(n_placed + n_unplaced))
     c[4].metric("Grade", str(row["grade"]) if isinstance(row["grade"], str) else "—")

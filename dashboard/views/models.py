@@ -123,7 +123,16 @@ def render(ctx: PageContext) -> None:
     if usage.empty:
         empty_state("No frames for these filters.")
     else:
-        st.dataframe(usage, hide_index=True, key="models_usage")
+        st.dataframe(
+            usage,
+            hide_index=True,
+            key="models_usage",
+            column_config={
+                "model_version": "Model version",
+                "frames": "Frames inspected",
+                "defects": "Defects",
+            },
+        )
         csv_button(usage, "defects-per-model.csv", key="models_usage_csv")
 
     st.subheader("Retraining decisions")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 import altair as alt
 import pandas as pd
@@ -12,11 +12,12 @@ from dashboard import queries
 from dashboard.colors import class_color
 from dashboard.data import PageContext, context, grade_pending_coils, q
 from dashboard.filters import Filters
-from dashboard.localtime import fmt_time, local_columns, zone_label
+from dashboard.localtime import fmt_time, local_columns, recent_shifts, zone_label
 from dashboard.report_data import shift_report
 from dashboard.ui import csv_button, delta, empty_state, fmt_float, fmt_int, table_columns
 
 TITLE = "Overview"
+MAX_COILS = 5000
 COIL_NAMES = {
     "coil_id": "Coil id", "line": "Line", "code": "Coil", "started_at": "Started at", "ended_at": "Ended at",
     "length_m": "Length (m)", "frames": "Frames", "metres": "Metres inspected (m)", "defects": "Defects",
@@ -130,22 +131,24 @@ def _rate_metrics(
 
 
 def _grades(ctx: PageContext) -> None:
-    """How the coils inspected in the range were graded, and the graded coils (exported as CSV)."""
+    """How the coils inspected in the range were graded, and the graded coils (exported as CSV).
+
+    One query: the coils of the range with their grades (counted here, not by a second pass over the
+    frames).
+    """
     grade_pending_coils(ctx)
-    counts = q(ctx, queries.grade_counts, ctx.filters)
-    if counts.empty:
+    coils = q(ctx, queries.list_coils, ctx.filters, limit=MAX_COILS)
+    if coils.empty:
         return
-    by_grade = {
-        (g if isinstance(g, str) else None): int(n)
-        for g, n in zip(counts["grade"], counts["coils"], strict=True)
-    }
     st.subheader("Coil grades")
     grades = list(ctx.config.grading.grades)
+    counts = coils["grade"].value_counts()
     cols = st.columns(len(grades) + 1)
     for col, grade in zip(cols, grades, strict=False):
-        col.metric(f"Grade {grade}", fmt_int(by_grade.get(grade, 0)))
-    cols[-1].metric("Not graded (open)", fmt_int(by_grade.get(None, 0)))
-    coils = q(ctx, queries.list_coils, ctx.filters)
+        col.metric(f"Grade {grade}", fmt_int(int(counts.get(grade, 0))))
+    cols[-1].metric("Not graded (open)", fmt_int(int(coils["grade"].isna().sum())))
+    if len(coils) == MAX_COILS:
+        st.caption(f"Counts over the latest {MAX_COILS:,} coils of the range.")
     graded = coils[coils["grade"].notna()].copy()
     if graded.empty:
         st.caption("No coil in this range is closed and graded yet.")
@@ -159,28 +162,26 @@ def _grades(ctx: PageContext) -> None:
 
 
 def _shift_report(ctx: PageContext) -> None:
-    """Pick a shift of the range and download its printable report."""
-    shifts = q(
-        ctx, queries.frame_trend, ctx.filters, bucket="shift",
-        shift_start_hour=ctx.config.shift_start_hour, tz=ctx.config.plant_timezone,
-    )  # fmt: skip
-    if shifts.empty:
+    """Pick a shift of the range (latest first) and download its printable report."""
+    first = ctx.filters.start or ctx.options.first_at
+    last = min(ctx.filters.end or datetime.now(UTC), ctx.options.last_at or datetime.now(UTC))
+    if first is None:
         return
-    latest_first = list(range(len(shifts)))[::-1]
-    starts = shifts["bucket_start"].tolist()
+    shifts = recent_shifts(first, last, ctx.tz, ctx.config.shift_start_hour)
+    if not shifts:
+        return
     with st.expander("Shift report"):
         k = st.selectbox(
             f"Shift ({zone_label(ctx.tz)})",
-            latest_first,
-            format_func=lambda i: f"{starts[i]:%a %d %b %Y, %H:%M}",
+            list(range(len(shifts))),
+            format_func=lambda i: f"{shifts[i][0]:%a %d %b %Y, %H:%M}",
             key="shift_pick",
         )
-        start = pd.Timestamp(shifts["bucket_start_utc"].iloc[k]).to_pydatetime()
-        end = pd.Timestamp(shifts["bucket_end_utc"].iloc[k]).to_pydatetime()
+        wall, start, end = shifts[k]
         st.download_button(
             "Shift report (HTML, prints to PDF)",
             lambda: shift_report(ctx, start, end).encode("utf-8"),
-            file_name=f"shift-{starts[k]:%Y%m%d-%H%M}.html",
+            file_name=f"shift-{wall:%Y%m%d-%H%M}.html",
             mime="text/html",
             key="shift_report",
             on_click="ignore",

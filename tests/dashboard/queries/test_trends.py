@@ -116,3 +116,18 @@ def test_a_day_with_a_clock_change_is_23_hours_long(tmp_path) -> None:
         for s, e in zip(days["bucket_start_utc"], days["bucket_end_utc"], strict=True)
     ]
     assert lengths == [24.0, 23.0, 24.0]
+
+
+def test_recent_shifts_follow_the_plant_clock_latest_first() -> None:
+    from zoneinfo import ZoneInfo
+
+    from dashboard.localtime import recent_shifts
+
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)
+    last = datetime(2026, 3, 29, 12, 30, tzinfo=UTC)  # 14:30 CEST, the day clocks go forward
+    shifts = recent_shifts(first, last, berlin, 6)
+    assert [w.strftime("%d %H") for w, _, _ in shifts] == ["29 14", "29 06", "28 22", "28 14"]
+    night = shifts[2]
+    assert (night[2] - night[1]) == timedelta(hours=7)  # 22:00 CET to 06:00 CEST
+    assert all(end > first and start <= last for _, start, end in shifts)
