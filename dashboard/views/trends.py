@@ -27,6 +27,14 @@ ALL_CLASSES = "All selected classes"
 MIN_SAMPLES = 5
 
 
+def chart_choices(frame_size: tuple[int, int] | None) -> dict[str, str]:
+    """The control charts on offer: per 1,000 frames only when every frame has one stated size."""
+    if frame_size is None:
+        return {k: v for k, v in CHARTS.items() if k != "u_frames"}
+    w, h = frame_size
+    return {**CHARTS, "u_frames": f"{CHARTS['u_frames']} of {w}×{h} px"}
+
+
 def default_bucket(ctx: PageContext) -> int:
     """Index in ``BUCKETS`` that gives a readable chart for the range: hours up to 3 days, shifts up to
     3 weeks, days beyond (a month of hours is 720 points)."""
@@ -235,7 +243,7 @@ def _rate_chart(rates: pd.DataFrame, bucket: str, tz: tzinfo) -> None:
 
 
 def _control_section(
-    ctx: PageContext, frames: pd.DataFrame, *, bucket: str, kind: str, chosen: str
+    ctx: PageContext, frames: pd.DataFrame, *, bucket: str, kind: str, chosen: str, title: str
 ) -> pd.DataFrame:
     """The control chart of the chosen class (or all): drawn, judged, and its table returned."""
     chart_frames = frames
@@ -248,7 +256,7 @@ def _control_section(
         chart_frames, start=ctx.filters.start, end=ctx.filters.end, now=datetime.now(UTC)
     )
     _, table = control_chart(chart_frames, kind, partial=partial)
-    st.subheader(CHARTS[kind] + ("" if chosen == ALL_CLASSES else f" ({chosen})"))
+    st.subheader(title + ("" if chosen == ALL_CLASSES else f" ({chosen})"))
     y_title = {"p_frames": "% frames with a defect", "u_metres": "defects per 100 m"}.get(
         kind, "defects per 1,000 frames"
     )
@@ -263,7 +271,8 @@ def render(ctx: PageContext) -> None:
     bucket = c1.selectbox(
         "Bucket", list(BUCKETS), format_func=BUCKETS.get, key="trend_bucket", index=default_bucket(ctx)
     )
-    kind = c2.selectbox("Control chart", list(CHARTS), format_func=CHARTS.get, key="trend_chart")
+    charts = chart_choices(q(ctx, queries.totals, ctx.filters).frame_size)
+    kind = c2.selectbox("Control chart", list(charts), format_func=charts.get, key="trend_chart")
     classes = list(ctx.filters.classes or ctx.options.classes)
     chosen = c3.selectbox("Class for the control chart", [ALL_CLASSES, *classes], key="trend_class")
     where = {
@@ -281,7 +290,9 @@ def render(ctx: PageContext) -> None:
     )
     rates = rate_table(q(ctx, queries.defect_trend, ctx.filters, **where), frames)
     _rate_chart(rates, bucket, ctx.tz)
-    table = _control_section(ctx, frames, bucket=bucket, kind=kind, chosen=chosen)
+    table = _control_section(ctx, frames, bucket=bucket, kind=kind, chosen=chosen, title=charts[kind])
+    if "u_frames" not in charts:  # frames of different sizes: a per-frame rate compares unlike units
+        rates = rates.drop(columns=["per_1000_frames"])
 
     st.subheader("Data")
     st.dataframe(rates, hide_index=True, key="trend_table", column_config=trend_columns(ctx.tz))

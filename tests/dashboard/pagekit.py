@@ -35,8 +35,8 @@ def page_metrics(at: AppTest) -> dict[str, float | str | None]:
 
 
 TABLES = {  # a table of each page, told apart by its columns (AppTest does not report st.dataframe keys)
-    "overview_table": ("class_name", "per_1000_frames"),
-    "trend_table": ("bucket_start", "per_1000_frames"),
+    "overview_table": ("class_name", "share_pct", "per_100_m"),
+    "trend_table": ("bucket_start", "class_name", "per_100_m"),
     "trend_signals": ("bucket_start", "rules"),
     "trend_chart_table": ("bucket_start", "partial", "centre"),
     "overview_grades": ("grade", "grade_reasons", "ended_at"),

@@ -116,3 +116,33 @@ def test_stale_open_coils_are_closed_at_their_last_frame(seeded_url: str, seed: 
         )
         assert ended == last
         assert length == (500.0 if code == "C200" else pytest.approx(reach))  # a recorded length is kept
+
+
+@pytest.mark.postgres
+def test_grading_gives_the_same_grades_on_postgresql(
+    pg_url: str, seeded_url: str, seed: Seed, neu_images, tmp_path
+) -> None:
+    from sqlalchemy import select
+
+    from inspection.storage.db import upgrade
+    from inspection.storage.schema import Coil, CoilGrade
+    from tests.dashboard.conftest import seed_database
+
+    upgrade(pg_url)
+    seed_database(pg_url, images=neu_images, media=tmp_path / "crops", t0=seed.t0)
+    graded = {}
+    for url in (pg_url, seeded_url):
+        engine = make_engine(url)
+        with Session(engine) as s, s.begin():
+            for coil_id in s.scalars(select(Coil.id)):
+                grade_coil(s, coil_id, RULES)
+            graded[url] = {
+                code: (grade, tuple(reasons))
+                for code, grade, reasons in s.execute(
+                    select(Coil.code, CoilGrade.grade, CoilGrade.reasons).join(
+                        CoilGrade, CoilGrade.coil_id == Coil.id
+                    )
+                )
+            }
+        engine.dispose()
+    assert graded[pg_url] == graded[seeded_url] and len(graded[pg_url]) == 3
