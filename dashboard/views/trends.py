@@ -25,6 +25,7 @@ ALL_CLASSES = "All selected classes"
 # Complete buckets a control chart needs before its limits and run rules mean anything. (Comments, not
 # attribute docstrings, in page scripts: Streamlit's "magic" draws a floating string on the page.)
 MIN_SAMPLES = 5
+MAX_TICKS = 40
 
 
 def chart_choices(frame_size: tuple[int, int] | None) -> dict[str, str]:
@@ -207,13 +208,25 @@ def _chart_verdict(table: pd.DataFrame) -> None:
         )
 
 
-def time_axis(bucket: str, tz: tzinfo) -> alt.X:
-    """The x axis of a trend: the plant's clock, with the date on every tick (hours and shifts too)."""
+def time_axis(bucket: str, tz: tzinfo, starts: pd.Series | None = None) -> alt.X:
+    """The x axis of a trend: the plant's clock, with the date on every tick (hours and shifts too).
+
+    Shift and day ticks sit on the bucket starts (Vega would pick round hours, not 06:00/14:00/22:00);
+    the times are local wall-clock values, which Vega-Lite reads as such (``alt.DateTime``, not UTC).
+    """
     fmt = "%a %d %b" if bucket == "day" else "%a %d %b %H:%M"
+    values = None
+    if starts is not None and bucket != "hour" and 0 < starts.nunique() <= MAX_TICKS:
+        values = [
+            alt.DateTime(year=t.year, month=t.month, date=t.day, hours=t.hour, minutes=t.minute)
+            for t in sorted(set(pd.to_datetime(starts)))
+        ]
     return alt.X(
         "bucket_start:T",
         title=f"{BUCKETS[bucket].lower()} starting ({zone_label(tz)})",
-        axis=alt.Axis(format=fmt, labelAngle=-30),
+        axis=alt.Axis(format=fmt, labelAngle=-30, values=values)
+        if values
+        else alt.Axis(format=fmt, labelAngle=-30),
     )
 
 
@@ -226,7 +239,7 @@ def _rate_chart(rates: pd.DataFrame, bucket: str, tz: tzinfo) -> None:
         alt.Chart(rates)
         .mark_line(point=True)
         .encode(
-            x=time_axis(bucket, tz),
+            x=time_axis(bucket, tz, rates["bucket_start"]),
             y=alt.Y("per_100_m:Q", title="defects per 100 m"),
             color=class_color(rates["class_name"]),
             tooltip=[
@@ -260,7 +273,7 @@ def _control_section(
     y_title = {"p_frames": "% frames with a defect", "u_metres": "defects per 100 m"}.get(
         kind, "defects per 1,000 frames"
     )
-    st.altair_chart(_chart(table, y_title, time_axis(bucket, ctx.tz)), width="stretch")
+    st.altair_chart(_chart(table, y_title, time_axis(bucket, ctx.tz, table["bucket_start"])), width="stretch")
     _chart_verdict(table)
     return table
 

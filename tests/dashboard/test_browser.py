@@ -187,6 +187,27 @@ def _server(db_url: str, port: int, config: Path) -> subprocess.Popen:
     )
 
 
+def _chromium(profile: Path) -> tuple[subprocess.Popen, str]:
+    """Headless Chromium on a blank page; the process and its page's DevTools websocket URL."""
+    browser = subprocess.Popen(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    active = profile / "DevToolsActivePort"
+    debug_port = _wait(
+        lambda: active.is_file() and active.read_text().split("\n")[0].strip(), timeout=60, what="chromium"
+    )
+
+    def page_target() -> str | None:
+        listing = _get(f"http://127.0.0.1:{debug_port}/json/list")
+        pages = [t for t in json.loads(listing or b"[]") if t.get("type") == "page"]
+        return pages[0]["webSocketDebuggerUrl"] if pages else None
+
+    return browser, _wait(page_target, timeout=30, what="the chromium page")
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI: apt-get install -y chromium)")
 def test_every_main_page_renders_in_chromium_and_nothing_is_fetched_from_outside(
     seeded_url: str, tmp_path: Path, neu_images: list[Path]
@@ -208,26 +229,7 @@ def test_every_main_page_renders_in_chromium_and_nothing_is_fetched_from_outside
             what="the Streamlit server",
         )
         assert server.poll() is None, server.stdout.read().decode(errors="replace")[-3000:]
-        profile = tmp_path / "chromium-profile"
-        browser = subprocess.Popen(
-            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        active = profile / "DevToolsActivePort"
-        debug_port = _wait(
-            lambda: active.is_file() and active.read_text().split("\n")[0].strip(),
-            timeout=60,
-            what="chromium",
-        )
-
-        def page_target() -> str | None:
-            listing = _get(f"http://127.0.0.1:{debug_port}/json/list")
-            pages = [t for t in json.loads(listing or b"[]") if t.get("type") == "page"]
-            return pages[0]["webSocketDebuggerUrl"] if pages else None
-
-        ws_url = _wait(page_target, timeout=30, what="the chromium page")
+        browser, ws_url = _chromium(tmp_path / "chromium-profile")
         doms, urls = asyncio.run(_tour(ws_url, f"http://127.0.0.1:{port}", shots, timeout=90))
     finally:
         if browser is not None:
