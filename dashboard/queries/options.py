@@ -17,7 +17,9 @@ from dashboard.queries.base import (
 )
 from inspection.storage.schema import Coil, Defect, Frame, Line, ModelVersion
 
-REQUIRED_TABLES = ("lines", "coils", "frames", "defects", "model_versions", "reviews", "retrain_runs")
+REQUIRED_TABLES = (
+    "lines", "coils", "frames", "defects", "model_versions", "reviews", "retrain_runs", "coil_grades",
+)  # fmt: skip
 
 
 def schema_problem(bind: Bind) -> str | None:
@@ -26,7 +28,14 @@ def schema_problem(bind: Bind) -> str | None:
         names = set(inspect(conn).get_table_names())
     missing = [t for t in REQUIRED_TABLES if t not in names]
     if missing:
-        return f"the database has no {', '.join(missing)} table(s): it was never set up by `steel inspect`"
+        if "lines" in missing:
+            return (
+                f"the database has no {', '.join(missing)} table(s): it was never set up by `steel inspect`"
+            )
+        return (
+            f"the database has no {', '.join(missing)} table(s): its schema is older than this dashboard; "
+            "`steel inspect` (or `alembic upgrade head`) brings it up to date"
+        )
     return None
 
 

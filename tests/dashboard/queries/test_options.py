@@ -9,7 +9,7 @@ import pytest
 
 from dashboard import queries
 from dashboard.filters import Filters, time_range
-from inspection.storage.db import default_sqlite_url, make_engine
+from inspection.storage.db import default_sqlite_url, make_engine, upgrade
 from tests.dashboard.conftest import Seed
 
 
@@ -66,3 +66,12 @@ def test_filters_validate_and_time_presets() -> None:
     with pytest.raises(ValueError, match="min_score"):
         Filters(min_score=1.5)
     assert Filters().previous_period() is None and Filters(start=day).previous_period() is None
+
+
+def test_a_database_older_than_the_dashboard_is_explained(tmp_path: Path) -> None:
+    url = default_sqlite_url(tmp_path / "old.db")
+    upgrade(url, revision="0001")  # before coil grades
+    eng = make_engine(url)
+    problem = queries.schema_problem(eng) or ""
+    eng.dispose()
+    assert "coil_grades" in problem and "older than this dashboard" in problem
