@@ -41,7 +41,6 @@ def coil_map_svg(
     width_m: float,
     zero_side: str = "operator side",
     far_side: str = "drive side",
-    surface: str | None = None,
 ) -> str:
     """An SVG of the defects (``position_m, cross_m, class_name``) of a coil ``length_m`` by ``width_m``.
 
@@ -74,8 +73,7 @@ def coil_map_svg(
         parts.append(f'<text x="{left - 8}" y="{py + 4:.1f}" text-anchor="end">{y:g} m</text>')
     parts.append(f'<text x="{left}" y="{top - 8}" font-weight="bold">{escape(zero_side)}</text>')
     parts.append(f'<text x="{left}" y="{top + plot_h + 33:.1f}" font-weight="bold">{escape(far_side)}</text>')
-    caption = "along the strip (m) →" + (f" · {escape(surface)} surface" if surface else "")
-    parts.append(f'<text x="{WIDTH_PX - right}" y="{top - 8}" text-anchor="end">{caption}</text>')
+    parts.append(f'<text x="{WIDTH_PX - right}" y="{top - 8}" text-anchor="end">along the strip (m) →</text>')
     radius, opacity = (1.5, 0.25) if dense else (3.0, 0.85)
     for x, y, name in zip(points["position_m"], points["cross_m"], points["class_name"], strict=True):
         if pd.isna(x) or pd.isna(y):

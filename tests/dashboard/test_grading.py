@@ -146,3 +146,20 @@ def test_grading_gives_the_same_grades_on_postgresql(
             }
         engine.dispose()
     assert graded[pg_url] == graded[seeded_url] and len(graded[pg_url]) == 3
+
+
+def test_a_bad_grading_config_names_the_key(tmp_path) -> None:
+    from dashboard.config import load_dashboard_config
+    from datasets.settings import ConfigError
+
+    cfg = tmp_path / "dashboard.yaml"
+    cfg.write_text(
+        "grading:\n  grades: [pass, hold]\n  rules:\n    - {grade: scrap, max_count: 0}\n"
+        "plant_timezone: Europe/Berlin\nstrip_width_m: {L1: 12}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_dashboard_config(cfg)
+    text = str(err.value)
+    assert "grading" in text and "'scrap' is not one of the lower grades ['hold']" in text
+    assert "strip_width_m" in text and "between 0 and 10" in text
