@@ -4,8 +4,8 @@ defects into a grade (``A``/``B``/``scrap``, or ``pass``/``hold``), stored in ``
 The rules live in the dashboard's config (``grading:`` in ``configs/dashboard.yaml``); anything with a
 database session can grade (a writable dashboard does on its pages; the daemon can when it closes a
 coil, with :func:`grade_closed_coils`). A rule names the grade a coil gets *at best* when it breaks the
-rule; the coil's grade is the worst such grade, or the best grade when it breaks none. Grading again replaces the row, and the rules'
-digest is stored so coils graded under older rules can be found and regraded.
+rule; the coil's grade is the worst such grade, or the best grade when it breaks none. Grading again
+replaces the row, and the rules' digest is stored so coils graded under older rules can be regraded.
 """
 
 from __future__ import annotations
