@@ -21,6 +21,8 @@ from dashboard.svgmap import coil_map_svg
 from dashboard.ui import fmt_float
 
 CROP_PX = 160
+MAX_COILS = 5000
+MAX_SECTIONS = 24  # coils drawn in a shift report (a shift rarely touches more)
 
 
 def side_names(ctx: PageContext) -> tuple[str, str]:
@@ -111,11 +113,11 @@ def shift_report(ctx: PageContext, start: datetime, end: datetime) -> str:
     engine = query_engine(ctx.config)
     f = ctx.filters.with_(start=start, end=end, coil_ids=())
     totals = queries.totals(engine, f)
-    coils = queries.list_coils(engine, f, limit=24)
+    coils = queries.list_coils(engine, f, limit=MAX_COILS)
     figures = [
         ("Frames inspected", f"{totals.frames_ok:,}"),
         ("Metres inspected", fmt_float(totals.metres, 1, " m")),
-        ("Coils", f"{totals.coils:,}"),
+        ("Coils", f"{len(coils):,}"),
         ("Defects", f"{totals.defects:,}"),
         ("Defects per 100 m", fmt_float(totals.per_100_m)),
     ]
@@ -124,7 +126,7 @@ def shift_report(ctx: PageContext, start: datetime, end: datetime) -> str:
         title=f"Shift report {fmt_time(start, ctx.tz)}",
         subtitle=f"Shift from {window}; coils shown whole, with their grade.",
         figures=figures,
-        coils=[coil_part(ctx, engine, c) for c in coils.to_dict("records")],
+        coils=[coil_part(ctx, engine, c) for c in coils.head(MAX_SECTIONS).to_dict("records")],
         pareto=queries.pareto(engine, f),
         crops=crop_parts(ctx, engine, f),
         generated_at=datetime.now(UTC),

@@ -67,6 +67,7 @@ from dashboard.queries.reviews import (
 from dashboard.queries.totals import Totals, defects_by_class, pareto, totals
 from dashboard.queries.trends import (
     BUCKET_SECONDS,
+    SIZE_COLUMNS,
     TREND_TIME_COLUMNS,
     check_bucket,
     defect_trend,
@@ -90,6 +91,7 @@ __all__ = [
     "RETRAIN_COLUMNS",
     "REVIEW_COLUMNS",
     "REVIEW_STATES",
+    "SIZE_COLUMNS",
     "SORTS",
     "TREND_TIME_COLUMNS",
     "Totals",

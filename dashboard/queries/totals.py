@@ -25,9 +25,10 @@ from inspection.storage.schema import Defect, Frame
 class Totals:
     """Frames and metres inspected and defects found under one set of filters.
 
-    ``coils`` counts the coils with inspected frames, ``metres_by_line`` the metres per line id (for
-    areas: strip widths differ by line), ``frame_size`` the ``(width, height)`` in pixels every inspected
-    frame shares, or None when they differ (then a rate per frame compares unlike units).
+    ``metres_by_line`` the metres per line id (for areas: strip widths differ by line), ``frame_size``
+    the ``(width, height)`` in pixels every inspected frame shares, or None when they differ (then a rate
+    per frame compares unlike units). Coils are counted by ``queries.list_coils``, which groups by coil
+    anyway (a distinct count here would sort every frame).
     """
 
     frames_ok: int
@@ -35,7 +36,6 @@ class Totals:
     frames_dropped: int
     metres: float
     defects: int
-    coils: int = 0
     metres_by_line: tuple[tuple[int, float], ...] = ()
     frame_size: tuple[int, int] | None = None
 
@@ -47,16 +47,11 @@ class Totals:
     def per_100_m(self) -> float | None:
         return 100.0 * self.defects / self.metres if self.metres > 0 else None
 
-    @property
-    def per_coil(self) -> float | None:
-        return self.defects / self.coils if self.coils else None
-
 
 def totals(bind: Bind, f: Filters) -> Totals:
-    """Frames by status, metres inspected (``SUM(length_m)`` of ok frames), coils and the defect count.
+    """Frames by status, metres inspected (``SUM(length_m)`` of ok frames) and the defect count.
 
-    One pass over the frames, grouped by status and line: a coil runs on one line, so its distinct
-    count per line adds up.
+    One pass over the frames, grouped by status and line, with the frame sizes' extremes.
     """
     with connect(bind) as conn:
         rows = conn.execute(
@@ -65,7 +60,6 @@ def totals(bind: Bind, f: Filters) -> Totals:
                 Frame.line_id,
                 func.count(),
                 func.sum(Frame.length_m),
-                func.count(Frame.coil_id.distinct()),
                 func.min(Frame.width),
                 func.max(Frame.width),
                 func.min(Frame.height),
@@ -83,13 +77,12 @@ def totals(bind: Bind, f: Filters) -> Totals:
         frames_dropped=count["dropped"],
         metres=sum(float(r[3] or 0.0) for r in ok),
         defects=defects,
-        coils=sum(int(r[4]) for r in ok),
         metres_by_line=tuple(sorted((int(r[1]), float(r[3] or 0.0)) for r in ok if r[1] is not None)),
-        frame_size=_one_size({(r[5], r[6], r[7], r[8]) for r in ok}),
+        frame_size=one_size({(r[4], r[5], r[6], r[7]) for r in ok}),
     )
 
 
-def _one_size(ranges: set[tuple]) -> tuple[int, int] | None:
+def one_size(ranges: set[tuple]) -> tuple[int, int] | None:
     """The frame size when every line's ``(min w, max w, min h, max h)`` is the same single size."""
     if len(ranges) != 1:
         return None

@@ -32,6 +32,8 @@ BUCKET_SECONDS: dict[str, int] = {"hour": 3600, "shift": 8 * 3600, "day": 86400}
 7 or 9 h, and the hour repeated in autumn is one bucket of 2 h)."""
 
 TREND_TIME_COLUMNS = ["bucket_start", "bucket_start_utc", "bucket_end_utc"]
+SIZE_COLUMNS = {"min_width": "min", "max_width": "max", "min_height": "min", "max_height": "max"}
+"""Frame size extremes per bucket: a per-frame rate is only offered when they give one size."""
 
 
 def check_bucket(bucket: str) -> None:
@@ -99,7 +101,8 @@ def _regroup(
     starts = pd.to_datetime(df["grain"].astype("int64") * grain, unit="s", utc=True)
     df["bucket_start"] = local_buckets(starts, bucket, tz, shift_start_hour)
     values = [c for c in columns if c not in keys]
-    out = df.groupby(["bucket_start", *keys], sort=True)[values].sum().reset_index()
+    how = {c: SIZE_COLUMNS.get(c, "sum") for c in values}
+    out = df.groupby(["bucket_start", *keys], sort=True)[values].agg(how).reset_index()
     out["bucket_start_utc"], out["bucket_end_utc"] = _bucket_times(out["bucket_start"], bucket, tz)
     return out[[*TREND_TIME_COLUMNS, *columns]]
 
@@ -137,7 +140,8 @@ def frame_trend(
     bind: Bind, f: Filters, *, bucket: str, shift_start_hour: int = 6, tz: str = "UTC"
 ) -> pd.DataFrame:
     """Inspected units per local bucket: ``bucket_start`` (naive plant time), ``bucket_start_utc``,
-    ``bucket_end_utc``, ``frames, metres, defects, frames_with_defects``.
+    ``bucket_end_utc``, ``frames, metres, defects, frames_with_defects`` and the frame sizes' extremes
+    (``SIZE_COLUMNS``).
 
     ``frames``/``metres`` count ok frames (the u-chart's units), ``defects`` the filtered defects and
     ``frames_with_defects`` the frames with at least one of them (the p-chart's nonconforming units).
@@ -153,16 +157,29 @@ def frame_trend(
         fidx = _grain_index(Frame.processed_at, conn.dialect.name, grain).label("g")
         with_defects = func.sum(case((Frame.n_defects > 0, 1), else_=0))
         frames = conn.execute(
-            select(fidx, func.count(), func.sum(Frame.length_m), func.sum(Frame.n_defects), with_defects)
+            select(
+                fidx,
+                func.count(),
+                func.sum(Frame.length_m),
+                func.sum(Frame.n_defects),
+                with_defects,
+                func.min(Frame.width),
+                func.max(Frame.width),
+                func.min(Frame.height),
+                func.max(Frame.height),
+            )  # fmt: skip
             .where(Frame.status == "ok", *frame_conditions(f))
             .group_by(fidx)
         ).all()
         if not f.classes and f.min_score <= 0:
-            defects = {int(g): (int(nd or 0), int(nf or 0)) for g, _, _, nd, nf in frames}
+            defects = {int(g): (int(nd or 0), int(nf or 0)) for g, _, _, nd, nf, *_ in frames}
         else:
             defects = _defects_per_grain(conn, f, grain)
-    rows = [(int(g), int(n), float(m or 0.0), *defects.get(int(g), (0, 0))) for g, n, m, *_ in frames]
-    columns = ["frames", "metres", "defects", "frames_with_defects"]
+    rows = [
+        (int(g), int(n), float(m or 0.0), *defects.get(int(g), (0, 0)), *sizes)
+        for g, n, m, _, _, *sizes in frames
+    ]
+    columns = ["frames", "metres", "defects", "frames_with_defects", *SIZE_COLUMNS]
     df = _regroup(
         rows, columns, keys=[], bucket=bucket, tz=zone, shift_start_hour=shift_start_hour, grain=grain
     )

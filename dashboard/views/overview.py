@@ -47,7 +47,11 @@ def inspected_area_m2(totals: queries.Totals, ctx: PageContext) -> float | None:
 
 
 def class_table(
-    current: pd.DataFrame, previous: pd.DataFrame | None, totals: queries.Totals, area_m2: float | None = None
+    current: pd.DataFrame,
+    previous: pd.DataFrame | None,
+    totals: queries.Totals,
+    area_m2: float | None = None,
+    n_coils: int = 0,
 ) -> pd.DataFrame:
     """Per-class counts, share, rates (per 100 m, per m², per coil, per 1,000 frames of a fixed size) and
     the change against the previous period. A rate whose units are unknown is left out."""
@@ -57,8 +61,8 @@ def class_table(
     df["per_100_m"] = 100.0 * df["defects"] / totals.metres if totals.metres > 0 else float("nan")
     if area_m2:
         df["per_m2"] = df["defects"] / area_m2
-    if totals.coils:
-        df["per_coil"] = df["defects"] / totals.coils
+    if n_coils:
+        df["per_coil"] = df["defects"] / n_coils
     if totals.frame_size is not None and totals.frames_ok:
         df["per_1000_frames"] = 1000.0 * df["defects"] / totals.frames_ok
     if previous is not None:
@@ -78,7 +82,12 @@ def class_table(
 
 
 def _rate_metrics(
-    now: queries.Totals, before: queries.Totals | None, area: float | None, area_before: float | None
+    now: queries.Totals,
+    before: queries.Totals | None,
+    *,
+    area: float | None,
+    area_before: float | None,
+    n_coils: int,
 ) -> None:
     """Counts and the rates people compare; a rate with unknown units says why instead of a number."""
     row1, row2 = st.columns(4), st.columns(4)
@@ -90,7 +99,7 @@ def _rate_metrics(
         "Metres inspected", fmt_float(now.metres, 1, " m"), delta(now.metres, before and before.metres),
         delta_color="off",
     )  # fmt: skip
-    row1[2].metric("Coils", fmt_int(now.coils), delta(now.coils, before and before.coils), delta_color="off")
+    row1[2].metric("Coils", fmt_int(n_coils))
     row1[3].metric(
         "Defects", fmt_int(now.defects), delta(now.defects, before and before.defects), delta_color="inverse"
     )
@@ -99,7 +108,7 @@ def _rate_metrics(
     rates = [
         ("Defects per 100 m", now.per_100_m, before and before.per_100_m, None),
         ("Defects per m²", per_m2, per_m2_before, None if area else "Set strip_width_m in the config."),
-        ("Defects per coil", now.per_coil, before and before.per_coil, None),
+        ("Defects per coil", now.defects / n_coils if n_coils else None, None, None),
     ]
     if now.frame_size is not None:
         w, h = now.frame_size
@@ -130,14 +139,9 @@ def _rate_metrics(
         )
 
 
-def _grades(ctx: PageContext) -> None:
-    """How the coils inspected in the range were graded, and the graded coils (exported as CSV).
-
-    One query: the coils of the range with their grades (counted here, not by a second pass over the
-    frames).
-    """
-    grade_pending_coils(ctx)
-    coils = q(ctx, queries.list_coils, ctx.filters, limit=MAX_COILS)
+def _grades(ctx: PageContext, coils: pd.DataFrame) -> None:
+    """How the coils inspected in the range (``queries.list_coils``) were graded, and the graded coils
+    (exported as CSV): counted here, not by a second pass over the frames."""
     if coils.empty:
         return
     st.subheader("Coil grades")
@@ -196,7 +200,10 @@ def render(ctx: PageContext) -> None:
     now = q(ctx, queries.totals, f)
     before = q(ctx, queries.totals, previous_f) if previous_f else None
     area = inspected_area_m2(now, ctx)
-    _rate_metrics(now, before, area, inspected_area_m2(before, ctx) if before else None)
+    grade_pending_coils(ctx)
+    coils = q(ctx, queries.list_coils, f, limit=MAX_COILS)
+    area_before = inspected_area_m2(before, ctx) if before else None
+    _rate_metrics(now, before, area=area, area_before=area_before, n_coils=len(coils))
     if now.frames_failed or now.frames_dropped:
         st.warning(
             f"{fmt_int(now.frames_failed)} frame(s) failed and {fmt_int(now.frames_dropped)} were dropped "
@@ -205,14 +212,14 @@ def render(ctx: PageContext) -> None:
     if now.frames_ok == 0 and now.defects == 0:
         empty_state("No inspected frames and no defects for these filters. Widen the time range or filters.")
         return
-    _grades(ctx)
+    _grades(ctx, coils)
     _shift_report(ctx)
     by_class = q(ctx, queries.defects_by_class, f)
     previous = q(ctx, queries.defects_by_class, previous_f) if previous_f else None
     if by_class.empty and (previous is None or previous.empty):
         empty_state("No defects for these filters: the inspected strip was clean.")
         return
-    table = class_table(by_class, previous, now, area)
+    table = class_table(by_class, previous, now, area, n_coils=len(coils))
     st.subheader("Defects per class")
     st.altair_chart(class_bars(table), width="stretch")
     st.dataframe(

@@ -12,6 +12,7 @@ from dashboard import queries, spc
 from dashboard.colors import class_color
 from dashboard.data import PageContext, context, q
 from dashboard.localtime import zone_label
+from dashboard.queries.totals import one_size
 from dashboard.ui import csv_button, empty_state
 
 TITLE = "Trends"
@@ -26,6 +27,13 @@ ALL_CLASSES = "All selected classes"
 # attribute docstrings, in page scripts: Streamlit's "magic" draws a floating string on the page.)
 MIN_SAMPLES = 5
 MAX_TICKS = 40
+
+
+def frame_size(frames: pd.DataFrame) -> tuple[int, int] | None:
+    """The one ``(width, height)`` of every frame in a ``queries.frame_trend`` table, or None."""
+    if frames.empty:
+        return None
+    return one_size({tuple(r) for r in frames[list(queries.SIZE_COLUMNS)].itertuples(index=False)})
 
 
 def chart_choices(frame_size: tuple[int, int] | None) -> dict[str, str]:
@@ -284,16 +292,16 @@ def render(ctx: PageContext) -> None:
     bucket = c1.selectbox(
         "Bucket", list(BUCKETS), format_func=BUCKETS.get, key="trend_bucket", index=default_bucket(ctx)
     )
-    charts = chart_choices(q(ctx, queries.totals, ctx.filters).frame_size)
-    kind = c2.selectbox("Control chart", list(charts), format_func=charts.get, key="trend_chart")
-    classes = list(ctx.filters.classes or ctx.options.classes)
-    chosen = c3.selectbox("Class for the control chart", [ALL_CLASSES, *classes], key="trend_class")
     where = {
         "bucket": bucket,
         "shift_start_hour": ctx.config.shift_start_hour,
         "tz": ctx.config.plant_timezone,
     }
     frames = q(ctx, queries.frame_trend, ctx.filters, **where)
+    charts = chart_choices(frame_size(frames))
+    kind = c2.selectbox("Control chart", list(charts), format_func=charts.get, key="trend_chart")
+    classes = list(ctx.filters.classes or ctx.options.classes)
+    chosen = c3.selectbox("Class for the control chart", [ALL_CLASSES, *classes], key="trend_class")
     if frames.empty:
         empty_state("No inspected frames for these filters: nothing to chart.")
         return
