@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import (
     func,
+    literal,
     select,
 )
 
@@ -25,7 +26,8 @@ from inspection.storage.schema import Defect, Frame
 class Totals:
     """Frames and metres inspected and defects found under one set of filters.
 
-    ``metres_by_line`` the metres per line id (for areas: strip widths differ by line), ``frame_size``
+    ``metres_by_line`` the metres per line id (``totals(by_line=True)``; strip widths differ by line),
+    ``frame_size``
     the ``(width, height)`` in pixels every inspected frame shares, or None when they differ (then a rate
     per frame compares unlike units). Coils are counted by ``queries.list_coils``, which groups by coil
     anyway (a distinct count here would sort every frame).
@@ -48,16 +50,17 @@ class Totals:
         return 100.0 * self.defects / self.metres if self.metres > 0 else None
 
 
-def totals(bind: Bind, f: Filters) -> Totals:
+def totals(bind: Bind, f: Filters, *, by_line: bool = False) -> Totals:
     """Frames by status, metres inspected (``SUM(length_m)`` of ok frames) and the defect count.
 
-    One pass over the frames, grouped by status and line, with the frame sizes' extremes.
+    One pass over the frames, grouped by status (and by line with ``by_line``, for per-line strip
+    widths: it costs a third more), with the frame sizes' extremes.
     """
+    keys = [Frame.status, Frame.line_id if by_line else literal(None).label("line_id")]
     with connect(bind) as conn:
         rows = conn.execute(
             select(
-                Frame.status,
-                Frame.line_id,
+                *keys,
                 func.count(),
                 func.sum(Frame.length_m),
                 func.min(Frame.width),
@@ -66,7 +69,7 @@ def totals(bind: Bind, f: Filters) -> Totals:
                 func.max(Frame.height),
             )  # fmt: skip
             .where(*frame_conditions(f))
-            .group_by(Frame.status, Frame.line_id)
+            .group_by(*keys[: 2 if by_line else 1])
         ).all()
         defects = int(conn.scalar(select(func.count()).select_from(Defect).where(*defect_conditions(f))) or 0)
     count = {s: sum(int(r[2]) for r in rows if r[0] == s) for s in ("ok", "failed", "dropped")}

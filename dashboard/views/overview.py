@@ -34,8 +34,17 @@ def range_caption(f: Filters, tz: tzinfo = UTC) -> str:
     return f"From {start} to {end}"
 
 
+def per_line_widths(ctx: PageContext) -> bool:
+    """Whether strip widths differ by line (then the totals must give metres per line)."""
+    return bool(set(ctx.config.strip_width_m) - {"*"})
+
+
 def inspected_area_m2(totals: queries.Totals, ctx: PageContext) -> float | None:
-    """Strip area inspected: metres per line times that line's width; None when a width is unknown."""
+    """Strip area inspected: metres times the strip width (per line when widths differ by line); None
+    when a width is unknown."""
+    if not per_line_widths(ctx):
+        width = ctx.config.strip_width_m.get("*")
+        return totals.metres * width if width and totals.metres > 0 else None
     names = dict(ctx.options.lines)
     area = 0.0
     for line_id, metres in totals.metres_by_line:
@@ -197,8 +206,9 @@ def render(ctx: PageContext) -> None:
     f = ctx.filters
     previous_f = f.previous_period()
     st.caption(range_caption(f, ctx.tz) + (" · compared with the period before" if previous_f else ""))
-    now = q(ctx, queries.totals, f)
-    before = q(ctx, queries.totals, previous_f) if previous_f else None
+    by_line = per_line_widths(ctx)
+    now = q(ctx, queries.totals, f, by_line=by_line)
+    before = q(ctx, queries.totals, previous_f, by_line=by_line) if previous_f else None
     area = inspected_area_m2(now, ctx)
     grade_pending_coils(ctx)
     coils = q(ctx, queries.list_coils, f, limit=MAX_COILS)

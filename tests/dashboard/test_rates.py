@@ -41,3 +41,13 @@ def test_frames_of_different_sizes_give_no_per_frame_rate(make_app, seeded_url: 
     run_page(at, "trends")
     assert "u_frames" not in at.selectbox(key="trend_chart").options
     assert "per_1000_frames" not in page_table(at, "trend_table").columns
+
+
+def test_one_strip_width_for_every_line(make_app, seeded_url: str) -> None:
+    at = make_app(seeded_url, strip_width_m={"*": 1.5})
+    run_page(at)
+    ((metres, defects),) = sql(
+        seeded_url,
+        "SELECT (SELECT TOTAL(length_m) FROM frames WHERE status='ok'), (SELECT COUNT(*) FROM defects)",
+    )
+    assert page_metrics(at)["Defects per m²"] == pytest.approx(defects / (metres * 1.5), abs=0.0005)
