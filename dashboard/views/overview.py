@@ -167,6 +167,7 @@ def _grades(ctx: PageContext, coils: pd.DataFrame) -> None:
         st.caption("No coil in this range is closed and graded yet.")
         return
     graded["grade_reasons"] = ["; ".join(r or []) for r in graded["grade_reasons"]]
+    graded["length_m"] = [f"{v:,.1f}" if pd.notna(v) else "not recorded" for v in graded["length_m"]]
     table = local_columns(graded, ctx.tz, ("started_at", "ended_at", "graded_at"))
     st.dataframe(
         table, hide_index=True, key="overview_grades", column_config=table_columns(COIL_NAMES, ctx.tz)
