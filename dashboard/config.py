@@ -115,6 +115,9 @@ class DashboardConfig(StrictModel):
     """Coil grading rules: closed coils are graded by them and the grade stored in ``coil_grades``."""
     strip_width_m: dict[str, float] = Field(default_factory=dict)
     """Strip width per line name (``"*"``: every other line), for defects per m²; unknown: not shown."""
+    line_surface: dict[str, Literal["top", "bottom"]] = Field(default_factory=dict)
+    """Which strip surface each line's camera sees (line name -> ``top``/``bottom``); maps and reports
+    name it. Lines not listed: not said."""
     cross_zero_side: Literal["operator", "drive"] = "operator"
     """Which strip edge ``cross_m = 0`` is (the camera's left edge): labels the coil maps' sides."""
     report_crops: int = Field(8, ge=0, le=50)

@@ -41,12 +41,14 @@ def coil_part(ctx: PageContext, engine: Engine, coil: dict) -> CoilPart:
     width = ctx.config.strip_width_of(str(coil["line"]))
     across = float((points["cross_m"] + points["width_m"].fillna(0)).max()) if not points.empty else 1.0
     zero, far = side_names(ctx)
+    surface = ctx.config.line_surface.get(str(coil["line"]))
     svg = coil_map_svg(
         points,
         length_m=max(length or float(coil.get("metres") or 0.0), reach, 1.0),
         width_m=width or max(across, 0.1),
         zero_side=zero,
         far_side=far,
+        surface=surface,
     )
     grade = coil.get("grade")
     graded = isinstance(grade, str) and bool(grade)

@@ -41,11 +41,13 @@ def coil_map_svg(
     width_m: float,
     zero_side: str = "operator side",
     far_side: str = "drive side",
+    surface: str | None = None,
 ) -> str:
     """An SVG of the defects (``position_m, cross_m, class_name``) of a coil ``length_m`` by ``width_m``.
 
     Above ``DENSE_POINTS`` defects each is a faint dot, so dense stretches show as dark bands.
-    ``zero_side`` names the strip edge at ``cross_m = 0`` (the camera's left edge).
+    ``zero_side`` names the strip edge at ``cross_m = 0`` (the camera's left edge), ``surface`` the strip
+    surface the camera sees (``top``/``bottom``) when the plant says.
     """
     length_m, width_m = max(length_m, 1e-6), max(width_m, 1e-6)
     top, right, bottom, left = MARGIN_PX
@@ -73,7 +75,8 @@ def coil_map_svg(
         parts.append(f'<text x="{left - 8}" y="{py + 4:.1f}" text-anchor="end">{y:g} m</text>')
     parts.append(f'<text x="{left}" y="{top - 8}" font-weight="bold">{escape(zero_side)}</text>')
     parts.append(f'<text x="{left}" y="{top + plot_h + 33:.1f}" font-weight="bold">{escape(far_side)}</text>')
-    parts.append(f'<text x="{WIDTH_PX - right}" y="{top - 8}" text-anchor="end">along the strip (m) →</text>')
+    caption = "along the strip (m) →" + (f" · {escape(surface)} surface" if surface else "")
+    parts.append(f'<text x="{WIDTH_PX - right}" y="{top - 8}" text-anchor="end">{caption}</text>')
     radius, opacity = (1.5, 0.25) if dense else (3.0, 0.85)
     for x, y, name in zip(points["position_m"], points["cross_m"], points["class_name"], strict=True):
         if pd.isna(x) or pd.isna(y):

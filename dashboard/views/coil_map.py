@@ -140,6 +140,8 @@ def render(ctx: PageContext) -> None:
     c[2].metric("Metres inspected", fmt_float(float(row["metres"] or 0.0), 1, " m"))
     c[3].metric("Defects", fmt_int(n_placed + n_unplaced))
     c[4].metric("Grade", str(row["grade"]) if isinstance(row["grade"], str) else "—")
+    if surface := ctx.config.line_surface.get(str(row["line"])):
+        st.caption(f"The {surface} surface of the strip (line {row['line']}'s camera).")
     _grade(row)
     st.download_button(
         "Coil report (HTML, prints to PDF)",

@@ -151,3 +151,21 @@ def test_the_shift_report_covers_the_shift_s_frames_and_coils(seeded_url: str, s
         f"{defects:,}",
     )
     assert len(re.findall(r"<h2>Coil ", html)) == coils == 3  # C100 ends and C101 starts in this shift
+
+
+def test_maps_name_the_surface_the_line_s_camera_sees(make_app, seeded_url: str, seed: Seed) -> None:
+    at = make_app(seeded_url, line_surface={"L2": "bottom"}, cross_zero_side="drive")
+    run_page(at)
+    run_page(at, "coil_map")
+    at.selectbox(key="coil_pick").set_value(seed.coil_ids["C200"])
+    run_page(at)
+    assert any("The bottom surface of the strip" in c.value for c in at.caption)
+    at.selectbox(key="coil_pick").set_value(seed.coil_ids["C100"])  # L1: not said
+    run_page(at)
+    assert not any("surface of the strip" in c.value for c in at.caption)
+    html = coil_report(
+        _context(seeded_url, line_surface={"L2": "bottom"}, cross_zero_side="drive"), seed.coil_ids["C200"]
+    )
+    assert "bottom surface" in html and html.index("drive side") < html.index(
+        "operator side"
+    )  # 0 = drive, on top
