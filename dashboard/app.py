@@ -25,7 +25,13 @@ from dashboard.auth import require_login  # noqa: E402
 from dashboard.config import DashboardConfig, load_dashboard_config  # noqa: E402
 from dashboard.data import PageContext, q, query_engine, set_context  # noqa: E402
 from dashboard.filters import FilterOptions, Filters, render_filters  # noqa: E402
+from dashboard.localtime import plant_zone  # noqa: E402
 from datasets.settings import ConfigError  # noqa: E402
+
+# Served by the dashboard's own server: a ``:material/...:`` page icon makes the browser fetch the
+# favicon from a public font host, which an offline plant network blocks. (A comment, not a docstring:
+# Streamlit's "magic" would draw a bare string of the entry script on every page.)
+FAVICON = Path(__file__).resolve().parent / "static" / "favicon.png"
 
 PAGES = (
     ("views/overview.py", "Overview", ":material/dashboard:"),
@@ -81,11 +87,13 @@ def _check_database(config: DashboardConfig) -> FilterOptions:
 
 def main() -> None:
     config = _config()
-    st.set_page_config(page_title=config.title, page_icon=":material/factory:", layout="wide")
+    st.set_page_config(page_title=config.title, page_icon=str(FAVICON), layout="wide")
     user = require_login(config.auth.users) if config.auth.enabled else None
     options = _check_database(config)
     st.sidebar.caption(config.title)
-    filters = render_filters(options, default_preset=config.default_time_range)
+    filters = render_filters(
+        options, default_preset=config.default_time_range, tz=plant_zone(config.plant_timezone)
+    )
     set_context(PageContext(config=config, filters=filters, options=options, user=user))
     pages = [
         st.Page(path, title=title, icon=icon, default=(k == 0)) for k, (path, title, icon) in enumerate(PAGES)

@@ -9,13 +9,16 @@ operator reviews go through ``review_db_url`` (a role allowed to insert into ``r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from dashboard.auth import check_hash_format
+from dashboard.localtime import plant_zone
 from datasets.settings import REPO_ROOT, StrictModel, load_config
+from inspection.storage.grading import GradingRules
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "dashboard.yaml"
 DEFAULT_DB_URL = "sqlite:///var/inspection.db"
@@ -87,11 +90,16 @@ class DashboardConfig(StrictModel):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     refresh_s: float = Field(5.0, gt=0, le=3600)
     """How often the Live page refreshes."""
+    live_silent_after_s: float = Field(120.0, gt=0)
+    """A line whose latest frame is older than this is flagged silent on the Live page."""
     cache_ttl_s: float = Field(30.0, ge=0, le=3600)
     """How long an aggregate is reused before it is queried again (0: never reused)."""
     default_time_range: str = "Last 7 days"
+    plant_timezone: str = "UTC"
+    """IANA name of the plant's time zone (``Europe/Berlin``): every time shown, the shift and day
+    buckets, date axes and the custom date range follow the plant's clock."""
     shift_start_hour: int = Field(6, ge=0, le=23)
-    """UTC hour a shift starts (shifts are 8 h); sets the Trends page's shift buckets."""
+    """Local hour (``plant_timezone``) a shift starts; shifts are 8 h (sets the shift buckets)."""
     media_root: str | None = None
     """Folder that relative ``crop_path``/``image_path`` values are relative to (default: the SQLite
     database's folder, then the current directory)."""
@@ -106,11 +114,39 @@ class DashboardConfig(StrictModel):
     csv_max_rows: int = Field(100_000, ge=1)
     coil_map_max_points: int = Field(20_000, ge=100)
     """Above this many defects on a coil, the map shows a density grid instead of single points."""
+    grading: GradingRules = Field(default_factory=GradingRules)
+    """Coil grading rules: closed coils are graded by them and the grade stored in ``coil_grades``."""
+    strip_width_m: dict[str, float] = Field(default_factory=dict)
+    """Strip width per line name (``"*"``: every other line), for defects per m²; unknown: not shown."""
+    line_surface: dict[str, Literal["top", "bottom"]] = Field(default_factory=dict)
+    """Which strip surface each line's camera sees (line name -> ``top``/``bottom``); maps and reports
+    name it. Lines not listed: not said."""
+    cross_zero_side: Literal["operator", "drive"] = "operator"
+    """Which strip edge ``cross_m = 0`` is (the camera's left edge): labels the coil maps' sides."""
+    report_crops: int = Field(8, ge=0, le=50)
+    """How many of the most certain defects' crops a coil or shift report shows."""
+
+    @field_validator("strip_width_m")
+    @classmethod
+    def _widths(cls, widths: dict[str, float]) -> dict[str, float]:
+        for line, width in widths.items():
+            if not 0 < width < 10:
+                raise ValueError(f"{line!r}: a strip width in metres, between 0 and 10, got {width}")
+        return widths
+
+    def strip_width_of(self, line: str) -> float | None:
+        return self.strip_width_m.get(line, self.strip_width_m.get("*"))
 
     @field_validator("db_url", "review_db_url")
     @classmethod
     def _url(cls, url: str | None) -> str | None:
         return None if url is None else _check_url(url)
+
+    @field_validator("plant_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        plant_zone(value)
+        return value
 
     @field_validator("default_time_range")
     @classmethod

@@ -13,17 +13,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from dashboard import queries
 from dashboard.config import DashboardConfig
 from dashboard.filters import FilterOptions, Filters
+from dashboard.localtime import plant_zone
 from dashboard.media import confined_media_path, media_roots
 from inspection.paths import live_frame_path
 from inspection.storage.db import make_engine
+from inspection.storage.grading import GradingRules, grade_closed_coils
 
 T = TypeVar("T")
 _CONTEXT_KEY = "steel_page_context"
@@ -41,6 +45,11 @@ class PageContext:
     @property
     def db_url(self) -> str:
         return self.config.db_url
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The plant's time zone (validated with the config)."""
+        return plant_zone(self.config.plant_timezone)
 
 
 def set_context(ctx: PageContext) -> None:
@@ -81,6 +90,29 @@ def q(ctx: PageContext, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return fn(query_engine(ctx.config), *args, **kwargs)
     epoch = int(time.time() // ttl)
     return _cached(fn.__name__, ctx.db_url, ctx.config.read_only, epoch, args, tuple(sorted(kwargs.items())))
+
+
+@st.cache_data(ttl=3600, max_entries=100, show_spinner=False)
+def _grade_pending(url: str, rules_json: str, epoch: int) -> int:
+    del epoch  # part of the key: look for newly closed coils once per cache period
+    rules = GradingRules.model_validate_json(rules_json)
+    with Session(engine(url, False)) as session, session.begin():
+        return grade_closed_coils(session, rules)
+
+
+def grade_pending_coils(ctx: PageContext) -> int:
+    """Grade the closed coils not yet graded under the config's rules; how many were graded.
+
+    Only a writable dashboard grades (a read-only one shows the grades others stored). Looked for once
+    per ``cache_ttl_s``; when coils were graded, cached results are dropped so pages show the grades.
+    """
+    if ctx.config.read_only:
+        return 0
+    epoch = int(time.time() // max(ctx.config.cache_ttl_s, 1.0))
+    graded = _grade_pending(ctx.db_url, ctx.config.grading.model_dump_json(), epoch)
+    if graded:
+        _cached.clear()
+    return graded
 
 
 def clear_query_cache() -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 import streamlit as st
+
+from dashboard.localtime import local_midnight, zone_label
 
 ALL_TIME = "All time"
 CUSTOM = "Custom range"
@@ -80,12 +82,12 @@ class FilterOptions:
 
 
 def time_range(
-    preset: str, *, now: datetime, custom: tuple[date, date] | None = None
+    preset: str, *, now: datetime, custom: tuple[date, date] | None = None, tz: tzinfo = UTC
 ) -> tuple[datetime | None, datetime | None]:
-    """``[start, end)`` of a preset, ending at ``now`` rounded up to the next minute.
+    """``[start, end)`` (aware UTC) of a preset, ending at ``now`` rounded up to the next minute.
 
     Rounding keeps the range (and so the query cache key) stable across the reruns of one minute.
-    A custom range covers whole UTC days, its last day included.
+    A custom range covers whole days of the plant's calendar (``tz``), its last day included.
     """
     if preset not in TIME_PRESETS:
         raise ValueError(f"unknown time range {preset!r}; expected one of {list(TIME_PRESETS)}")
@@ -93,8 +95,7 @@ def time_range(
         if custom is None:
             return None, None
         first, last = sorted(custom)
-        start = datetime.combine(first, time(0), tzinfo=UTC)
-        return start, datetime.combine(last, time(0), tzinfo=UTC) + timedelta(days=1)
+        return local_midnight(first, tz), local_midnight(last + timedelta(days=1), tz)
     span = TIME_PRESETS[preset]
     if span is None:
         return None, None
@@ -105,7 +106,9 @@ def time_range(
 # ---------------------------------------------------------------- sidebar widgets
 
 
-def render_filters(options: FilterOptions, *, default_preset: str = "Last 7 days") -> Filters:
+def render_filters(
+    options: FilterOptions, *, default_preset: str = "Last 7 days", tz: tzinfo = UTC
+) -> Filters:
     """Draw the shared filters in the sidebar and return the current choice.
 
     Widget keys start with ``flt_`` (tests set them through ``AppTest``); options come from the database.
@@ -121,12 +124,12 @@ def render_filters(options: FilterOptions, *, default_preset: str = "Last 7 days
     )
     custom = None
     if preset == CUSTOM:
-        today = datetime.now(UTC).date()
-        first = options.first_at.date() if options.first_at else today
-        picked = sb.date_input("Days (UTC)", value=(first, today), key="flt_days")
+        today = datetime.now(tz).date()
+        first = options.first_at.astimezone(tz).date() if options.first_at else today
+        picked = sb.date_input(f"Days ({zone_label(tz)})", value=(first, today), key="flt_days")
         if isinstance(picked, tuple | list) and len(picked) == 2:
             custom = (picked[0], picked[1])
-    start, end = time_range(preset, now=datetime.now(UTC), custom=custom)
+    start, end = time_range(preset, now=datetime.now(UTC), custom=custom, tz=tz)
 
     line_names = dict(options.lines)
     line_ids = sb.multiselect(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
+from dashboard.colors import class_rgb
 from dashboard.export import box_in_crop
 
 BOX_RGB = (255, 40, 40)
@@ -28,7 +29,11 @@ def load_rgb(path: Path | None) -> Image.Image | None:
 
 
 def draw_box(
-    image: Image.Image, xyxy: tuple[float, float, float, float], *, label: str | None = None
+    image: Image.Image,
+    xyxy: tuple[float, float, float, float],
+    *,
+    label: str | None = None,
+    rgb: tuple[int, int, int] = BOX_RGB,
 ) -> Image.Image:
     """A copy of ``image`` with the box ``xyxy`` (0-based pixels, x2/y2 exclusive) outlined and labelled.
 
@@ -38,9 +43,9 @@ def draw_box(
     draw = ImageDraw.Draw(out)
     x1, y1, x2, y2 = xyxy
     width = max(2, round(max(out.size) / 250))
-    draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=BOX_RGB, width=width)
+    draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=rgb, width=width)
     if label:
-        draw.text((x1 + width + 1, max(0, y1 - 12)), label, fill=BOX_RGB)
+        draw.text((x1 + width + 1, max(0, y1 - 12)), label, fill=rgb)
     return out
 
 
@@ -50,8 +55,9 @@ def annotated_crop(
     frame_wh: tuple[int | None, int | None],
     *,
     size: int | None = None,
+    rgb: tuple[int, int, int] = BOX_RGB,
 ) -> Image.Image:
-    """The crop with the defect's box drawn where it lies in it (when that can be told).
+    """The crop with the defect's box drawn where it lies in it (when that can be told), in ``rgb``.
 
     With ``size`` the crop is first scaled into a ``size`` x ``size`` square (padded, aspect kept) so a
     grid of crops lines up, and the box is drawn at that scale with a thin line.
@@ -68,7 +74,7 @@ def annotated_crop(
         out.paste(scaled, (ox, oy))
         if box is not None:
             box = (box[0] * scale + ox, box[1] * scale + oy, box[2] * scale + ox, box[3] * scale + oy)
-    return draw_box(out, box) if box is not None else out
+    return draw_box(out, box, rgb=rgb) if box is not None else out
 
 
 def _int_or_none(value: object) -> int | None:
@@ -86,4 +92,4 @@ def row_crop(path: Path | None, row: dict, *, size: int | None = None) -> Image.
         return None
     xyxy = (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"]))
     frame_wh = (_int_or_none(row.get("frame_width")), _int_or_none(row.get("frame_height")))
-    return annotated_crop(crop, xyxy, frame_wh, size=size)
+    return annotated_crop(crop, xyxy, frame_wh, size=size, rgb=class_rgb(str(row["class_name"])))

@@ -57,7 +57,12 @@ def _check(counts: Sequence[float], units: Sequence[float], what: str) -> None:
 
 
 def _chart(
-    kind: str, counts: Sequence[float], units: Sequence[float], centre: float, sigmas: list[float]
+    kind: str,
+    counts: Sequence[float],
+    units: Sequence[float],
+    centre: float,
+    sigmas: list[float],
+    in_baseline: Sequence[bool],
 ) -> ControlChart:
     values, ucl, lcl, z = [], [], [], []
     for c, n, s in zip(counts, units, sigmas, strict=True):
@@ -83,29 +88,53 @@ def _chart(
         ucl=tuple(ucl),
         lcl=tuple(lcl),
         z=tuple(z),
-        violations=tuple(tuple(sorted(r)) for r in western_electric(z)),
+        violations=tuple(
+            tuple(sorted(r))
+            for r in western_electric([v if b else math.nan for v, b in zip(z, in_baseline, strict=True)])
+        ),
     )
 
 
-def u_chart(counts: Sequence[float], units: Sequence[float]) -> ControlChart:
-    """u-chart of ``counts[i]`` defects found in ``units[i]`` inspection units (any positive size)."""
+def _baseline(n: int, baseline: Sequence[bool] | None, what: str) -> list[bool]:
+    if baseline is None:
+        return [True] * n
+    if len(baseline) != n:
+        raise ValueError(f"{what}: {len(baseline)} baseline flags for {n} samples")
+    return [bool(b) for b in baseline]
+
+
+def u_chart(
+    counts: Sequence[float], units: Sequence[float], *, baseline: Sequence[bool] | None = None
+) -> ControlChart:
+    """u-chart of ``counts[i]`` defects found in ``units[i]`` inspection units (any positive size).
+
+    ``baseline`` (default: every sample) says which samples set the centre line and are checked by the
+    run rules; the others (partial buckets cut by the time range) are plotted against the limits only.
+    """
     _check(counts, units, "u-chart")
-    total = sum(units)
-    centre = sum(counts) / total if total > 0 else math.nan
+    use = _baseline(len(counts), baseline, "u-chart")
+    total = sum(n for n, b in zip(units, use, strict=True) if b)
+    found = sum(c for c, b in zip(counts, use, strict=True) if b)
+    centre = found / total if total > 0 else math.nan
     sigmas = [math.sqrt(centre / n) if n > 0 and total > 0 else math.nan for n in units]
-    return _chart("u", counts, units, centre, sigmas)
+    return _chart("u", counts, units, centre, sigmas, use)
 
 
-def p_chart(nonconforming: Sequence[float], inspected: Sequence[float]) -> ControlChart:
-    """p-chart of ``nonconforming[i]`` defective units out of ``inspected[i]`` units."""
+def p_chart(
+    nonconforming: Sequence[float], inspected: Sequence[float], *, baseline: Sequence[bool] | None = None
+) -> ControlChart:
+    """p-chart of ``nonconforming[i]`` defective units out of ``inspected[i]`` units (``baseline``: as
+    :func:`u_chart`)."""
     _check(nonconforming, inspected, "p-chart")
     for d, n in zip(nonconforming, inspected, strict=True):
         if d > n:
             raise ValueError(f"p-chart: {d} nonconforming out of only {n} inspected")
-    total = sum(inspected)
-    centre = sum(nonconforming) / total if total > 0 else math.nan
+    use = _baseline(len(inspected), baseline, "p-chart")
+    total = sum(n for n, b in zip(inspected, use, strict=True) if b)
+    found = sum(d for d, b in zip(nonconforming, use, strict=True) if b)
+    centre = found / total if total > 0 else math.nan
     sigmas = [math.sqrt(centre * (1 - centre) / n) if n > 0 and total > 0 else math.nan for n in inspected]
-    return _chart("p", nonconforming, inspected, centre, sigmas)
+    return _chart("p", nonconforming, inspected, centre, sigmas, use)
 
 
 def western_electric(z: Sequence[float]) -> list[set[int]]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import tzinfo
 
 import pandas as pd
 import streamlit as st
+
+from dashboard.localtime import zone_label
 
 
 def fmt_int(value: int) -> str:
@@ -55,6 +58,29 @@ def csv_button(
             key=key,
             on_click="ignore",
         )
+
+
+TIME_COLUMNS = (
+    "created_at", "reviewed_at", "defect_created_at", "started_at", "ended_at", "finished_at",
+    "activated_at", "processed_at", "graded_at",
+)  # fmt: skip
+"""Columns holding times: shown in the plant's zone, their heading saying which."""
+
+
+def table_columns(names: dict[str, str], tz: tzinfo) -> dict[str, object]:
+    """``st.dataframe`` column settings: human headings, and the zone named on every time column.
+
+    The data keeps its field names (CSV downloads and tests read those); only the headings change.
+    """
+    out: dict[str, object] = {}
+    for field, heading in names.items():
+        if field in TIME_COLUMNS:
+            out[field] = st.column_config.DatetimeColumn(
+                f"{heading} ({zone_label(tz)})", format="YYYY-MM-DD HH:mm"
+            )
+        else:
+            out[field] = heading
+    return out
 
 
 def empty_state(message: str) -> None:

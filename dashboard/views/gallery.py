@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import math
+from datetime import tzinfo
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import queries
+from dashboard.colors import class_rgb
 from dashboard.data import PageContext, context, media_path, q, query_engine
 from dashboard.images import draw_box, load_rgb, row_crop
-from dashboard.ui import csv_button, empty_state, fmt_int
+from dashboard.localtime import fmt_time, local_columns
+from dashboard.ui import csv_button, empty_state, fmt_int, table_columns
 from dashboard.views.explain import explain_defect
 
 TITLE = "Gallery"
@@ -23,6 +26,10 @@ SORT_LABELS = {
 }
 COLUMNS = 4
 THUMB_PX = 240
+TABLE_NAMES = {
+    "id": "Defect", "created_at": "Found at", "line": "Line", "coil": "Coil", "class_name": "Class",
+    "score": "Score", "position_m": "Along (m)", "cross_m": "Across (m)", "review_verdict": "Latest review",
+}  # fmt: skip
 TABLE_COLUMNS = [
     "id",
     "created_at",
@@ -50,18 +57,40 @@ def show_defect(ctx: PageContext, defect_id: int) -> None:
     frame = load_rgb(media_path(ctx, detail["frame_image_path"]))
     crop = row_crop(media_path(ctx, detail["crop_path"]), detail)
     if frame is not None:
-        st.image(draw_box(frame, xyxy, label=detail["class_name"]), caption=f"frame {detail['frame_seq']}")
+        st.image(
+            draw_box(frame, xyxy, label=detail["class_name"], rgb=class_rgb(str(detail["class_name"]))),
+            caption=f"frame {detail['frame_seq']}",
+        )
     if crop is not None:
         st.image(crop, caption=caption(detail), width="stretch" if frame is None else "content")
     if frame is None and crop is None:
         st.caption("No image of this defect is on disk.")
-    facts = {
-        k: detail[k] for k in ("line", "coil", "class_name", "score", "position_m", "cross_m", "length_m")
-    }
-    facts.update(
-        created_at=str(detail["created_at"]), model=detail["model_version"], review=detail["review_verdict"]
-    )
-    st.json(facts, expanded=True)
+    st.table(defect_facts(detail, ctx.tz))
+
+
+def _metres(value: object, digits: int = 2) -> str:
+    return "—" if value is None or pd.isna(value) else f"{float(value):,.{digits}f} m"
+
+
+def defect_facts(detail: dict, tz: tzinfo) -> pd.DataFrame:
+    """What is known about one defect, as a two-column table with units and the plant's time."""
+    review = detail.get("review_verdict")
+    if isinstance(review, str) and review:
+        new = detail.get("review_new_class")
+        review = f"{review}{f' → {new}' if isinstance(new, str) and new else ''} by {detail.get('reviewer')}"
+    rows = [
+        ("Class", detail["class_name"]),
+        ("Score", f"{float(detail['score']):.3f}"),
+        ("Line / coil", f"{detail.get('line') or '—'} / {detail.get('coil') or '—'}"),
+        ("Along the strip", _metres(detail.get("position_m"))),
+        ("Across the strip", _metres(detail.get("cross_m"))),
+        ("Length × width", f"{_metres(detail.get('length_m'), 3)} × {_metres(detail.get('width_m'), 3)}"),
+        ("Found at", fmt_time(detail.get("created_at"), tz, "%Y-%m-%d %H:%M:%S") or "—"),
+        ("Frame", f"{detail.get('frame_source')} #{detail.get('frame_seq')}"),
+        ("Model version", detail.get("model_version") or "—"),
+        ("Latest review", review or "not reviewed"),
+    ]
+    return pd.DataFrame(rows, columns=["Fact", "Value"]).set_index("Fact")
 
 
 @st.dialog("Defect", width="large")
@@ -99,7 +128,12 @@ def render(ctx: PageContext) -> None:
     st.caption(f"{fmt_int(total)} defects · showing {len(rows)} from #{(page - 1) * size + 1:,}")
     defect_grid(ctx, rows, key="gallery")
     st.subheader("This page")
-    st.dataframe(rows[TABLE_COLUMNS], hide_index=True, key="gallery_table")
+    st.dataframe(
+        local_columns(rows[TABLE_COLUMNS], ctx.tz, ("created_at",)),
+        hide_index=True,
+        key="gallery_table",
+        column_config=table_columns(TABLE_NAMES, ctx.tz),
+    )
     limit, f, engine = ctx.config.csv_max_rows, ctx.filters, query_engine(ctx.config)
     csv_button(
         lambda: queries.list_defects(engine, f, sort=sort, limit=limit),

@@ -10,11 +10,16 @@ import streamlit as st
 from dashboard import queries
 from dashboard.data import PageContext, context, live_image, media_path, query_engine
 from dashboard.images import load_rgb
-from dashboard.ui import empty_state, fmt_float, fmt_int
+from dashboard.localtime import fmt_time, local_columns
+from dashboard.ui import empty_state, fmt_float, fmt_int, table_columns
 
 TITLE = "Live"
 WINDOW = timedelta(minutes=5)
 GAP_WINDOW = timedelta(hours=24)
+GAP_NAMES = {
+    "source": "Source", "line": "Line", "started_at": "Started at", "ended_at": "Ended at",
+    "seconds": "Length (s)", "reason": "Reason", "missing_lines": "Camera lines lost",
+}  # fmt: skip
 
 
 def age_text(when: datetime | None, now: datetime) -> str:
@@ -29,6 +34,39 @@ def age_text(when: datetime | None, now: datetime) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def silence_warning(last_frame_at: datetime | None, now: datetime, silent_after: timedelta) -> str | None:
+    """Why a line looks silent (no frame for longer than ``silent_after``), or None while it delivers."""
+    if last_frame_at is None or pd.isna(last_frame_at):
+        return "Silent: this line has never sent a frame."
+    if now - last_frame_at <= silent_after:
+        return None
+    return (
+        f"Silent: no frame for {age_text(last_frame_at, now).removesuffix(' ago')} "
+        f"(more than {silent_after.total_seconds():g} s). Check the camera, the encoder and the daemon."
+    )
+
+
+def gaps_caption(n_silent: int, silent_after: timedelta) -> str:
+    """The gap section's text when the daemon recorded no gap: only "no gaps" when no line is silent."""
+    if n_silent:
+        return (
+            f"No gap recorded by the daemon, but {n_silent} line(s) above have sent nothing for more than "
+            f"{silent_after.total_seconds():g} s: a silent source is not a delivering one."
+        )
+    return f"No gap recorded, and every line sent a frame within the last {silent_after.total_seconds():g} s."
+
+
+def box_caption(row: dict, boxes: pd.DataFrame, when: str) -> str:
+    """The kept frame's caption: how many boxes are drawn, which are new and which are carried over."""
+    carried = boxes[boxes["carried_over"]]
+    new = len(boxes) - len(carried)
+    text = f"{row['source']} #{row['seq']} · {len(boxes)} box(es) drawn: {new} new defect(s)"
+    if len(carried):
+        ids = ", ".join(f"#{int(i)} {c}" for i, c in zip(carried["id"], carried["class_name"], strict=True))
+        text += f", {len(carried)} carried over from the overlapping earlier frame(s) ({ids})"
+    return f"{text} · {when}"
+
+
 def live_panel(ctx: PageContext) -> None:
     """One refresh: queried directly (no cache), since this page is about the last seconds."""
     engine = query_engine(ctx.config)
@@ -39,10 +77,16 @@ def live_panel(ctx: PageContext) -> None:
         return
     stats = queries.live_stats(engine, since=now - WINDOW, line_ids=ctx.filters.line_ids).set_index("line_id")
     st.caption(
-        f"Updated {now:%H:%M:%S} UTC · every {ctx.config.refresh_s:g} s · counts over the last 5 minutes"
+        f"Updated {fmt_time(now, ctx.tz, '%H:%M:%S')} · every {ctx.config.refresh_s:g} s · "
+        "counts over the last 5 minutes"
     )
+    silent_after = timedelta(seconds=ctx.config.live_silent_after_s)
+    n_silent = 0
     for row in lines.to_dict("records"):
         st.subheader(str(row["line"]))
+        if warning := silence_warning(row["last_frame_at"], now, silent_after):
+            st.warning(warning, icon=":material/signal_disconnected:")
+            n_silent += 1
         s = stats.loc[row["line_id"]] if row["line_id"] in stats.index else None
         cols = st.columns(5)
         cols[0].metric("Last frame", age_text(row["last_frame_at"], now))
@@ -59,9 +103,14 @@ def live_panel(ctx: PageContext) -> None:
     gaps = queries.recent_gaps(engine, since=now - GAP_WINDOW, line_ids=ctx.filters.line_ids)
     st.subheader("Input gaps (last 24 h)")
     if gaps.empty:
-        st.caption("None: every source delivered without interruption.")
+        st.caption(gaps_caption(n_silent, silent_after))
     else:
-        st.dataframe(gaps, hide_index=True, key="live_gaps")
+        st.dataframe(
+            local_columns(gaps, ctx.tz, ("started_at", "ended_at")),
+            hide_index=True,
+            key="live_gaps",
+            column_config=table_columns(GAP_NAMES, ctx.tz),
+        )
 
 
 def _line_image(ctx: PageContext, row: dict, now: datetime) -> None:
@@ -74,12 +123,12 @@ def _line_image(ctx: PageContext, row: dict, now: datetime) -> None:
         caption = f"live image · written {age_text(live_at, now)}"
     else:
         image = load_rgb(media_path(ctx, row["image_path"]))
-        caption = (
-            f"{row['source']} #{row['seq']} · {row['n_defects']} defect(s) · "
-            f"{row['processed_at']:%Y-%m-%d %H:%M:%S} UTC"
-            if image is not None
-            else ""
-        )
+        caption = ""
+        if image is not None:
+            boxes = queries.frame_boxes(query_engine(ctx.config), int(row["frame_id"]))
+            caption = box_caption(
+                row, boxes, fmt_time(row["processed_at"], ctx.tz, "%Y-%m-%d %H:%M:%S") or ""
+            )
     if image is not None:
         st.image(image, caption=caption, width="stretch")
     else:

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import queries
+from dashboard.colors import class_color
 from dashboard.data import PageContext, context, q
 from dashboard.ui import csv_button, empty_state, fmt_int
 
@@ -14,17 +15,26 @@ TITLE = "Pareto"
 
 
 def pareto_chart(table: pd.DataFrame) -> alt.LayerChart:
-    """Bars of defects per class in decreasing order with the cumulative share on a second axis."""
+    """Bars of defects per class in decreasing order (each class in its colour), the cumulative share as
+    a line with a marked point per class on a second axis, and the 80 % line that splits off the vital
+    few."""
     order = table["class_name"].tolist()
-    base = alt.Chart(table).encode(x=alt.X("class_name:N", sort=order, title="class"))
+    base = alt.Chart(table).encode(x=alt.X("class_name:N", sort=order, title="Class"))
     bars = base.mark_bar().encode(
-        y=alt.Y("defects:Q", title="defects"), tooltip=["class_name:N", "defects:Q", "share_pct:Q"]
+        y=alt.Y("defects:Q", title="Defects"),
+        color=class_color(table["class_name"]),
+        tooltip=["class_name:N", "defects:Q", alt.Tooltip("share_pct:Q", format=".1f")],
     )
-    line = base.mark_line(point=True, color="#d62728").encode(
-        y=alt.Y("cumulative_pct:Q", title="cumulative %", scale=alt.Scale(domain=[0, 100])),
-        tooltip=["class_name:N", "cumulative_pct:Q"],
+    cumulative = alt.Y("cumulative_pct:Q", title="Cumulative %", scale=alt.Scale(domain=[0, 100]))
+    line = base.mark_line(
+        color="#333333", point=alt.OverlayMarkDef(color="#333333", size=70, filled=True)
+    ).encode(y=cumulative, tooltip=["class_name:N", alt.Tooltip("cumulative_pct:Q", format=".1f")])
+    eighty = (
+        alt.Chart(pd.DataFrame({"cumulative_pct": [80.0]}))
+        .mark_rule(color="#d62728", strokeDash=[6, 4])
+        .encode(y=alt.Y("cumulative_pct:Q", scale=alt.Scale(domain=[0, 100]), axis=None))
     )
-    return alt.layer(bars, line).resolve_scale(y="independent")
+    return alt.layer(bars, alt.layer(line, eighty)).resolve_scale(y="independent", color="independent")
 
 
 def vital_few(table: pd.DataFrame, share_pct: float = 80.0) -> list[str]:

@@ -441,3 +441,24 @@ class SnapshotDecision(Base):
     decided_by: Mapped[str] = mapped_column(String(100))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reason: Mapped[str] = mapped_column(Text)
+
+
+class CoilGrade(Base):
+    """The grade of a closed coil under the plant's grading rules (``inspection.storage.grading``).
+
+    One row per coil: grading again (new rules, a late defect) replaces it. ``grade`` is one of the rules'
+    grades (e.g. ``A``/``B``/``scrap``); ``reasons`` the rules the coil broke, as sentences;
+    ``rules_digest`` identifies the rules used (a coil graded under older rules can be found and
+    regraded); ``defects`` and ``length_m`` the figures it was graded on.
+    """
+
+    __tablename__ = "coil_grades"
+    __table_args__ = (Index("ix_coil_grades_graded_at", "graded_at"),)
+
+    coil_id: Mapped[int] = mapped_column(ForeignKey("coils.id", ondelete="CASCADE"), primary_key=True)
+    grade: Mapped[str] = mapped_column(String(32))
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    rules_digest: Mapped[str] = mapped_column(String(64))
+    defects: Mapped[int] = mapped_column(Integer, default=0)
+    length_m: Mapped[float | None] = mapped_column(Float)
+    graded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -22,10 +22,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from streamlit.testing.v1 import AppTest
 
 from datasets.model import NEU_DET_CLASSES
 from inspection.storage.db import default_sqlite_url, make_engine, upgrade
@@ -340,3 +342,17 @@ def clear_streamlit_caches() -> Iterator[None]:
     st.cache_data.clear()
     yield
     st.cache_data.clear()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``make_app(url, **config) -> AppTest`` with the app's config and database set like the CLI does."""
+
+    def make(url: str, **config: object) -> AppTest:
+        cfg = tmp_path / "dashboard.yaml"
+        cfg.write_text(yaml.safe_dump({"db_url": url, **config}), encoding="utf-8")
+        monkeypatch.setenv("STEEL_DASHBOARD_CONFIG", str(cfg))
+        monkeypatch.delenv("STEEL_DASHBOARD_DB", raising=False)
+        return AppTest.from_file(str(APP), default_timeout=60)
+
+    return make

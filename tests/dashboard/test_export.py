@@ -128,3 +128,19 @@ def test_zip_holds_the_json_and_every_image(reviewed: pd.DataFrame) -> None:
     assert names == sorted(
         ["steel-reviews/steel-reviews-export.json", *(f"steel-reviews/{im.name}" for im in aset.images)]
     )
+
+
+def test_vott_tags_have_the_colours_the_pages_give_each_class(reviewed: pd.DataFrame) -> None:
+    from dashboard.colors import class_colour
+    from datasets.model import NEU_DET_CLASSES
+
+    # the Review page exports with the database's classes in sorted order, which is NEU-DET's order
+    aset = reviewed_set(reviewed, _resolve, class_names=tuple(sorted(NEU_DET_CLASSES)), source="db")
+    with zipfile.ZipFile(io.BytesIO(export_zip(aset))) as zf:
+        project = json.loads(zf.read("steel-reviews/steel-reviews-export.json"))
+    tags = {t["name"]: t["color"] for t in project["tags"]}
+    assert set(tags) >= set(NEU_DET_CLASSES)
+    assert {name: tags[name] for name in NEU_DET_CLASSES} == {
+        name: class_colour(name) for name in NEU_DET_CLASSES
+    }
+    assert len(set(tags.values())) == len(tags)  # every class told apart

@@ -99,3 +99,16 @@ def test_rule_1_is_exactly_the_points_beyond_3_sigma(z) -> None:
     flags = western_electric(z)
     assert [1 in f for f in flags] == [abs(v) > 3 for v in z]
     assert all(f <= set(RULES) for f in flags)
+
+
+def test_samples_outside_the_baseline_set_neither_the_centre_nor_the_rules() -> None:
+    counts, units = [50.0, 2.0, 3.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0, 1.0]
+    chart = u_chart(counts, units, baseline=[False, True, True, True, True])
+    assert chart.centre == pytest.approx(10.0 / 4.0)  # the 50-defect partial bucket is left out
+    assert chart.violations[0] == () and chart.values[0] == 50.0  # plotted, breaks no rule
+    whole = u_chart(counts, units)
+    assert whole.centre == pytest.approx(60.0 / 5.0)
+    p = p_chart([1.0, 1.0, 1.0], [1.0, 10.0, 10.0], baseline=[False, True, True])
+    assert p.centre == pytest.approx(2.0 / 20.0)
+    with pytest.raises(ValueError, match="baseline flags"):
+        u_chart(counts, units, baseline=[True])
