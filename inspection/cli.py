@@ -12,7 +12,7 @@ from inspection.retrain.cli import models_app, retrain_command
 from training.cli import app as training_app
 
 app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, add_completion=False)
-app.add_typer(data_app, name="data", help="Dataset tools: audit, split")
+app.add_typer(data_app, name="data", help="Dataset tools: audit, split, background")
 app.registered_commands.extend(training_app.registered_commands)
 app.command("inspect")(inspect_command)
 app.registered_commands.extend(dashboard_app.registered_commands)
