@@ -15,8 +15,8 @@ from datasets.background import (
     find_clean_windows,
     read_background,
     read_gray_image,
-    source_class,
     select_clean_tiles,
+    source_class,
     tile_canvas,
     write_tiles,
 )
