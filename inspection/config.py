@@ -10,6 +10,7 @@ from datasets.settings import StrictModel
 from inspection import constants as C
 from inspection.alarms.config import AlarmsConfig
 from inspection.preprocess import PreprocessConfig
+from inspection.stages.anomaly import AnomalyStageConfig
 
 
 class TilingConfig(StrictModel):
@@ -75,6 +76,7 @@ class InspectionConfig(StrictModel):
     preprocess: PreprocessConfig = PreprocessConfig()
     tiling: TilingConfig = TilingConfig()
     detector: DetectorConfig = DetectorConfig()
+    anomaly: AnomalyStageConfig = AnomalyStageConfig()  # unknown defects (issue 13)
     tracking: TrackingConfig = TrackingConfig()
     queues: QueueConfig = QueueConfig()
     output: OutputConfig = OutputConfig()

@@ -24,6 +24,7 @@ from inspection.config import InspectionConfig
 from inspection.detector import TileDetector
 from inspection.messages import FailedFrame, Frame
 from inspection.queues import END, BoundedQueue
+from inspection.stages.anomaly import ANOMALY_CLASS, AnomalyStage, resolve_anomaly_model
 from inspection.stages.batch import BatchStage
 from inspection.stages.detect import DetectStage
 from inspection.stages.merge import MergeStage
@@ -34,7 +35,7 @@ from inspection.stages.track import TrackStage
 
 log = logging.getLogger("steel.daemon")
 
-STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "track", "sink")
+STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "anomaly", "track", "sink")
 
 
 @dataclass
@@ -44,6 +45,7 @@ class RunSummary:
     elapsed_s: float
     tally: Any
     spool_pending: bool = False  # results left in the spool (database unreachable at exit)
+    anomalies: dict[str, Any] | None = None  # the anomaly stage's figures (scores, anomaly defects)
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tally
@@ -65,6 +67,7 @@ class RunSummary:
             "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
             "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
             "failures": t.failures[:50],
+            "anomalies": self.anomalies,
         }
 
 
@@ -235,11 +238,25 @@ class Daemon:
         q = {name: BoundedQueue(name, size, policy=policy) for name in STAGE_ORDER}
         self.queues = q
         common = {"abort": self.abort_event, "metrics": self.metrics}
+        self.anomaly_stage = AnomalyStage(
+            q["anomaly"],
+            q["track"],
+            cfg=cfg.anomaly,
+            model_path=resolve_anomaly_model(cfg.anomaly, self.detector.path),
+            tile_hw=cfg.tiling.tile_hw,
+            overlap_hw=cfg.tiling.overlap_hw,
+            anomaly_class_id=len(self.detector.class_names),
+            class_names=list(self.detector.class_names),
+            detector_manifest=lambda: self.detector.manifest,
+            **common,
+        )
+        self.anomaly_stage.load()
+        class_names = [*self.detector.class_names, ANOMALY_CLASS]
         self.sink = SinkStage(
             q["sink"],
             None,
             writer=self.writer,
-            class_names=self.detector.class_names,
+            class_names=class_names,
             geometry=Geometry(cfg.mm_per_line, cfg.mm_per_px),
             line=cfg.line,
             coil=cfg.coil,
@@ -276,12 +293,17 @@ class Daemon:
             ),
             DetectStage(q["detect"], q["merge"], detector=self.detector, **common),
             MergeStage(
-                q["merge"], q["track"], method=cfg.tiling.merge, iou_threshold=cfg.tiling.merge_iou, **common
+                q["merge"],
+                q["anomaly"],
+                method=cfg.tiling.merge,
+                iou_threshold=cfg.tiling.merge_iou,
+                **common,
             ),
+            self.anomaly_stage,
             TrackStage(
                 q["track"],
                 q["sink"],
-                class_names=self.detector.class_names,
+                class_names=class_names,
                 enabled=cfg.tracking.enabled,
                 tracker_options={
                     "iou_threshold": cfg.tracking.iou_threshold,
@@ -369,4 +391,5 @@ class Daemon:
             elapsed_s=time.perf_counter() - started,
             tally=self.sink.tally,
             spool_pending=not flushed,
+            anomalies=self.anomaly_stage.tally.to_dict(),
         )
