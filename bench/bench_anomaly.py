@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=CANDIDATES)
     parser.add_argument("--fit-tiles", type=int, default=600, help="clean training tiles the Gaussian fits")
     parser.add_argument("--budget", type=float, default=1.0, help="false alarms per 1,000 clean tiles")
+    parser.add_argument(
+        "--calibration-tiles", type=int, default=400, help="clean training tiles for the threshold"
+    )
     parser.add_argument("--ae-steps", type=int, default=800)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/anomaly")
@@ -79,7 +82,13 @@ def main() -> None:
         start = time.perf_counter()
         scorer = fit_candidate(kind, detector, clean, ae_steps=args.ae_steps, fit_tiles=args.fit_tiles)
         fit_s = time.perf_counter() - start
-        figures = validate(scorer, clean, val_set.images, budget_per_1000=args.budget)
+        figures = validate(
+            scorer,
+            clean,
+            val_set.images,
+            budget_per_1000=args.budget,
+            calibration_tiles=args.calibration_tiles,
+        )
         ms = _ms_per_tile(scorer.maps, timing_tiles)
         row = {"kind": kind, "fit_s": fit_s, "ms_per_tile": ms, "detector_ms_per_tile": detector_ms}
         row |= figures.to_dict()
@@ -102,6 +111,7 @@ def main() -> None:
         )
         row["saved"] = str(saved)
         rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
     _print(rows)
     (Path(args.out) / "bench.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 

@@ -80,10 +80,17 @@ def fit_candidate(
 
 
 def validate(
-    scorer: Any, clean: CleanData, defects: list[ImageRecord], *, budget_per_1000: float
+    scorer: Any,
+    clean: CleanData,
+    defects: list[ImageRecord],
+    *,
+    budget_per_1000: float,
+    calibration_tiles: int | None = None,
 ) -> ValidationFigures:
-    """Threshold from the training clean tiles; AUROCs, false alarms and recall on validation."""
-    calib = [tile_score(m) for m in scorer.maps(clean.train)]
+    """Threshold from the training clean tiles (every k-th from the 2nd when ``calibration_tiles`` is
+    set, so not the ones a subsampled fit used); AUROCs, false alarms and recall on validation."""
+    step = max(1, len(clean.train) // calibration_tiles) if calibration_tiles else 1
+    calib = [tile_score(m) for m in scorer.maps(clean.train[min(1, step - 1) :: step])]
     threshold = threshold_for_budget(calib, budget_per_1000)
     clean_scores = [tile_score(m) for m in scorer.maps(clean.val)]
     images = [read_gray_image(Path(rec.path)) for rec in defects]
