@@ -33,6 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from datasets.dhash import read_gray
 from datasets.model import AnnotatedSet, ImageRecord
 
 MANIFEST_NAME = "background.json"
@@ -261,14 +262,11 @@ def write_manifest(result: BackgroundResult, out_dir: Path) -> Path:
 
 
 def read_gray_image(path: Path) -> np.ndarray:
+    """``datasets.dhash.read_gray``, with a missing file also a ValueError naming it."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        return read_gray(path)
     except OSError as exc:
         raise ValueError(f"{path}: cannot read image: {exc.strerror or exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
-    if image is None:
-        raise ValueError(f"{path}: not a readable image")
-    return image
 
 
 def _imwrite(path: Path, image: np.ndarray) -> None:
