@@ -33,8 +33,9 @@ import torch  # noqa: E402
 from datasets.readers import read_dataset  # noqa: E402
 from datasets.settings import data_root  # noqa: E402
 from datasets.split import apply_split, read_split  # noqa: E402
-from training.anomaly.fit import CANDIDATES, fit_candidate, load_clean, load_detector, validate  # noqa: E402
+from training.anomaly.fit import CANDIDATES, fit_candidate, load_clean, validate  # noqa: E402
 from training.anomaly.store import save_anomaly  # noqa: E402
+from training.bundle import load_bundle  # noqa: E402
 from training.inference import Predictor  # noqa: E402
 
 
@@ -68,7 +69,7 @@ def main() -> None:
     aset = read_dataset(data_root() / "annotations")
     _, val_set = apply_split(aset, split)
     clean = load_clean(args.tiles, train_names=set(split.train), val_names=set(split.val))
-    detector = load_detector(args.bundle)
+    detector = load_bundle(args.bundle, device="cpu")
     predictor = Predictor(detector, device="cpu")
     print(
         f"clean tiles: {len(clean.train)} train (fit + threshold), {len(clean.val)} val; "

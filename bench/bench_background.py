@@ -49,7 +49,10 @@ def main() -> None:
         dets = detections_on(predictor, canvases)
         with_stray = sum(bool((d.scores >= op).any()) for d in dets)
         by_class = Counter(
-            predictor.class_names[int(c)] for d in dets for c, s in zip(d.class_ids, d.scores) if s >= op
+            predictor.class_names[int(c)]
+            for d in dets
+            for c, s in zip(d.class_ids, d.scores, strict=True)
+            if s >= op
         )
         row = {
             "bundle": path,

@@ -110,17 +110,16 @@ def _recall_cost(
 def _calibrate_anomaly(
     src: Path, tiles: list[np.ndarray], defect_images: list[np.ndarray], budget: float
 ) -> dict[str, Any]:
-    from training.anomaly.base import tile_score
-    from training.anomaly.calibrate import false_alarms_per_1000, threshold_for_budget
+    from training.anomaly.calibrate import false_alarms_per_1000, threshold_for_budget, tile_scores
     from training.anomaly.store import find_anomaly_dir, load_anomaly
 
     if find_anomaly_dir(src) is None:
         return {}
     model = load_anomaly(src)
-    scores = [tile_score(m) for m in model.scorer.maps(tiles)]
+    scores = tile_scores(model.scorer, tiles)
     before = model.threshold
     after = threshold_for_budget(scores, budget)
-    defect_scores = [tile_score(m) for m in model.scorer.maps(defect_images)]
+    defect_scores = tile_scores(model.scorer, defect_images)
     return {
         "threshold_before": before,
         "threshold_after": after,

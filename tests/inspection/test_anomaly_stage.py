@@ -116,3 +116,26 @@ def test_without_an_anomaly_model_frames_pass_through_unchanged(neu_root):
     msg = _frame(neu_root, _scratch_image(neu_root), Detections.empty())
     assert stage.handle(msg) == [msg]
     assert stage.tally.to_dict()["frames_scored"] == 0
+
+
+@pytest.mark.slow
+def test_steel_inspect_once_json_reports_anomaly_scores_of_every_frame(tmp_path):
+    """The shipped bundle carries its anomaly model (models/neu-yolo-n/anomaly): every frame is scored."""
+    import json
+
+    from tests.inspection.daemon_fixtures import query, run_cli, sqlite_db, strip_spec
+
+    if not (SHIPPED / "anomaly" / "anomaly.json").is_file():
+        pytest.skip("shipped bundle has no anomaly model")
+    db = sqlite_db(tmp_path)
+    source = strip_spec(across=2, along=4)
+    args = ["--once", "--json", "--db", db, "--model", str(SHIPPED), "--source", source]
+    result = run_cli(*args, "--set", f"output.dir={tmp_path / 'out'}", "--set", "detector.threads=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    anomalies = summary["anomalies"]
+    assert anomalies["frames_scored"] == summary["frames"] == 3
+    assert anomalies["model_version"].startswith("backbone-gaussian")
+    assert 0 < anomalies["score_p50"] <= anomalies["score_max"]
+    stored = dict(query(db, "SELECT class_name, COUNT(*) FROM defects GROUP BY class_name"))
+    assert stored.get("anomaly", 0) == anomalies["anomaly_defects"]

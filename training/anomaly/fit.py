@@ -22,11 +22,12 @@ from training.anomaly.calibrate import (
     pixel_auroc,
     threshold_for_budget,
     tile_auroc,
+    tile_scores,
 )
 from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
 from training.background import load_canvases
-from training.bundle import Bundle, load_bundle
+from training.bundle import Bundle
 
 KINDS = ("backbone-gaussian", "conv-autoencoder")
 CANDIDATES = ("backbone-gaussian:3", "backbone-gaussian:4", "conv-autoencoder")  # kind[:last stage]
@@ -90,9 +91,9 @@ def validate(
     """Threshold from the training clean tiles (every k-th from the 2nd when ``calibration_tiles`` is
     set, so not the ones a subsampled fit used); AUROCs, false alarms and recall on validation."""
     step = max(1, len(clean.train) // calibration_tiles) if calibration_tiles else 1
-    calib = [tile_score(m) for m in scorer.maps(clean.train[min(1, step - 1) :: step])]
+    calib = tile_scores(scorer, clean.train[min(1, step - 1) :: step])
     threshold = threshold_for_budget(calib, budget_per_1000)
-    clean_scores = [tile_score(m) for m in scorer.maps(clean.val)]
+    clean_scores = tile_scores(scorer, clean.val)
     images = [read_gray_image(Path(rec.path)) for rec in defects]
     defect_maps = scorer.maps(images)
     defect_scores = [tile_score(m) for m in defect_maps]
@@ -108,7 +109,3 @@ def validate(
         val_defect_tiles=len(defect_scores),
         defect_tile_recall=float(np.mean([s > threshold for s in defect_scores])),
     )
-
-
-def load_detector(path: str | Path) -> Bundle:
-    return load_bundle(path, device="cpu")
