@@ -10,15 +10,17 @@ from __future__ import annotations
 import typer
 
 from datasets.cli import app as data_app
+from inspection.calibrate_cli import calibrate_command
 from inspection.inspect_cli import inspect_command
 from inspection.retrain.cli import models_app, retrain_command
 from training.classical.cli import app as classic_app
 from training.cli import app as training_app
 
 app = typer.Typer(help="Steel-surface defect inspection", no_args_is_help=True, add_completion=False)
-app.add_typer(data_app, name="data", help="Dataset tools: audit, split")
+app.add_typer(data_app, name="data", help="Dataset tools: audit, split, background")
 app.registered_commands.extend(training_app.registered_commands)
 app.command("inspect")(inspect_command)
+app.command("calibrate")(calibrate_command)
 app.command("retrain")(retrain_command)
 app.add_typer(models_app, name="models", help="Model registry: list, show, activate (promote or roll back)")
 app.add_typer(classic_app, name="classic", help="Classical texture baseline: train, eval, predict")

@@ -20,6 +20,7 @@ from datasets.settings import StrictModel
 from inspection import constants as C
 from inspection.alarms.config import AlarmsConfig
 from inspection.preprocess import PreprocessConfig
+from inspection.stages.anomaly import AnomalyStageConfig
 
 SOURCE_SCHEMES = ("folder", "video", "camera", "strip-sim", "genicam")  # as inspection.sources.SCHEMES
 DB_BACKENDS = ("sqlite", "postgresql")
@@ -118,6 +119,7 @@ class InspectionConfig(Section):
     preprocess: PreprocessConfig = PreprocessConfig()
     tiling: TilingConfig = TilingConfig()
     detector: DetectorConfig = DetectorConfig()
+    anomaly: AnomalyStageConfig = AnomalyStageConfig()  # unknown defects (issue 13)
     tracking: TrackingConfig = TrackingConfig()
     queues: QueueConfig = QueueConfig()
     output: OutputConfig = OutputConfig()

@@ -48,6 +48,7 @@ class RunSummary:
     spool_pending: bool = False  # results left in the spool (database unreachable at exit)
     model_versions: tuple[str, ...] = ()  # every model this run used, in order (hot swaps included)
     not_stored: list[dict[str, Any]] = field(default_factory=list)  # held in memory, disk still full at exit
+    anomalies: dict[str, Any] | None = None  # the anomaly stage's figures (scores, anomaly defects)
 
     def to_dict(self) -> dict[str, Any]:
         t = self.tally
@@ -74,6 +75,7 @@ class RunSummary:
             "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
             "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
             "failures": t.failures[:50],
+            "anomalies": self.anomalies,
         }
 
 
@@ -288,6 +290,7 @@ class Daemon:
         self.source_stage = pipeline.source_stage
         self.stages = pipeline.stages
         self.track_stage = pipeline.track_stage
+        self.anomaly_stage = pipeline.anomaly_stage
         self.sink = pipeline.sink
 
     def health(self) -> dict[str, Any]:
@@ -371,4 +374,5 @@ class Daemon:
             spool_pending=not flushed,
             model_versions=tuple(self.models_used),
             not_stored=not_stored,
+            anomalies=self.anomaly_stage.tally.to_dict(),
         )

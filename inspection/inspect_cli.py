@@ -107,3 +107,11 @@ def _print_summary(d: dict[str, Any], *, as_json: bool) -> None:
             f"{d['frames_already_stored']} already stored), {d['defects']} defects "
             f"{d['per_class']} in {d['elapsed_s']:.1f} s with {d['model_version']}"
         )
+        a = d.get("anomalies") or {}
+        if a.get("frames_scored"):
+            typer.echo(
+                f"anomaly scores ({a['model_version']}, threshold {a['threshold']:.2f}): "
+                f"max {a['score_max']:.2f}, p50 {a['score_p50']:.2f}, p99 {a['score_p99']:.2f}; "
+                f"{a['frames_above_threshold']} frames above, {a['anomaly_defects']} anomaly defects "
+                f"({a['regions_explained_by_detections']} regions explained by detections)"
+            )

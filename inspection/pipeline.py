@@ -13,6 +13,7 @@ from inspection.detector import TileDetector
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue
 from inspection.sources.base import Source
+from inspection.stages.anomaly import ANOMALY_CLASS, AnomalyStage, resolve_anomaly_model
 from inspection.stages.base import Stage
 from inspection.stages.batch import BatchStage
 from inspection.stages.detect import DetectStage
@@ -27,7 +28,7 @@ from inspection.storage.writer import ResilientWriter
 if TYPE_CHECKING:
     from inspection.alarm_dispatch import AlarmDispatcher
 
-STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "track", "sink")
+STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "anomaly", "track", "sink")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Pipeline:
     stages: list[Stage]
     queues: dict[str, BoundedQueue]
     track_stage: TrackStage
+    anomaly_stage: AnomalyStage
     sink: SinkStage
 
 
@@ -61,8 +63,10 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
 
     q = {name: BoundedQueue(name, cfg.queues.size, policy=cfg.queues.policy) for name in STAGE_ORDER}
     abort, metrics = parts.abort, parts.metrics
-    class_names = parts.detector.class_names
-    sink = _build_sink(cfg, parts, q["sink"])
+    # Regions the anomaly model flags and no detection explains are stored as one more class.
+    class_names = [*parts.detector.class_names, ANOMALY_CLASS]
+    sink = _build_sink(cfg, parts, q["sink"], class_names)
+    anomaly = _build_anomaly_stage(cfg, parts, q)
     for queue in q.values():
         queue.on_drop = sink.on_drop
     source_stage = SourceStage(parts.source, q["preprocess"], skip=parts.skip, stop=parts.stop, abort=abort)
@@ -107,25 +111,56 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
         DetectStage(q["detect"], q["merge"], detector=parts.detector, abort=abort, metrics=metrics),
         MergeStage(
             q["merge"],
-            q["track"],
+            q["anomaly"],
             abort=abort,
             metrics=metrics,
             method=cfg.tiling.merge,
             iou_threshold=cfg.tiling.merge_iou,
         ),
+        anomaly,
         track,
         sink,
     ]
-    return Pipeline(source_stage=source_stage, stages=stages, queues=q, track_stage=track, sink=sink)
+    return Pipeline(
+        source_stage=source_stage,
+        stages=stages,
+        queues=q,
+        track_stage=track,
+        anomaly_stage=anomaly,
+        sink=sink,
+    )
 
 
-def _build_sink(cfg: InspectionConfig, parts: PipelineParts, inbox: BoundedQueue) -> SinkStage:
+def _build_anomaly_stage(
+    cfg: InspectionConfig, parts: PipelineParts, q: dict[str, BoundedQueue]
+) -> AnomalyStage:
+    detector = parts.detector
+    stage = AnomalyStage(
+        q["anomaly"],
+        q["track"],
+        abort=parts.abort,
+        metrics=parts.metrics,
+        cfg=cfg.anomaly,
+        model_path=resolve_anomaly_model(cfg.anomaly, detector.path),
+        tile_hw=cfg.tiling.tile_hw,
+        overlap_hw=cfg.tiling.overlap_hw,
+        anomaly_class_id=len(detector.class_names),
+        class_names=list(detector.class_names),
+        detector_manifest=lambda: detector.manifest,
+    )
+    stage.load()  # build_pipeline runs in the daemon's start(), never in a constructor
+    return stage
+
+
+def _build_sink(
+    cfg: InspectionConfig, parts: PipelineParts, inbox: BoundedQueue, class_names: list[str]
+) -> SinkStage:
     return SinkStage(
         inbox,
         abort=parts.abort,
         metrics=parts.metrics,
         writer=parts.writer,
-        class_names=parts.detector.class_names,
+        class_names=class_names,
         geometry=Geometry(cfg.mm_per_line, cfg.mm_per_px),
         line=cfg.line,
         coil=cfg.coil,

@@ -22,6 +22,16 @@ class ModelConfig(StrictModel):
     faster_rcnn: FasterRCNNConfig = FasterRCNNConfig()
 
 
+class BackgroundConfig(StrictModel):
+    """Clean tiles (``steel data background``) added to training as zero-box images."""
+
+    path: str | None = None  # folder with background.json; None: no background
+    share: float = Field(0.0, ge=0, lt=1)  # share of the training set that is clean tiles
+    seed: int = 0
+    check_bundle: str | None = None  # drop tiles where this model finds a box at >= check_score
+    check_score: float = Field(0.5, gt=0, lt=1)
+
+
 class DataConfig(StrictModel):
     path: str | None = None  # annotations; None: $STEEL_DATA/annotations
     format: Literal["auto", "voc", "vott-json", "vott-project", "vott-csv", "coco"] = "auto"
@@ -32,6 +42,7 @@ class DataConfig(StrictModel):
     classes: list[str] = Field(default_factory=lambda: list(NEU_DET_CLASSES), min_length=1)
     augment: AugmentConfig = AugmentConfig()
     subset: int | None = Field(None, ge=1)  # first N training images (smoke tests)
+    background: BackgroundConfig = BackgroundConfig()
 
 
 class EMAConfig(StrictModel):

@@ -10,6 +10,7 @@ from typing import Any
 from datasets.model import AnnotatedSet, ImageRecord
 from datasets.readers import read_dataset
 from datasets.settings import data_root
+from training.background import background_records
 from training.config import DataConfig
 
 
@@ -56,12 +57,17 @@ def prepare_data(cfg: DataConfig, *, out_dir: Path | None, write: bool = True) -
             write_split(split, split_path)
     train_set, val_set = apply_split(aset, split)
     train = train_set.images[: cfg.subset] if cfg.subset else train_set.images
+    background, background_info = background_records(
+        cfg.background, train_sources={im.name for im in train_set.images}, n_train=len(train)
+    )
+    train = [*train, *background]
     val = val_set.images[: max(1, cfg.subset // 4)] if cfg.subset else val_set.images
     info = {
         "file": split_path.name if split_path else None,
         "sha256": split.split_sha256,
         "train_images": len(train_set.images),
         "val_images": len(val_set.images),
+        **({"background": background_info} if background_info else {}),
     }
     return PreparedData(train=train, val=val, class_names=list(cfg.classes), split_info=info, dataset=aset)
 

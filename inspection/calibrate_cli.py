@@ -1,0 +1,101 @@
+"""``steel calibrate --clean FOLDER``: per-class and anomaly thresholds for a false-alarm budget on a
+line's own good steel, written as a new, promotable bundle version (see :mod:`inspection.calibration`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from datasets.settings import ConfigError
+
+DEFAULT_CONFIG = Path("configs/inspection.yaml")
+DEFAULT_SPLIT = Path("configs/splits/neu-det-dev.json")
+
+
+def calibrate_command(
+    clean: Annotated[
+        Path, typer.Option("--clean", exists=True, file_okay=False, help="Frames of the line's good steel")
+    ],
+    defects: Annotated[
+        Path | None,
+        typer.Option("--defects", exists=True, help="Annotated defect frames of the line (any format)"),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Bundle (default: active, else config)")
+    ] = None,
+    budget: Annotated[
+        float, typer.Option("--budget", min=0, help="False alarms per 1,000 clean tiles")
+    ] = 1.0,
+    version: Annotated[
+        str | None, typer.Option("--version", help="New version (default: <src>-cal<time>)")
+    ] = None,
+    config: Annotated[Path, typer.Option("--config", help="Inspection config (tiling, db)")] = DEFAULT_CONFIG,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL (default: the config's)")] = None,
+    registry: Annotated[Path, typer.Option("--registry", help="Where bundles go")] = Path("models/registry"),
+    split: Annotated[Path, typer.Option("--split", help="Validation side of this split prices recall")] = (
+        DEFAULT_SPLIT
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object")] = False,
+) -> None:
+    """Measure false alarms on clean frames, set thresholds for the budget, register a new bundle version."""
+    from datasets.settings import load_config
+    from inspection.config import InspectionConfig
+
+    try:
+        cfg = load_config(config, InspectionConfig, [f"db={db}"] if db else [])
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    from inspection.calibrate_run import run_calibration
+
+    try:
+        result, path = run_calibration(
+            cfg,
+            clean=clean,
+            defects=defects,
+            model=model,
+            budget=budget,
+            version=version or "",
+            registry=registry,
+            split=split,
+            stamp=datetime.now(UTC).strftime("%Y%m%d%H%M"),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"version": result.version, "path": str(path), **result.manifest_field()}) + "\n"
+        )
+        return
+    _print(result, path)
+
+
+def _print(result: Any, path: Path) -> None:
+    typer.echo(
+        f"{result.clean_tiles} clean tiles; budget {result.budget_per_1000} false alarms per 1,000 tiles"
+    )
+    typer.echo("class thresholds (before -> after):")
+    for name, after in result.after.items():
+        typer.echo(f"  {name:<16} {result.before[name]:.3f} -> {after:.3f}")
+    d = result.detector_alarms_per_1000
+    typer.echo(f"detector alarms per 1,000 clean tiles: {d['before']:.1f} -> {d['after']:.1f}")
+    a = result.anomaly
+    if a:
+        typer.echo(
+            f"anomaly threshold {a['threshold_before']} -> {a['threshold_after']:.3f}; alarms per 1,000 "
+            f"clean tiles {a['alarms_before']:.1f} -> {a['alarms_after']:.1f}"
+        )
+    for name, figures in result.validation.items():
+        typer.echo(
+            f"{name}: "
+            + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
+        )
+    typer.echo(
+        f"new bundle {result.version} at {path} (registered; promote: steel models activate {result.version})"
+    )

@@ -1,0 +1,166 @@
+"""The steps of ``steel calibrate``: score the clean tiles, set thresholds, price them on validation,
+write and register the new bundle version."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from datasets.background import read_gray_image
+from datasets.detections import Detections
+from inspection.calibration import (
+    MANIFEST_FIELD,
+    CalibrationResult,
+    alarms_per_1000,
+    apply_class_thresholds,
+    class_thresholds,
+    clean_tiles,
+    write_calibrated_bundle,
+)
+from inspection.config import InspectionConfig
+
+LOW_SCORE = 0.01  # score the clean tiles this low, so every threshold above it can be priced
+
+
+def _source_bundle(cfg: InspectionConfig, model: Path | None, repository: Any) -> Path:
+    if model is not None:
+        return model
+    active = repository.active_model()
+    if active is not None and active.path and Path(active.path).is_dir():
+        return Path(active.path)
+    return Path(cfg.detector.model)
+
+
+def run_calibration(
+    cfg: InspectionConfig,
+    *,
+    clean: Path,
+    defects: Path | None,
+    model: Path | None,
+    budget: float,
+    version: str,
+    registry: Path,
+    split: Path,
+    stamp: str,
+) -> tuple[CalibrationResult, Path]:
+    from inspection.storage.db import upgrade
+    from inspection.storage.repository import Repository
+    from training.inference import Predictor
+
+    repository = Repository(cfg.db)
+    upgrade(repository.engine)
+    src = _source_bundle(cfg, model, repository)
+    predictor = Predictor(str(src), device="cpu", score_threshold=LOW_SCORE)
+    names = predictor.class_names
+    manifest = predictor.bundle.manifest
+    floor = float(manifest["thresholds"]["score"])
+    previous = manifest.get(MANIFEST_FIELD, {}).get("class_score_thresholds", {})
+    before = {n: float(previous.get(n, floor)) for n in names}
+
+    tiles = clean_tiles(clean, tuple(cfg.tiling.tile_hw), tuple(cfg.tiling.overlap_hw))
+    dets = predictor(tiles)
+    after = class_thresholds(dets, names, budget_per_1000=budget, floor=floor)
+    result = CalibrationResult(
+        source_version=predictor.version,
+        version=version or f"{predictor.version}-cal{stamp}",
+        clean_tiles=len(tiles),
+        budget_per_1000=budget,
+        before=before,
+        after=after,
+        detector_alarms_per_1000={
+            "before": alarms_per_1000(dets, before, names),
+            "after": alarms_per_1000(dets, after, names),
+        },
+    )
+    val_images, val_gts = _validation(split)
+    val_dets = predictor([read_gray_image(p) for p in val_images])
+    result.validation["neu_val"] = _recall_cost(val_dets, val_gts, names, before, after)
+    if defects is not None:
+        images, gts = _annotated(defects)
+        result.validation["line_defects"] = _recall_cost(predictor(images), gts, names, before, after)
+    result.anomaly = _calibrate_anomaly(src, tiles, [read_gray_image(p) for p in val_images], budget)
+    target = registry / result.version
+    registry.mkdir(parents=True, exist_ok=True)
+    written = write_calibrated_bundle(src, target, result)
+    repository.register_model_version(written, str(target.resolve()))
+    return result, target
+
+
+def _recall_cost(
+    dets: list[Detections],
+    gts: list[tuple[np.ndarray, np.ndarray]],
+    names: list[str],
+    before: dict[str, float],
+    after: dict[str, float],
+) -> dict[str, Any]:
+    from training.evaluation import GroundTruth, Prediction, evaluate
+
+    truth = [GroundTruth(b, lab) for b, lab in gts]
+    out: dict[str, Any] = {"images": len(gts)}
+    for key, thresholds in (("recall_before", before), ("recall_after", after)):
+        kept = [apply_class_thresholds(d, thresholds, names) for d in dets]
+        preds = [Prediction(d.xyxy, d.scores, d.class_ids) for d in kept]
+        out[key] = float(evaluate(truth, preds, names, conf_threshold=1e-6).recall)
+    out["recall_cost"] = out["recall_before"] - out["recall_after"]
+    return out
+
+
+def _calibrate_anomaly(
+    src: Path, tiles: list[np.ndarray], defect_images: list[np.ndarray], budget: float
+) -> dict[str, Any]:
+    from training.anomaly.calibrate import false_alarms_per_1000, threshold_for_budget, tile_scores
+    from training.anomaly.store import find_anomaly_dir, load_anomaly
+
+    if find_anomaly_dir(src) is None:
+        return {}
+    model = load_anomaly(src)
+    scores = tile_scores(model.scorer, tiles)
+    before = model.threshold
+    after = threshold_for_budget(scores, budget)
+    defect_scores = tile_scores(model.scorer, defect_images)
+    return {
+        "threshold_before": before,
+        "threshold_after": after,
+        "alarms_before": false_alarms_per_1000(scores, before) if before is not None else None,
+        "alarms_after": false_alarms_per_1000(scores, after),
+        "neu_val_defect_images_flagged_before": (
+            float(np.mean([s > before for s in defect_scores])) if before is not None else None
+        ),
+        "neu_val_defect_images_flagged_after": float(np.mean([s > after for s in defect_scores])),
+        "resolution_per_1000": 1000.0 / len(scores),  # fewer tiles than 1000/budget: bounded only by this
+    }
+
+
+def _validation(split: Path) -> tuple[list[Path], list[tuple[np.ndarray, np.ndarray]]]:
+    from datasets.readers import read_dataset
+    from datasets.settings import data_root
+    from datasets.split import apply_split, read_split
+
+    aset = read_dataset(data_root() / "annotations")
+    _, val = apply_split(aset, read_split(split))
+    return _records(val.images, aset.class_names)
+
+
+def _annotated(folder: Path) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    from datasets.readers import read_dataset
+
+    aset = read_dataset(folder)
+    paths, gts = _records([im for im in aset.images if im.path is not None], aset.class_names)
+    return [read_gray_image(p) for p in paths], gts
+
+
+def _records(
+    images: list, class_names: tuple[str, ...]
+) -> tuple[list[Path], list[tuple[np.ndarray, np.ndarray]]]:
+    index = {n: i for i, n in enumerate(class_names)}
+    paths = [Path(im.path) for im in images]
+    gts = [
+        (
+            np.array([b.xyxy for b in im.boxes], np.float32).reshape(-1, 4),
+            np.array([index[b.label] for b in im.boxes], np.int64),
+        )
+        for im in images
+    ]
+    return paths, gts

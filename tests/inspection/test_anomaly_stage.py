@@ -1,0 +1,141 @@
+"""The anomaly stage on real NEU-DET frames: unexplained anomalous regions become ``anomaly`` defects,
+regions a detection covers do not, and calibrated per-class thresholds are applied."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from datasets.background import BackgroundRule, read_gray_image, select_clean_tiles, write_tiles
+from datasets.detections import Detections
+from datasets.readers import read_dataset
+from datasets.settings import REPO_ROOT
+from inspection.messages import Frame, FrameDetections
+from inspection.queues import BoundedQueue
+from inspection.stages.anomaly import AnomalyStage, AnomalyStageConfig
+
+SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
+NAMES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
+
+
+@pytest.fixture(scope="module")
+def anomaly_dir(neu_root, tmp_path_factory):
+    """A backbone-Gaussian fitted on clean tiles of every 12th inclusion/scratches image, threshold set
+    at 50 per 1,000 of them (a small fit: the test is about the stage, not the model's quality)."""
+    from training.anomaly.base import tile_score
+    from training.anomaly.calibrate import threshold_for_budget
+    from training.anomaly.features import EarlyBackbone
+    from training.anomaly.gaussian import FeatureGaussian
+    from training.anomaly.store import save_anomaly
+    from training.background import load_canvases
+    from training.bundle import load_bundle
+
+    if not (SHIPPED / "manifest.json").is_file():
+        pytest.skip("shipped bundle models/neu-yolo-n not present")
+    aset = read_dataset(neu_root / "annotations")
+    subset = aset.subset(
+        [im.name for im in aset.images if im.name.startswith(("inclusion", "scratches"))][::12]
+    )
+    tiles_dir = tmp_path_factory.mktemp("tiles")
+    write_tiles(select_clean_tiles(subset, BackgroundRule()), subset, tiles_dir)
+    canvases = [c.image for c in load_canvases(tiles_dir)]
+    bundle = load_bundle(SHIPPED)
+    scorer = FeatureGaussian(EarlyBackbone(bundle.model.backbone), input_size=bundle.image_size).fit(canvases)
+    threshold = threshold_for_budget([tile_score(m) for m in scorer.maps(canvases)], 50.0)
+    out = tmp_path_factory.mktemp("anomaly")
+    arch = {"backbone_size": "n", "in_channels": 1}
+    save_anomaly(
+        out, scorer, version="test-anomaly", extra={"architecture": arch, "threshold": {"score": threshold}}
+    )
+    return out
+
+
+def _stage(anomaly_dir, manifest=None) -> AnomalyStage:
+    stage = AnomalyStage(
+        BoundedQueue("in", 4),
+        BoundedQueue("out", 4),
+        cfg=AnomalyStageConfig(min_area_px=16),
+        model_path=anomaly_dir,
+        tile_hw=(200, 200),
+        overlap_hw=(0, 0),
+        anomaly_class_id=len(NAMES),
+        class_names=NAMES,
+        detector_manifest=lambda: manifest or {},
+        abort=threading.Event(),
+    )
+    stage.load()
+    return stage
+
+
+def _frame(neu_root, name: str, detections: Detections) -> FrameDetections:
+    image = read_gray_image(neu_root / "images" / name)
+    frame = Frame("test", 1, image, datetime.now(UTC))
+    return FrameDetections(frame=frame, detections=detections, model_version="m1", latency_ms=0.0)
+
+
+def _scratch_image(neu_root) -> str:
+    aset = read_dataset(neu_root / "annotations")
+    fitted = {im.name for im in aset.images if im.name.startswith("scratches")}
+    return sorted(fitted)[1]
+
+
+def test_an_unexplained_anomalous_region_becomes_an_anomaly_detection(neu_root, anomaly_dir):
+    stage = _stage(anomaly_dir)
+    (out,) = stage.handle(_frame(neu_root, _scratch_image(neu_root), Detections.empty()))
+    anomalies = out.detections[np.flatnonzero(out.detections.class_ids == len(NAMES))]
+    assert len(anomalies) >= 1
+    assert (anomalies.scores > 0.5).all() and (anomalies.scores < 1.0).all()  # s / (s + threshold)
+    assert out.frame.meta["anomaly_score"] > stage.threshold
+    assert stage.tally.to_dict()["anomaly_defects"] == len(anomalies)
+
+
+def test_a_region_a_detection_covers_is_not_an_anomaly(neu_root, anomaly_dir):
+    stage = _stage(anomaly_dir)
+    whole = Detections(np.array([[0, 0, 200, 200]], np.float32), np.array([0.9], np.float32), np.array([5]))
+    (out,) = stage.handle(_frame(neu_root, _scratch_image(neu_root), whole))
+    assert out.detections.class_ids.tolist() == [5]
+    assert stage.tally.regions >= 1 and stage.tally.explained == stage.tally.regions
+
+
+def test_calibrated_class_thresholds_from_the_manifest_drop_weaker_detections(neu_root, anomaly_dir):
+    manifest = {"clean_calibration": {"class_score_thresholds": {n: 0.6 for n in NAMES}}}
+    stage = _stage(anomaly_dir, manifest)
+    dets = Detections(
+        np.array([[0, 0, 200, 200], [0, 0, 200, 200]], np.float32), np.array([0.9, 0.4], np.float32), [5, 1]
+    )
+    (out,) = stage.handle(_frame(neu_root, _scratch_image(neu_root), dets))
+    kept = out.detections[np.flatnonzero(out.detections.class_ids < len(NAMES))]
+    assert kept.scores.tolist() == pytest.approx([0.9])
+
+
+def test_without_an_anomaly_model_frames_pass_through_unchanged(neu_root):
+    stage = _stage(None)
+    msg = _frame(neu_root, _scratch_image(neu_root), Detections.empty())
+    assert stage.handle(msg) == [msg]
+    assert stage.tally.to_dict()["frames_scored"] == 0
+
+
+@pytest.mark.slow
+def test_steel_inspect_once_json_reports_anomaly_scores_of_every_frame(tmp_path):
+    """The shipped bundle carries its anomaly model (models/neu-yolo-n/anomaly): every frame is scored."""
+    import json
+
+    from tests.inspection.daemon_fixtures import query, run_cli, sqlite_db, strip_spec
+
+    if not (SHIPPED / "anomaly" / "anomaly.json").is_file():
+        pytest.skip("shipped bundle has no anomaly model")
+    db = sqlite_db(tmp_path)
+    source = strip_spec(across=2, along=4)
+    args = ["--once", "--json", "--db", db, "--model", str(SHIPPED), "--source", source]
+    result = run_cli(*args, "--set", f"output.dir={tmp_path / 'out'}", "--set", "detector.threads=1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    anomalies = summary["anomalies"]
+    assert anomalies["frames_scored"] == summary["frames"] == 3
+    assert anomalies["model_version"].startswith("backbone-gaussian")
+    assert 0 < anomalies["score_p50"] <= anomalies["score_max"]
+    stored = dict(query(db, "SELECT class_name, COUNT(*) FROM defects GROUP BY class_name"))
+    assert stored.get("anomaly", 0) == anomalies["anomaly_defects"]

@@ -1,0 +1,92 @@
+"""``steel calibrate``: thresholds for a false-alarm budget on clean frames, a new promotable bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from datasets.background import BackgroundRule, select_clean_tiles, write_tiles
+from datasets.detections import Detections
+from datasets.readers import read_dataset
+from datasets.settings import REPO_ROOT
+from inspection.calibration import alarms_per_1000, class_thresholds
+from inspection.cli import app
+
+SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
+NAMES = ["a", "b"]
+
+
+def _dets(scores_labels: list[tuple[float, int]]) -> Detections:
+    n = len(scores_labels)
+    return Detections(
+        np.tile(np.array([[0, 0, 10, 10]], np.float32), (n, 1)),
+        np.array([s for s, _ in scores_labels], np.float32),
+        np.array([c for _, c in scores_labels], np.int64),
+    )
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected_a", "expected_b"),
+    [
+        (0.0, np.nextafter(np.float32(0.9), np.float32(1)), 0.25),  # no alarm at all: above the top score
+        (2000.0, np.nextafter(np.float32(0.6), np.float32(1)), 0.25),  # 1 of 1 tile per class: second score
+    ],
+)
+def test_each_class_threshold_holds_its_share_of_the_budget(budget, expected_a, expected_b):
+    dets = [_dets([(0.9, 0), (0.6, 0), (0.3, 0)])]  # one clean tile, three 'a' boxes, no 'b'
+    thresholds = class_thresholds(dets, NAMES, budget_per_1000=budget, floor=0.25)
+    assert thresholds == {"a": pytest.approx(float(expected_a)), "b": expected_b}
+    assert alarms_per_1000(dets, thresholds, NAMES) <= budget
+
+
+def test_a_threshold_never_drops_below_the_operating_point():
+    dets = [_dets([(0.1, 0)]) for _ in range(10)]
+    assert class_thresholds(dets, NAMES, budget_per_1000=0.0, floor=0.25)["a"] == 0.25
+
+
+@pytest.mark.slow
+def test_calibrate_writes_a_registered_bundle_that_steel_models_activate_promotes(neu_root, tmp_path):
+    if not (SHIPPED / "manifest.json").is_file():
+        pytest.skip("shipped bundle models/neu-yolo-n not present")
+    aset = read_dataset(neu_root / "annotations")
+    subset = aset.subset([im.name for im in aset.images if im.name.startswith("scratches")][::20])
+    tiles = tmp_path / "tiles"
+    write_tiles(select_clean_tiles(subset, BackgroundRule()), subset, tiles)
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED, model)
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    args = ["calibrate", "--clean", str(tiles / "canvas"), "--model", str(model), "--db", db]
+    args += ["--registry", str(tmp_path / "registry"), "--budget", "100", "--version", "cal-test", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    thresholds = out["class_score_thresholds"]
+    assert set(thresholds) == set(aset.class_names) and min(thresholds.values()) >= 0.25
+    assert out["detector_alarms_per_1000"]["after"] <= 100.0
+    assert out["validation"]["neu_val"]["recall_after"] <= out["validation"]["neu_val"]["recall_before"]
+    manifest = json.loads((tmp_path / "registry" / "cal-test" / "manifest.json").read_text())
+    assert manifest["clean_calibration"]["class_score_thresholds"] == thresholds
+    assert manifest["thresholds"]["score"] == min(thresholds.values())
+    res = CliRunner().invoke(app, ["models", "activate", "cal-test", "--db", db])
+    assert res.exit_code == 0, res.output
+
+
+def test_calibrate_names_a_folder_without_images(tmp_path):
+    res = CliRunner().invoke(
+        app,
+        [
+            "calibrate",
+            "--clean",
+            str(tmp_path),
+            "--model",
+            str(SHIPPED),
+            "--db",
+            f"sqlite:///{tmp_path}/d.db",
+        ],
+    )
+    assert res.exit_code == 1
+    assert f"{tmp_path}: no images" in res.output

@@ -1,0 +1,48 @@
+"""Our own detector's early backbone as a feature extractor (no downloaded weights).
+
+The YOLO backbone's stages 2-3 (strides 4 and 8; optionally stage 4, stride 16) are run on the tile at
+the detector's input size; each map is averaged over a 3 x 3 neighbourhood (PatchCore's local
+aggregation, so one feature sees a patch rather than a pixel) and resized to stride 8, then concatenated:
+(B, 32+64[+128], S/8, S/8) for YOLO-n. Stage 5, the neck and the head are skipped: they are most of the
+detector's cost, and the anomaly score must stay a fraction of it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.models.yolo.backbone import BackboneNeck
+
+FEATURE_PREFIXES = ("stem.", "stage2.", "stage3.", "stage4.")
+
+
+class EarlyBackbone(nn.Module):
+    def __init__(self, backbone: BackboneNeck, *, last_stage: int = 3):
+        super().__init__()
+        if last_stage not in (3, 4):
+            raise ValueError(f"last_stage: {last_stage} is not 3 or 4")
+        self.last_stage = last_stage
+        self.stem, self.stage2, self.stage3 = backbone.stem, backbone.stage2, backbone.stage3
+        self.stage4 = backbone.stage4 if last_stage == 4 else None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images float (B, C, S, S) in [0, 1] -> features (B, D, S/8, S/8)."""
+        p2 = self.stage2(self.stem(images))
+        p3 = self.stage3(p2)
+        size = p3.shape[-2:]
+        parts = [F.adaptive_avg_pool2d(F.avg_pool2d(p2, 3, stride=1, padding=1), size)]
+        parts.append(F.avg_pool2d(p3, 3, stride=1, padding=1))
+        if self.stage4 is not None:
+            p4 = F.avg_pool2d(self.stage4(p3), 3, stride=1, padding=1)
+            parts.append(F.interpolate(p4, size=size, mode="bilinear", align_corners=False))
+        return torch.cat(parts, dim=1)
+
+    def feature_state(self) -> dict[str, torch.Tensor]:
+        """The tensors this extractor uses, named as in the detector's backbone."""
+        return {
+            k: v.detach().cpu().contiguous().clone()
+            for k, v in self.state_dict().items()
+            if k.startswith(FEATURE_PREFIXES[: self.last_stage])
+        }

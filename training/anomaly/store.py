@@ -1,0 +1,159 @@
+"""Anomaly models on disk, pickle-free: ``anomaly.safetensors`` (tensors) + ``anomaly.json`` (the rest).
+
+The folder can stand alone or sit inside a detector bundle (``<bundle>/anomaly/``), where the daemon and
+``steel calibrate`` look for it. The threshold calibrated to a false-alarm budget is stored in the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from training.anomaly.autoencoder import AutoencoderScorer, ConvAutoencoder
+from training.anomaly.features import EarlyBackbone
+from training.anomaly.gaussian import FeatureGaussian
+from training.bundle import sha256_file
+from training.models.yolo.backbone import BackboneNeck
+from training.models.yolo.model import SCALES
+
+ANOMALY_FORMAT = "steel-anomaly/1"
+ANOMALY_JSON = "anomaly.json"
+ANOMALY_WEIGHTS = "anomaly.safetensors"
+BUNDLE_SUBDIR = "anomaly"
+
+
+class AnomalyStoreError(ValueError):
+    """An anomaly model folder is missing, malformed, or its JSON and tensors disagree."""
+
+
+@dataclass
+class AnomalyModel:
+    path: Path
+    manifest: dict[str, Any]
+    scorer: FeatureGaussian | AutoencoderScorer
+
+    @property
+    def threshold(self) -> float | None:
+        value = self.manifest.get("threshold", {}).get("score")
+        return None if value is None else float(value)
+
+
+def save_anomaly(
+    out_dir: str | Path,
+    scorer: FeatureGaussian | AutoencoderScorer,
+    *,
+    version: str,
+    extra: dict[str, Any],
+) -> Path:
+    """Write the scorer's tensors and a JSON manifest (``extra`` holds threshold, metrics, sources)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if isinstance(scorer, FeatureGaussian):
+        if scorer.mean is None or scorer.precision is None:
+            raise AnomalyStoreError("FeatureGaussian is not fitted")
+        tensors = {f"backbone.{k}": v for k, v in scorer.extractor.feature_state().items()}
+        tensors |= {
+            "gaussian.mean": scorer.mean.contiguous(),
+            "gaussian.precision": scorer.precision.contiguous(),
+        }
+        arch = {
+            "input_size": scorer.input_size,
+            "feature_dims": int(scorer.mean.numel()),
+            "last_stage": scorer.extractor.last_stage,
+        }
+    else:
+        tensors = {
+            f"autoencoder.{k}": v.detach().cpu().contiguous().clone()
+            for k, v in scorer.model.state_dict().items()
+        }
+        arch = {"width": int(scorer.model.encoder[0][0].out_channels)}
+    save_file(tensors, str(out_dir / ANOMALY_WEIGHTS))
+    manifest = {
+        "format": ANOMALY_FORMAT,
+        "kind": scorer.kind,
+        "version": version,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "architecture": arch | extra.pop("architecture", {}),
+        **extra,
+        "weights": {"file": ANOMALY_WEIGHTS, "sha256": sha256_file(out_dir / ANOMALY_WEIGHTS)},
+    }
+    (out_dir / ANOMALY_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return out_dir
+
+
+def find_anomaly_dir(path: str | Path) -> Path | None:
+    """The anomaly folder at ``path`` or inside the bundle at ``path``; None when there is none."""
+    path = Path(path)
+    for candidate in (path, path / BUNDLE_SUBDIR):
+        if (candidate / ANOMALY_JSON).is_file():
+            return candidate
+    return None
+
+
+def read_anomaly_manifest(path: str | Path) -> dict[str, Any]:
+    folder = find_anomaly_dir(path)
+    if folder is None:
+        raise AnomalyStoreError(f"{path}: no {ANOMALY_JSON} here or in {BUNDLE_SUBDIR}/")
+    file = folder / ANOMALY_JSON
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise AnomalyStoreError(f"{file}: malformed JSON: {exc}") from None
+    for key in ("format", "kind", "version", "architecture", "weights"):
+        if key not in manifest:
+            raise AnomalyStoreError(f"{file}: field {key!r} is missing")
+    if manifest["format"] != ANOMALY_FORMAT:
+        raise AnomalyStoreError(f"{file}: format {manifest['format']!r} is not {ANOMALY_FORMAT!r}")
+    if manifest["kind"] not in ("backbone-gaussian", "conv-autoencoder"):
+        raise AnomalyStoreError(f"{file}: kind {manifest['kind']!r} is unknown")
+    return manifest
+
+
+def load_anomaly(path: str | Path) -> AnomalyModel:
+    """Rebuild the scorer the JSON describes from its safetensors file (sha256 checked)."""
+    manifest = read_anomaly_manifest(path)
+    folder = find_anomaly_dir(path)
+    assert folder is not None
+    weights = folder / manifest["weights"]["file"]
+    if not weights.is_file() or sha256_file(weights) != manifest["weights"].get("sha256"):
+        raise AnomalyStoreError(
+            f"{weights}: missing or its sha256 does not match {ANOMALY_JSON} weights.sha256"
+        )
+    tensors = load_file(str(weights))
+    try:
+        scorer = _build(manifest, tensors)
+    except (KeyError, RuntimeError) as exc:
+        raise AnomalyStoreError(
+            f"{folder / ANOMALY_JSON}: architecture and tensors disagree: {exc}"
+        ) from None
+    return AnomalyModel(path=folder, manifest=manifest, scorer=scorer)
+
+
+def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> FeatureGaussian | AutoencoderScorer:
+    arch = manifest["architecture"]
+    if manifest["kind"] == "conv-autoencoder":
+        model = ConvAutoencoder(width=int(arch["width"]))
+        model.load_state_dict({k.removeprefix("autoencoder."): v for k, v in tensors.items()})
+        return AutoencoderScorer(model)
+    depth, width, max_channels = SCALES[arch["backbone_size"]]
+    neck = BackboneNeck(
+        in_channels=int(arch["in_channels"]), width_mult=width, depth_mult=depth, max_channels=max_channels
+    )
+    extractor = EarlyBackbone(neck, last_stage=int(arch.get("last_stage", 3)))
+    state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+    missing = set(extractor.feature_state()) - set(state)
+    if missing:
+        raise KeyError(f"{len(missing)} backbone tensors missing, e.g. {sorted(missing)[:2]}")
+    extractor.load_state_dict(state)
+    return FeatureGaussian(
+        extractor,
+        input_size=int(arch["input_size"]),
+        mean=tensors["gaussian.mean"],
+        precision=tensors["gaussian.precision"],
+    )
