@@ -79,10 +79,10 @@ def dashboard_command(
 
     try:
         cfg = load_dashboard_config(config, db_url=db)
-    except ConfigError as exc:
+        cmd, env = streamlit_command(db_url=cfg.db_url, port=port, config=config, address=address)
+    except (ConfigError, ValueError) as exc:  # a bad config, or a --db that is no database URL
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    cmd, env = streamlit_command(db_url=cfg.db_url, port=port, config=config, address=address)
     if not cfg.auth.enabled and not is_local_address(address):
         typer.echo(
             f"warning: login is off and the dashboard listens on {address}: anyone who reaches port {port} "

@@ -27,8 +27,10 @@ DEFAULT_DB_URL = "sqlite:///var/inspection.db"
 def _check_url(url: str) -> str:
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise ValueError(f"not a SQLAlchemy database URL: {exc}") from None
+    except ArgumentError:
+        raise ValueError(
+            f"{url!r} is not a SQLAlchemy database URL (e.g. sqlite:///var/inspection.db)"
+        ) from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ValueError(f"backend {parsed.get_backend_name()!r} is not supported (sqlite or postgresql)")
     return url

@@ -25,9 +25,9 @@ from dashboard.config import DashboardConfig
 from dashboard.filters import FilterOptions, Filters
 from dashboard.localtime import plant_zone
 from dashboard.media import confined_media_path, media_roots
-from inspection.paths import live_frame_path
 from inspection.storage.db import make_engine
 from inspection.storage.grading import GradingRules, grade_closed_coils
+from inspection.storage.paths import live_frame_path
 
 T = TypeVar("T")
 _CONTEXT_KEY = "steel_page_context"

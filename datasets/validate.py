@@ -283,12 +283,26 @@ def build_set(
     return AnnotatedSet(images=images, class_names=names, problems=log.problems, source=source, format=format)
 
 
+LOOK_ALIKE_MAX_NAMES = 200  # pairwise matching: 200 names take well under a second
+
+
 def _warn_look_alike_names(names: Sequence[str], file: str, log: ProblemLog) -> None:
     """A warning for each pair of class names one typo apart (``crazng`` beside ``crazing``).
 
     Without a configured class list the file decides the classes, so a mistyped tag would become a
     class of its own; only a configured list (``--classes``, ``data.classes``) makes it an error.
+    The comparison is pairwise, so a file with more than ``LOOK_ALIKE_MAX_NAMES`` classes (no real
+    defect catalogue has that many) gets one warning instead of minutes of string matching.
     """
+    if len(names) > LOOK_ALIKE_MAX_NAMES:
+        log.warning(
+            file,
+            "",
+            "class names",
+            f"{len(names)} class names: look-alike names not checked (more than {LOOK_ALIKE_MAX_NAMES}); "
+            "pass the class list to make unknown labels errors",
+        )
+        return
     for i, name in enumerate(names):
         for other in difflib.get_close_matches(name, names[i + 1 :], n=3, cutoff=LOOK_ALIKE_RATIO):
             log.warning(

@@ -36,11 +36,7 @@ KNOWN_CYCLES: dict[str, str] = {}
 
 # Upward imports known and owned elsewhere: {"file imports name" without the line: reason}, xfailed
 # strictly like the cycles.
-KNOWN_VIOLATIONS: dict[str, str] = {
-    "dashboard/data.py imports inspection.paths": "the evidence file layout (live_frame_path) belongs in "
-    "inspection.storage; inspection/paths.py is being rewritten on the `daemon` branch (issue 11 item 4) "
-    "and dashboard/data.py is the `dash` branch's, so the lead moves it at merge",
-}
+KNOWN_VIOLATIONS: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,11 +49,11 @@ from sqlalchemy.orm import Session
 from datasets.images import sha256_file
 from datasets.model import AnnotatedSet, ImageRecord, Origin
 from datasets.split import Split
-from inspection.paths import raw_frame_path, safe_name
 from inspection.retrain.config import CollectConfig
 from inspection.retrain.leakage import FixedSetGuard
 from inspection.retrain.windows import VisibleDefect, contains, label_window, place_window
 from inspection.storage import retrain_store as store
+from inspection.storage.paths import raw_frame_path, safe_name
 from inspection.storage.schema import Defect, Frame, Review
 
 SNAPSHOT_MARKER = "snapshot.json"

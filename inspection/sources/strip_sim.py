@@ -57,10 +57,12 @@ from inspection.sources.linescan import LineBlock, LineScanSource
 class StripSpec(StrictModel):
     """What ``strip-sim:SPEC`` can set. Unknown keys are errors."""
 
-    across: int = Field(DEFAULT_SIM_ACROSS, ge=1, description="images across the web")
-    along: int = Field(DEFAULT_SIM_ALONG, ge=1, description="images along the strip")
+    # Bounded: the retraining job rebuilds a strip from the source string stored in the database, so a
+    # hostile row must not make it build 10^10 cells. 64 x 100,000 images is a 12.8 km test strip.
+    across: int = Field(DEFAULT_SIM_ACROSS, ge=1, le=64, description="images across the web")
+    along: int = Field(DEFAULT_SIM_ALONG, ge=1, le=100_000, description="images along the strip")
     seed: int = Field(0, description="seeds the choice of images")
-    frame_lines: int = Field(DEFAULT_FRAME_LINES, ge=1)
+    frame_lines: int = Field(DEFAULT_FRAME_LINES, ge=1, le=100_000)
     overlap_lines: int = Field(DEFAULT_FRAME_OVERLAP_LINES, ge=0)
     block_lines: int = Field(DEFAULT_BLOCK_LINES, ge=1, description="lines per block from the grabber")
     line_rate: float = Field(0.0, ge=0, description="lines per second; 0 = as fast as possible")

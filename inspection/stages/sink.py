@@ -18,12 +18,12 @@ import numpy as np
 
 from inspection.messages import FailedFrame, Frame, FrameResult, Message, SourceGap, TrackedDefect
 from inspection.metrics import DaemonMetrics
-from inspection.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
 from inspection.queues import END, BoundedQueue, Empty
 from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
 from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
 from inspection.storage.coil_events import CoilEvent
+from inspection.storage.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
 from inspection.storage.repository import DefectRecord, FrameRecord, GapRecord
 from inspection.storage.writer import ResilientWriter
 

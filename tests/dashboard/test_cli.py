@@ -44,6 +44,15 @@ def test_a_bad_config_stops_before_streamlit(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "refresh_s: -1 is not > 0" in result.output
 
 
+def test_a_db_that_is_no_database_url_is_one_error_line_not_a_traceback() -> None:
+    result = runner.invoke(app, ["dashboard", "--db", "nonsense", "--print-command"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert (
+        result.stderr
+        == "error: 'nonsense' is not a SQLAlchemy database URL (e.g. sqlite:///var/inspection.db)\n"
+    )
+
+
 def test_hash_password_command() -> None:
     result = runner.invoke(app, ["dashboard-hash-password"], input="pa55word\npa55word\n")
     assert result.exit_code == 0, result.output

@@ -179,3 +179,23 @@ def test_a_key_repeated_inside_a_vott_region_is_an_error(neu_root, tmp_path):
     aset = read_dataset(path, images_dir=neu_root / "images")
     (error,) = [p for p in aset.problems if p.severity == "error"]
     assert error.field.endswith(".regions[0].tags") and error.field.startswith("assets.")
+
+
+def test_an_export_with_thousands_of_labels_gets_one_warning_instead_of_a_pairwise_search(neu_root, tmp_path):
+    """Each region of NEU-DET's export gets its own label: 3,366 names, whose pairwise look-alike search
+    took minutes before it was capped."""
+    data = json.loads((neu_root / EXPORT).read_text())
+    count = 0
+    for asset in data["assets"].values():
+        for region in asset["regions"]:
+            region["tags"] = [f"defect-kind-{count:05d}"]
+            count += 1
+    assert count > 3000
+    data["tags"] = [{"name": f"defect-kind-{i:05d}", "color": "#ff0000"} for i in range(count)]
+    path = tmp_path / "vott" / "many-labels.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    aset = read_dataset(path, images_dir=neu_root / "images")
+    assert len(aset.class_names) == count
+    (warning,) = [p for p in aset.problems if p.field == "class names"]
+    assert warning.severity == "warning" and "not checked" in warning.message

@@ -15,9 +15,9 @@ from datasets.model import NEU_DET_CLASSES
 from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
 from datasets.split import apply_split, read_split
-from inspection.paths import raw_frame_path
 from inspection.retrain.config import RetrainConfig, load_retrain_config
 from inspection.storage.db import default_sqlite_url, upgrade
+from inspection.storage.paths import raw_frame_path
 from inspection.storage.repository import DefectRecord, FrameRecord, Repository
 from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun, Review
 from training.bundle import load_bundle, save_bundle

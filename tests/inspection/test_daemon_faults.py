@@ -27,9 +27,9 @@ from typer.testing import CliRunner, Result
 from datasets.settings import data_root
 from inspection.daemon import Daemon, RunSummary
 from inspection.inspect_cli import inspect_command
-from inspection.paths import raw_frame_path, safe_name, source_dir_name
 from inspection.sources.folder import FolderSource, folder_seq
 from inspection.storage.db import upgrade
+from inspection.storage.paths import raw_frame_path, safe_name, source_dir_name
 from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     CLI_TIMEOUT_S,
     ModelBundle,

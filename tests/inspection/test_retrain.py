@@ -32,7 +32,6 @@ from typer.testing import CliRunner
 from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
 from datasets.split import read_split, verify_split
-from inspection.paths import raw_frame_path
 from inspection.retrain import job as retrain_job
 from inspection.retrain.cli import models_app, retrain_command
 from inspection.retrain.collect import ReviewRange, collect_snapshot, load_snapshot
@@ -42,6 +41,7 @@ from inspection.retrain.evaluate import evaluate_bundle
 from inspection.retrain.merge import read_source
 from inspection.retrain.report import format_summary
 from inspection.retrain.windows import VisibleDefect, box_in_window, label_window, place_window
+from inspection.storage.paths import raw_frame_path
 from inspection.storage.schema import ModelVersion, Review
 from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
     CLASSES,

@@ -66,6 +66,8 @@ def test_the_choice_of_images_is_seeded(neu_root: Path) -> None:
         ("across", "expected key=value"),
         ("seed=1,seed=2", "given twice"),
         ("split=test", "split"),
+        ("across=100000,along=100000", "across: '100000' is not <= 64"),
+        ("along=1000000000", "along"),
     ],
 )
 def test_bad_specs_are_config_errors(spec: str, message: str) -> None:
