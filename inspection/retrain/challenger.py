@@ -142,6 +142,9 @@ def publish_bundle(
             section[key] = None
     manifest.update(version=version, name=version, metrics=metrics)
     manifest["training"] = {**(manifest.get("training") or {}), "retrain": retrain}
+    calibrated = (retrain.get("operating_point") or {}).get("thresholds")
+    if calibrated:  # where the detector, `steel eval` and the reject rule read a bundle's operating point
+        manifest["thresholds"] = {**manifest["thresholds"], "per_class": dict(calibrated)}
     tmp = dst.parent / f".{dst.name}.partial"
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -155,8 +155,8 @@ def rejects_at(matched: Matched, thresholds: Mapping[str, float]) -> dict[str, C
 
 
 def bundle_thresholds(bundle: Bundle) -> dict[str, float]:
-    """A model's operating point as it runs on the line: per-class thresholds a retrain run calibrated
-    (manifest ``training.retrain.operating_point``), else the bundle's one score threshold for every class."""
-    retrain = ((bundle.manifest.get("training") or {}).get("retrain") or {}).get("operating_point") or {}
-    calibrated = retrain.get("thresholds") or {}
-    return {name: float(calibrated.get(name, bundle.score_threshold)) for name in bundle.class_names}
+    """A model's operating point as it runs on the line: the manifest's per-class thresholds
+    (``thresholds.per_class``, written by ``steel calibrate-thresholds`` or a retrain run), else the
+    bundle's one score threshold for every class."""
+    thresholds = bundle.class_thresholds(None)
+    return {name: float(t) for name, t in zip(bundle.class_names, thresholds, strict=True)}

@@ -279,6 +279,8 @@ def test_better_challenger_promoted_worse_one_rejected_rollback(world: World, mo
     assert set(point["thresholds"]) == set(CLASSES) and "held-out base images" in point["chosen_by"]
     published = registered.manifest["training"]["retrain"]["operating_point"]["thresholds"]
     assert published == point["thresholds"] and "reject recall" in lines[-1]
+    # ...where the detector, `steel eval` and the reject rule read it: the line runs what was judged.
+    assert registered.per_class_thresholds == point["thresholds"]
     assert world.review_marks() == {1: run.last_review_id}
     with world.repo.transaction() as s:
         row = s.scalars(select(ModelVersion).where(ModelVersion.version == "retrain-r1")).one()

@@ -362,8 +362,10 @@ def shipped_copy(folder: Path, version: str, *, score: float, thresholds: dict |
     manifest_file = folder / version / "manifest.json"
     manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     manifest["version"], manifest["thresholds"]["score"] = version, score
-    if thresholds is not None:
-        manifest["training"] = {"retrain": {"operating_point": {"thresholds": thresholds}}}
+    manifest["thresholds"].pop("per_class", None)  # the shipped calibration: this copy runs at ``score``
+    manifest["thresholds"].pop("calibration", None)
+    if thresholds is not None:  # where a retrain run publishes the challenger's operating point
+        manifest["thresholds"]["per_class"] = thresholds
     manifest_file.write_text(json.dumps(manifest), encoding="utf-8")
     return load_bundle(folder / version)
 
