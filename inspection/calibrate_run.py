@@ -11,7 +11,6 @@ import numpy as np
 from datasets.background import read_gray_image
 from datasets.detections import Detections
 from inspection.calibration import (
-    MANIFEST_FIELD,
     CalibrationResult,
     alarms_per_1000,
     apply_class_thresholds,
@@ -56,12 +55,13 @@ def run_calibration(
     names = predictor.class_names
     manifest = predictor.bundle.manifest
     floor = float(manifest["thresholds"]["score"])
-    previous = manifest.get(MANIFEST_FIELD, {}).get("class_score_thresholds", {})
-    before = {n: float(previous.get(n, floor)) for n in names}
+    current = predictor.bundle.class_thresholds(None)  # the bundle's operating point, per class
+    before = {n: float(t) for n, t in zip(names, current, strict=True)}
 
     tiles = clean_tiles(clean, tuple(cfg.tiling.tile_hw), tuple(cfg.tiling.overlap_hw))
     dets = predictor(tiles)
     after = class_thresholds(dets, names, budget_per_1000=budget, floor=floor)
+    after = {n: max(t, before[n]) for n, t in after.items()}  # never below the bundle's operating point
     result = CalibrationResult(
         source_version=predictor.version,
         version=version or f"{predictor.version}-cal{stamp}",

@@ -8,7 +8,8 @@ is measured on the validation split (recall of the boxes, share of defect images
 
 The result is a new bundle version (copy of the source with the new thresholds; weights untouched),
 registered like a retrain result: promote it with ``steel models activate VERSION``, and roll back the
-same way. Per-class thresholds go to the manifest field ``clean_calibration.class_score_thresholds``.
+same way. Per-class thresholds go to the manifest's ``thresholds.per_class`` (what the detector applies);
+``thresholds.calibration`` records how they were chosen.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from datasets.detections import Detections
 from inspection.tiling import cut_tiles, tile_grid
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MANIFEST_FIELD = "clean_calibration"
+MANIFEST_METHOD = "clean-steel false-alarm budget"  # thresholds.calibration.method of `steel calibrate`
 
 
 def clean_tiles(folder: Path, tile_hw: tuple[int, int], overlap_hw: tuple[int, int]) -> list[np.ndarray]:
@@ -149,8 +150,14 @@ def write_calibrated_bundle(src: Path, dst: Path, result: CalibrationResult) -> 
         if key in section:
             section[key] = None  # the bundle's own weights are complete
     manifest.update(version=result.version, name=result.version)
-    manifest["thresholds"] = {**manifest["thresholds"], "score": min(result.after.values())}
-    manifest[MANIFEST_FIELD] = result.manifest_field()
+    # ``thresholds.per_class`` is the operating point the detector, `steel eval` and the reject rule apply.
+    # ``thresholds.calibration`` says how they were chosen (it replaces any earlier calibration's record).
+    manifest["thresholds"] = {
+        **manifest["thresholds"],
+        "score": min(result.after.values()),
+        "per_class": dict(result.after),
+        "calibration": {"method": MANIFEST_METHOD, **result.manifest_field()},
+    }
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     load_bundle(tmp)
     if dst.exists():

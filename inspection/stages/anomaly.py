@@ -7,7 +7,7 @@ above the threshold (calibrated to a false-alarm budget on clean tiles, stored w
 compared with the frame's detections: a region that overlaps a detection is already explained.
 
 The stage also applies the per-class score thresholds ``steel calibrate`` writes into the detector
-bundle's manifest (``clean_calibration.class_score_thresholds``), read again whenever the model changes.
+bundle's manifest (``thresholds.per_class``), read again whenever the model changes.
 
 The anomaly's detection score is ``s / (s + threshold)``: 0.5 at the threshold, rising towards 1, so
 it sorts and filters like a detector score. Its class id is one past the detector's classes.
@@ -129,10 +129,8 @@ class AnomalyStage(Stage):
     def _calibrated(self, msg: FrameDetections) -> FrameDetections:
         """Drop detections below their class's calibrated threshold (when the bundle has them)."""
         if msg.model_version != self._thresholds_of:
-            from inspection.calibration import MANIFEST_FIELD
-
             manifest = self.detector_manifest() or {}
-            self.class_thresholds = dict(manifest.get(MANIFEST_FIELD, {}).get("class_score_thresholds", {}))
+            self.class_thresholds = dict((manifest.get("thresholds") or {}).get("per_class") or {})
             self._thresholds_of = msg.model_version
         if not self.class_thresholds:
             return msg

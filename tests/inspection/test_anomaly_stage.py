@@ -101,7 +101,7 @@ def test_a_region_a_detection_covers_is_not_an_anomaly(neu_root, anomaly_dir):
 
 
 def test_calibrated_class_thresholds_from_the_manifest_drop_weaker_detections(neu_root, anomaly_dir):
-    manifest = {"clean_calibration": {"class_score_thresholds": {n: 0.6 for n in NAMES}}}
+    manifest = {"thresholds": {"score": 0.25, "per_class": {n: 0.6 for n in NAMES}}}
     stage = _stage(anomaly_dir, manifest)
     dets = Detections(
         np.array([[0, 0, 200, 200], [0, 0, 200, 200]], np.float32), np.array([0.9, 0.4], np.float32), [5, 1]

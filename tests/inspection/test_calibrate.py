@@ -65,11 +65,14 @@ def test_calibrate_writes_a_registered_bundle_that_steel_models_activate_promote
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
     thresholds = out["class_score_thresholds"]
-    assert set(thresholds) == set(aset.class_names) and min(thresholds.values()) >= 0.25
+    shipped = json.loads((SHIPPED / "manifest.json").read_text())["thresholds"]["per_class"]
+    assert set(thresholds) == set(aset.class_names)
+    assert all(thresholds[n] >= shipped[n] for n in thresholds)  # never below the bundle's operating point
     assert out["detector_alarms_per_1000"]["after"] <= 100.0
     assert out["validation"]["neu_val"]["recall_after"] <= out["validation"]["neu_val"]["recall_before"]
     manifest = json.loads((tmp_path / "registry" / "cal-test" / "manifest.json").read_text())
-    assert manifest["clean_calibration"]["class_score_thresholds"] == thresholds
+    assert manifest["thresholds"]["per_class"] == thresholds  # what the detector and reject rule apply
+    assert manifest["thresholds"]["calibration"]["class_score_thresholds"] == thresholds
     assert manifest["thresholds"]["score"] == min(thresholds.values())
     res = CliRunner().invoke(app, ["models", "activate", "cal-test", "--db", db])
     assert res.exit_code == 0, res.output
