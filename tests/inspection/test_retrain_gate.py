@@ -333,9 +333,12 @@ def test_a_model_registered_by_a_relative_path_resolves_from_any_folder(world: W
     repo = Repository(fresh)
     monkeypatch.chdir(REPO_ROOT)
     daemon = SimpleNamespace(
-        repository=repo, detector=SimpleNamespace(manifest=shipped.manifest, version=shipped.version)
+        repository=repo,
+        detector=SimpleNamespace(
+            manifest=shipped.manifest, version=shipped.version, path=Path("models/neu-yolo-n")
+        ),
     )
-    Daemon._register_model(daemon, "models/neu-yolo-n")
+    Daemon._register_model(daemon)  # type: ignore[arg-type]  # only the attributes it reads
     row = repo.active_model()
     repo.dispose()
     assert row is not None and row.path == str((REPO_ROOT / "models" / "neu-yolo-n").resolve())
