@@ -27,7 +27,7 @@ demo: $(STAMP)
 	@echo "== 2. The shipped model ($(MODEL)) on its validation split =="
 	$(BIN)/steel eval --model $(MODEL) --data $(STEEL_DATA)/annotations --split configs/splits/neu-det-dev.json --plots $(DEMO_DIR)/eval
 	@echo
-	@echo "== 3. The inspection daemon over a simulated line-scan strip (NEU-DET validation images) =="
+	@echo "== 3. The inspection daemon over a simulated line-scan strip (NEU-DET training-side images, never the fixed evaluation set) =="
 	$(BIN)/steel inspect --once --model $(MODEL) --db sqlite:///$(DEMO_DIR)/inspection.db --set output.dir=$(DEMO_DIR)/inspection --log-level ERROR
 	@echo
 	@echo "== Done. Results are in $(DEMO_DIR)/inspection.db; open the QA dashboard with:"
@@ -39,6 +39,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
