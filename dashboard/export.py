@@ -19,6 +19,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import SupportsInt
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
@@ -76,8 +77,9 @@ def _size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def _opt_int(value: object) -> int | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)  # type: ignore[arg-type]
+def _opt_int(value: SupportsInt | None) -> int | None:
+    """An int from a nullable integer column (pandas reads its NULLs as NaN), or None."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
 
 
 def reviewed_set(

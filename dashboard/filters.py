@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import TypedDict, Unpack
 
 import streamlit as st
 
@@ -25,6 +26,18 @@ TIME_PRESETS: dict[str, timedelta | None] = {
     ALL_TIME: None,
     CUSTOM: None,
 }
+
+
+class FilterChanges(TypedDict, total=False):
+    """The fields :meth:`Filters.with_` may change, with their types (so a misspelt field is caught)."""
+
+    start: datetime | None
+    end: datetime | None
+    line_ids: tuple[int, ...]
+    coil_ids: tuple[int, ...]
+    classes: tuple[str, ...]
+    min_score: float
+    model_version_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,9 +73,9 @@ class Filters:
         length = self.end - self.start
         return dataclasses.replace(self, start=self.start - length, end=self.start)
 
-    def with_(self, **changes: object) -> Filters:
+    def with_(self, **changes: Unpack[FilterChanges]) -> Filters:
         """A copy with some fields changed (``dataclasses.replace``)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,6 +7,7 @@ read gives None, and the page shows a placeholder instead of failing.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import SupportsFloat
 
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
@@ -67,7 +68,7 @@ def annotated_crop(
     if size:
         scale = min(size / out.width, size / out.height)
         scaled = out.resize(
-            (max(1, round(out.width * scale)), max(1, round(out.height * scale))), Image.BICUBIC
+            (max(1, round(out.width * scale)), max(1, round(out.height * scale))), Image.Resampling.BICUBIC
         )
         out = Image.new("RGB", (size, size), PAD_RGB)
         ox, oy = (size - scaled.width) // 2, (size - scaled.height) // 2
@@ -78,8 +79,10 @@ def annotated_crop(
 
 
 def _int_or_none(value: object) -> int | None:
+    if not isinstance(value, str | SupportsFloat):
+        return None  # None, or pandas' NA in a nullable column
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)
     except (TypeError, ValueError):
         return None
     return None if number != number else int(number)

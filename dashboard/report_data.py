@@ -51,7 +51,7 @@ def coil_part(ctx: PageContext, engine: Engine, coil: dict) -> CoilPart:
         surface=surface,
     )
     grade = coil.get("grade")
-    graded = isinstance(grade, str) and bool(grade)
+    grade_text = grade if isinstance(grade, str) and grade else None
     return CoilPart(
         line=str(coil["line"]),
         code=str(coil["code"]),
@@ -60,8 +60,8 @@ def coil_part(ctx: PageContext, engine: Engine, coil: dict) -> CoilPart:
         length=fmt_float(length, 1, " m") if length is not None else "not known yet (coil open)",
         metres=fmt_float(float(coil.get("metres") or 0.0), 1, " m"),
         defects=int(coil.get("defects") or 0),
-        grade=grade if graded else "not graded",
-        graded=graded,
+        grade=grade_text or "not graded",
+        graded=grade_text is not None,
         reasons=tuple(coil.get("grade_reasons") or ()),
         map_svg=svg,
     )

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import tzinfo
+from typing import TYPE_CHECKING, TypeAlias
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.localtime import zone_label
+
+if TYPE_CHECKING:
+    # st.column_config's functions return this TypedDict; streamlit exports no public name for it
+    from streamlit.elements.lib.column_types import ColumnConfig
+
+    # what st.dataframe's column_config takes: per field a column setting, a heading, or None to hide it
+    ColumnSettings: TypeAlias = dict[str, ColumnConfig | str | None]
 
 
 def fmt_int(value: int) -> str:
@@ -67,12 +75,12 @@ TIME_COLUMNS = (
 """Columns holding times: shown in the plant's zone, their heading saying which."""
 
 
-def table_columns(names: dict[str, str], tz: tzinfo) -> dict[str, object]:
+def table_columns(names: dict[str, str], tz: tzinfo) -> ColumnSettings:
     """``st.dataframe`` column settings: human headings, and the zone named on every time column.
 
     The data keeps its field names (CSV downloads and tests read those); only the headings change.
     """
-    out: dict[str, object] = {}
+    out: ColumnSettings = {}
     for field, heading in names.items():
         if field in TIME_COLUMNS:
             out[field] = st.column_config.DatetimeColumn(

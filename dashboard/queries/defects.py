@@ -87,7 +87,7 @@ def _order_terms(sort: str, table: Any) -> list[Any]:
     return terms
 
 
-def _detail_stmt() -> Select[Any]:
+def _detail_stmt() -> Select[*tuple[Any, ...]]:
     latest = (
         select(func.max(Review.id)).where(Review.defect_id == Defect.id).correlate(Defect).scalar_subquery()
     )

@@ -75,10 +75,10 @@ def filter_options(bind: Bind, *, max_coils: int = 2000) -> FilterOptions:
         for *_, names in versions:
             classes.update(str(n) for n in names or [])
         # one aggregate per statement: SQLite answers a lone MIN or MAX from the index, not a pair
-        firsts = [aware(conn.scalar(select(func.min(c)))) for c in (Defect.created_at, Frame.processed_at)]
-        lasts = [aware(conn.scalar(select(func.max(c)))) for c in (Defect.created_at, Frame.processed_at)]
-    firsts = [t for t in firsts if t is not None]
-    lasts = [t for t in lasts if t is not None]
+        first_of = [aware(conn.scalar(select(func.min(c)))) for c in (Defect.created_at, Frame.processed_at)]
+        last_of = [aware(conn.scalar(select(func.max(c)))) for c in (Defect.created_at, Frame.processed_at)]
+    firsts = [t for t in first_of if t is not None]
+    lasts = [t for t in last_of if t is not None]
     return FilterOptions(
         lines=lines,
         coils=coils,

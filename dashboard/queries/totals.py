@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 from sqlalchemy import (
+    Integer,
     func,
     literal,
     select,
@@ -56,11 +57,12 @@ def totals(bind: Bind, f: Filters, *, by_line: bool = False) -> Totals:
     One pass over the frames, grouped by status (and by line with ``by_line``, for per-line strip
     widths: it costs a third more), with the frame sizes' extremes.
     """
-    keys = [Frame.status, Frame.line_id if by_line else literal(None).label("line_id")]
+    line_id = Frame.line_id if by_line else literal(None, Integer).label("line_id")
     with connect(bind) as conn:
         rows = conn.execute(
             select(
-                *keys,
+                Frame.status,
+                line_id,
                 func.count(),
                 func.sum(Frame.length_m),
                 func.min(Frame.width),
@@ -69,7 +71,7 @@ def totals(bind: Bind, f: Filters, *, by_line: bool = False) -> Totals:
                 func.max(Frame.height),
             )  # fmt: skip
             .where(*frame_conditions(f))
-            .group_by(*keys[: 2 if by_line else 1])
+            .group_by(Frame.status, *([Frame.line_id] if by_line else []))
         ).all()
         defects = int(conn.scalar(select(func.count()).select_from(Defect).where(*defect_conditions(f))) or 0)
     count = {s: sum(int(r[2]) for r in rows if r[0] == s) for s in ("ok", "failed", "dropped")}

@@ -130,7 +130,7 @@ def render(ctx: PageContext) -> None:
         empty_state("No coil was inspected with these filters.")
         return
     labels = {int(r["coil_id"]): coil_label(r) for _, r in coils.iterrows()}
-    coil_id = st.selectbox("Coil", list(labels), format_func=labels.get, key="coil_pick")
+    coil_id = st.selectbox("Coil", list(labels), format_func=labels.__getitem__, key="coil_pick")
     row = coils.set_index("coil_id").loc[coil_id]
     n_placed, n_unplaced = q(ctx, queries.count_coil_defects, ctx.filters, coil_id)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import tzinfo
+from typing import SupportsFloat
 
 import pandas as pd
 import streamlit as st
@@ -68,7 +69,7 @@ def show_defect(ctx: PageContext, defect_id: int) -> None:
     st.table(defect_facts(detail, ctx.tz))
 
 
-def _metres(value: object, digits: int = 2) -> str:
+def _metres(value: SupportsFloat | None, digits: int = 2) -> str:
     return "—" if value is None or pd.isna(value) else f"{float(value):,.{digits}f} m"
 
 
@@ -116,7 +117,7 @@ def defect_grid(ctx: PageContext, rows: pd.DataFrame, *, key: str) -> None:
 def render(ctx: PageContext) -> None:
     st.title(TITLE)
     c1, c2 = st.columns(2)
-    sort = c1.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.get, key="gallery_sort")
+    sort = c1.selectbox("Sort", list(SORT_LABELS), format_func=SORT_LABELS.__getitem__, key="gallery_sort")
     total = q(ctx, queries.count_defects, ctx.filters)
     if total == 0:
         empty_state("No defects for these filters.")

@@ -101,21 +101,22 @@ def _rate_metrics(
     """Counts and the rates people compare; a rate with unknown units says why instead of a number."""
     row1, row2 = st.columns(4), st.columns(4)
     row1[0].metric(
-        "Frames inspected", fmt_int(now.frames_ok), delta(now.frames_ok, before and before.frames_ok),
-        delta_color="off",
+        "Frames inspected", fmt_int(now.frames_ok),
+        delta(now.frames_ok, None if before is None else before.frames_ok), delta_color="off",
     )  # fmt: skip
     row1[1].metric(
-        "Metres inspected", fmt_float(now.metres, 1, " m"), delta(now.metres, before and before.metres),
-        delta_color="off",
+        "Metres inspected", fmt_float(now.metres, 1, " m"),
+        delta(now.metres, None if before is None else before.metres), delta_color="off",
     )  # fmt: skip
     row1[2].metric("Coils", fmt_int(n_coils))
     row1[3].metric(
-        "Defects", fmt_int(now.defects), delta(now.defects, before and before.defects), delta_color="inverse"
-    )
+        "Defects", fmt_int(now.defects),
+        delta(now.defects, None if before is None else before.defects), delta_color="inverse",
+    )  # fmt: skip
     per_m2 = now.defects / area if area else None
     per_m2_before = before.defects / area_before if before is not None and area_before else None
     rates = [
-        ("Defects per 100 m", now.per_100_m, before and before.per_100_m, None),
+        ("Defects per 100 m", now.per_100_m, None if before is None else before.per_100_m, None),
         ("Defects per m²", per_m2, per_m2_before, None if area else "Set strip_width_m in the config."),
         ("Defects per coil", now.defects / n_coils if n_coils else None, None, None),
     ]
@@ -125,7 +126,7 @@ def _rate_metrics(
             (
                 f"Defects per 1,000 frames ({w}×{h} px)",
                 now.per_1000_frames,
-                before and before.per_1000_frames,
+                None if before is None else before.per_1000_frames,
                 None,
             )
         )

@@ -176,7 +176,7 @@ def render(ctx: PageContext) -> None:
     reviewer = _reviewer(ctx) if ctx.config.reviews_enabled else ""
     c1, c2 = st.columns(2)
     state = c1.radio("Show", list(STATES), format_func=STATES.get, horizontal=True, key="review_state")
-    sort = c2.selectbox("Order", list(ORDERS), format_func=ORDERS.get, key="review_sort")
+    sort = c2.selectbox("Order", list(ORDERS), format_func=ORDERS.__getitem__, key="review_sort")
     total = q(ctx, queries.count_defects, ctx.filters, review_state=state)
     if total == 0:
         empty_state("No defects to show here for these filters.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING
 
 import altair as alt
 import pandas as pd
@@ -14,6 +15,9 @@ from dashboard.data import PageContext, context, q
 from dashboard.localtime import zone_label
 from dashboard.queries.totals import one_size
 from dashboard.ui import csv_button, empty_state
+
+if TYPE_CHECKING:
+    from dashboard.ui import ColumnSettings
 
 TITLE = "Trends"
 BUCKETS = {"hour": "Hour", "shift": "Shift (8 h)", "day": "Day"}
@@ -79,7 +83,7 @@ def rate_table(defects: pd.DataFrame, frames: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def trend_columns(tz: tzinfo) -> dict[str, object]:
+def trend_columns(tz: tzinfo) -> ColumnSettings:
     """Human column names and units of the trend tables (the data keeps its field names for the CSV)."""
     zone = zone_label(tz)
     return {
@@ -161,7 +165,7 @@ def control_chart(
     return chart, table
 
 
-def _chart(table: pd.DataFrame, y_title: str, x: alt.X) -> alt.LayerChart:
+def _chart(table: pd.DataFrame, y_title: str, x: alt.X) -> alt.LayerChart | alt.FacetChart:
     base = alt.Chart(table).encode(x=x)
     value = base.mark_line(point=alt.OverlayMarkDef(filled=True)).encode(
         y=alt.Y("value:Q", title=y_title),
@@ -290,7 +294,11 @@ def render(ctx: PageContext) -> None:
     st.title(TITLE)
     c1, c2, c3 = st.columns(3)
     bucket = c1.selectbox(
-        "Bucket", list(BUCKETS), format_func=BUCKETS.get, key="trend_bucket", index=default_bucket(ctx)
+        "Bucket",
+        list(BUCKETS),
+        format_func=BUCKETS.__getitem__,
+        key="trend_bucket",
+        index=default_bucket(ctx),
     )
     where = {
         "bucket": bucket,
@@ -299,7 +307,7 @@ def render(ctx: PageContext) -> None:
     }
     frames = q(ctx, queries.frame_trend, ctx.filters, **where)
     charts = chart_choices(frame_size(frames))
-    kind = c2.selectbox("Control chart", list(charts), format_func=charts.get, key="trend_chart")
+    kind = c2.selectbox("Control chart", list(charts), format_func=charts.__getitem__, key="trend_chart")
     classes = list(ctx.filters.classes or ctx.options.classes)
     chosen = c3.selectbox("Class for the control chart", [ALL_CLASSES, *classes], key="trend_class")
     if frames.empty:
