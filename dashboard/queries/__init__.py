@@ -50,6 +50,7 @@ from dashboard.queries.models import (
     MODEL_COLUMNS,
     RETRAIN_COLUMNS,
     defects_by_model,
+    list_activations,
     list_model_versions,
     list_retrain_runs,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "latest_review_id",
     "list_coils",
     "list_defects",
+    "list_activations",
     "list_model_versions",
     "list_retrain_runs",
     "list_reviews",

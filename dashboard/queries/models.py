@@ -16,7 +16,7 @@ from dashboard.queries.base import (
     frame_conditions,
     to_frame,
 )
-from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun
+from inspection.storage.schema import Defect, Frame, ModelActivation, ModelVersion, RetrainRun
 
 MODEL_COLUMNS = [
     "id", "version", "name", "family", "is_active", "created_at", "activated_at", "promoted_by", "note",
@@ -91,3 +91,26 @@ def list_retrain_runs(bind: Bind, *, limit: int = 100) -> pd.DataFrame:
     )
     with connect(bind) as conn:
         return to_frame(conn, stmt, RETRAIN_COLUMNS)
+
+
+ACTIVATION_COLUMNS = ["activated_at", "version", "previous_version", "kind", "actor", "reason", "forced"]
+
+
+def list_activations(bind: Bind, *, limit: int = 200) -> pd.DataFrame:
+    """The activation history, newest first (``ACTIVATION_COLUMNS``): every promotion, rollback and override,
+    with who did it, why and whether a gate rejection was overridden (``forced``)."""
+    stmt = (
+        select(
+            ModelActivation.activated_at,
+            ModelActivation.version,
+            ModelActivation.previous_version,
+            ModelActivation.kind,
+            ModelActivation.actor,
+            ModelActivation.reason,
+            ModelActivation.forced,
+        )  # fmt: skip
+        .order_by(ModelActivation.activated_at.desc(), ModelActivation.id.desc())
+        .limit(limit)
+    )
+    with connect(bind) as conn:
+        return to_frame(conn, stmt, ACTIVATION_COLUMNS)

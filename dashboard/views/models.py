@@ -19,6 +19,10 @@ MODEL_NAMES = {
     "created_at": "Registered at", "activated_at": "Activated at", "promoted_by": "Promoted by",
     "note": "Note", "path": "Bundle", "class_names": "Classes",
 }  # fmt: skip
+ACTIVATION_NAMES = {
+    "activated_at": "Activated at", "version": "Version", "previous_version": "Replaced",
+    "kind": "How", "actor": "By", "reason": "Why", "forced": "Gate overridden",
+}  # fmt: skip
 RUN_NAMES = {
     "id": "Run", "started_at": "Started at", "finished_at": "Finished at", "status": "Outcome",
     "champion_version": "Champion", "challenger_version": "Challenger", "decision_reason": "Why",
@@ -95,6 +99,25 @@ def _precision(ctx: PageContext, models: pd.DataFrame) -> None:
     )
 
 
+def _activations(ctx: PageContext) -> None:
+    """Every activation (by hand, by a retrain run, by a daemon), newest first: the audit trail."""
+    st.subheader("Activation history")
+    history = q(ctx, queries.list_activations)
+    if history.empty:
+        empty_state("No activation recorded yet.")
+        return
+    st.dataframe(
+        local_columns(history, ctx.tz, ("activated_at",)),
+        hide_index=True,
+        key="models_activations",
+        column_config=table_columns(ACTIVATION_NAMES, ctx.tz),
+    )
+    forced = int(history["forced"].astype(bool).sum())
+    if forced:
+        st.warning(f"{forced} activation(s) overrode the retraining gate's rejection (see Why).")
+    csv_button(history, "model-activations.csv", key="models_activations_csv")
+
+
 def render(ctx: PageContext) -> None:
     st.title(TITLE)
     models = q(ctx, queries.list_model_versions)
@@ -116,6 +139,7 @@ def render(ctx: PageContext) -> None:
         )
         csv_button(table, "model-versions.csv", key="models_csv")
 
+    _activations(ctx)
     _precision(ctx, models)
 
     st.subheader("Defects per model version (filtered)")

@@ -48,6 +48,7 @@ TABLES = {  # a table of each page, told apart by its columns (AppTest does not 
     "models_table": ("version", "is_active"),
     "models_usage": ("model_version", "frames"),
     "models_runs": ("status", "decision_reason"),
+    "models_activations": ("version", "previous_version", "kind", "forced"),
     "live_gaps": ("started_at", "reason"),
 }
 

@@ -292,6 +292,33 @@ def test_models_page(make_app, seeded_url: str) -> None:
     assert list(page_table(at, "models_runs")["status"]) == ["promoted"]
 
 
+def test_models_page_shows_every_activation_with_who_why_and_overrides(make_app, seeded_url: str) -> None:
+    from inspection.storage.repository import Repository
+
+    repo = Repository(seeded_url)
+    repo.activate_model("v1", promoted_by="alice", note="rollback after coil 17", kind="manual")
+    repo.activate_model("v2", promoted_by="bob", note="QA trial", kind="manual", forced=True)
+    repo.dispose()
+    at = make_app(seeded_url)
+    run_page(at)
+    run_page(at, "models")
+    table = page_table(at, "models_activations")
+    expected = sql(
+        seeded_url,
+        "SELECT version, previous_version, kind, actor, reason, forced FROM model_activations "
+        "ORDER BY activated_at DESC, id DESC",
+    )
+    assert len(expected) >= 2
+    got = table[["version", "previous_version", "kind", "actor", "reason", "forced"]]
+    assert [tuple(r) for r in got.itertuples(index=False)] == [
+        (v, p, k, a, r, bool(f)) for v, p, k, a, r, f in expected
+    ]
+    assert (
+        got.iloc[0]["forced"] and got.iloc[0]["version"] == "v2" and got.iloc[0]["previous_version"] == "v1"
+    )
+    assert any("overrode the retraining gate" in w.value for w in at.warning)
+
+
 def test_live_page_shows_the_latest_frame_of_each_line(
     make_app, seeded_url: str, tmp_path: Path, neu_images: list[Path]
 ) -> None:
