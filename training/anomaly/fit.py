@@ -94,7 +94,7 @@ def validate(
     calib = tile_scores(scorer, clean.train[min(1, step - 1) :: step])
     threshold = threshold_for_budget(calib, budget_per_1000)
     clean_scores = tile_scores(scorer, clean.val)
-    images = [read_gray_image(Path(rec.path)) for rec in defects]
+    images = [read_gray_image(rec.found_path()) for rec in defects]
     defect_maps = scorer.maps(images)
     defect_scores = [tile_score(m) for m in defect_maps]
     boxes = [np.array([b.xyxy for b in rec.boxes], np.float32).reshape(-1, 4) for rec in defects]
