@@ -66,7 +66,8 @@ def detector_check(
     A confident box on a "clean" tile is most often a defect NEU's annotators missed; training on it as
     background would teach the model to ignore that defect.
     """
-    kept, dropped = [], []
+    kept: list[CleanCanvas] = []
+    dropped: list[CleanCanvas] = []
     for canvas, det in zip(canvases, detections, strict=True):
         (dropped if bool((det.scores >= min_score).any()) else kept).append(canvas)
     return kept, dropped

@@ -18,7 +18,9 @@ from training.ema import ModelEMA
 
 
 def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state()  # legacy=True (the default): the tuple, never the dict
+    assert isinstance(legacy, tuple)
+    kind, keys, pos, has_gauss, cached = legacy
     state = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),

@@ -26,7 +26,7 @@ def _as_boxes(value: Any, what: str) -> np.ndarray:
 
 
 def _as_vector(value: Any, n: int, dtype: type, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=dtype).reshape(-1)
+    arr: np.ndarray = np.asarray(value, dtype=dtype).reshape(-1)
     if arr.shape[0] != n:
         raise ValueError(f"{what} has {arr.shape[0]} entries for {n} boxes")
     return arr

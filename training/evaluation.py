@@ -240,8 +240,8 @@ def _confusion(
         if not gt_used[g] and not pred_used[d]:
             gt_used[g] = pred_used[d] = True
             out[gt.labels[g], pred.labels[d]] += 1
-    np.add.at(out, (gt.labels[~gt_used], bg), 1)
-    np.add.at(out, (bg, pred.labels[~pred_used]), 1)
+    np.add.at(out[:, bg], gt.labels[~gt_used], 1)  # views: unmatched boxes land in the background column
+    np.add.at(out[bg], pred.labels[~pred_used], 1)  # and unmatched detections in its row
 
 
 def _nan_mean(values: np.ndarray) -> float:

@@ -28,6 +28,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, width: int = 32):
         super().__init__()
+        self.width = width  # the manifest's architecture
         self.encoder = nn.Sequential(
             _block(1, width, down=True),
             _block(width, width * 2, down=True),

@@ -28,6 +28,7 @@ from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
 from training.background import load_canvases
 from training.bundle import Bundle
+from training.models.yolo.model import as_yolo
 
 KINDS = ("backbone-gaussian", "conv-autoencoder")
 CANDIDATES = ("backbone-gaussian:3", "backbone-gaussian:4", "conv-autoencoder")  # kind[:last stage]
@@ -72,7 +73,7 @@ def fit_candidate(
     """A fitted scorer (``kind`` or ``kind:last_stage``; the Gaussian needs the detector's backbone)."""
     kind, _, stage = candidate.partition(":")
     if kind == "backbone-gaussian":
-        extractor = EarlyBackbone(bundle.model.backbone, last_stage=int(stage or 3))
+        extractor = EarlyBackbone(as_yolo(bundle.model).backbone, last_stage=int(stage or 3))
         tiles = clean.train[:: max(1, len(clean.train) // fit_tiles)] if fit_tiles else clean.train
         return FeatureGaussian(extractor, input_size=bundle.image_size).fit(tiles)
     if kind == "conv-autoencoder":

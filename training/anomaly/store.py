@@ -72,7 +72,7 @@ def save_anomaly(
             f"autoencoder.{k}": v.detach().cpu().contiguous().clone()
             for k, v in scorer.model.state_dict().items()
         }
-        arch = {"width": int(scorer.model.encoder[0][0].out_channels)}
+        arch = {"width": scorer.model.width}
     save_file(tensors, str(out_dir / ANOMALY_WEIGHTS))
     manifest = {
         "format": ANOMALY_FORMAT,

@@ -41,6 +41,13 @@ class YoloConfig(StrictModel):
     weights: str | None = None  # a local state-dict file to start from; never downloaded
 
 
+def as_yolo(model: nn.Module) -> YOLO:
+    """``model`` as our YOLO network (what a bundle of the yolo family holds), else a TypeError."""
+    if not isinstance(model, YOLO):
+        raise TypeError(f"expected the yolo network, got {type(model).__name__}")
+    return model
+
+
 class YOLO(nn.Module):
     def __init__(self, cfg: YoloConfig, *, num_classes: int, in_channels: int, image_size: int):
         super().__init__()
