@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.amp import GradScaler
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from training.ema import ModelEMA
 
@@ -53,9 +56,9 @@ def save_checkpoint(
     path: Path,
     *,
     model: nn.Module,
-    optimizer,
-    scheduler,
-    scaler,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    scaler: GradScaler,
     ema: ModelEMA | None,
     epoch: int,
     **extra: Any,
@@ -78,11 +81,17 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, *, model: nn.Module, optimizer, scheduler, scaler, ema: ModelEMA | None
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    scaler: GradScaler,
+    ema: ModelEMA | None,
 ) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

@@ -39,7 +39,12 @@ def seed_everything(seed: int, *, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def build_loaders(cfg: TrainConfig, data: PreparedData, info: DistInfo, device: torch.device):
+DetectionLoader = DataLoader[tuple[torch.Tensor, Target]]  # yields collate_detection's batches
+
+
+def build_loaders(
+    cfg: TrainConfig, data: PreparedData, info: DistInfo, device: torch.device
+) -> tuple[DetectionDataset, DetectionLoader, DetectionLoader]:
     size, chans = cfg.model.image_size, cfg.model.in_channels
     train_tf = build_transform(cfg.data.augment, image_size=size, train=True, seed=cfg.train.seed)
     eval_tf = build_transform(None, image_size=size, train=False)
@@ -78,7 +83,7 @@ def _loader(
     batch_size: int,
     sampler: Sampler[int] | None = None,
     drop_last: bool = False,
-) -> DataLoader[tuple[torch.Tensor, Target]]:
+) -> DetectionLoader:
     """The options train and validation loaders share; without a sampler, the data set's order."""
     return DataLoader(
         ds,
@@ -105,8 +110,8 @@ class Run:
     out_dir: Path
     data: PreparedData
     train_ds: DetectionDataset
-    train_loader: DataLoader
-    val_loader: DataLoader
+    train_loader: DetectionLoader
+    val_loader: DetectionLoader
     amp: bool
     channels_last: bool
     model: nn.Module

@@ -44,7 +44,8 @@ class ConvAutoencoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        out: torch.Tensor = self.decoder(self.encoder(x))  # Module.__call__ is typed Any
+        return out
 
 
 class AutoencoderScorer:

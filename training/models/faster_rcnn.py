@@ -145,8 +145,10 @@ class FasterRCNNDetector(nn.Module):
             ]
         out = self.detector(list(images.unbind(0)), shifted)
         if self.training:
-            return out
-        return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] - 1} for d in out]
+            losses: dict[str, Tensor] = out  # torchvision (untyped): losses in train mode
+            return losses
+        detections: list[dict[str, Tensor]] = out  # and per-image detections in eval mode
+        return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] - 1} for d in detections]
 
 
 def _group_norm(num_channels: int) -> nn.GroupNorm:

@@ -14,6 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from datasets.settings import StrictModel
+from datasets.torch_dataset import Target
 from training.models.yolo.backbone import BackboneNeck
 from training.models.yolo.head import DetectHead
 from training.models.yolo.loss import YoloLoss
@@ -78,7 +79,10 @@ class YOLO(nn.Module):
         """Boxes (B, A, 4) in pixels and class probabilities (B, A, C), before NMS (the ONNX graph)."""
         return decode_predictions(self.head(self.backbone(images)), self.cfg.reg_max)
 
-    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+    def forward(
+        self, images: torch.Tensor, targets: list[Target] | None = None
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        """Losses in train mode; per-image boxes, scores and labels after NMS in eval mode."""
         out = self.head(self.backbone(images))
         if self.training:
             if targets is None:
