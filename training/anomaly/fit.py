@@ -16,7 +16,7 @@ import numpy as np
 from datasets.background import read_gray_image
 from datasets.model import ImageRecord
 from training.anomaly.autoencoder import AutoencoderScorer, ConvAutoencoder
-from training.anomaly.base import tile_score
+from training.anomaly.base import AnomalyScorer, tile_score
 from training.anomaly.calibrate import (
     false_alarms_per_1000,
     pixel_auroc,
@@ -69,7 +69,7 @@ def load_clean(tiles_dir: str | Path, *, train_names: set[str], val_names: set[s
 
 def fit_candidate(
     candidate: str, bundle: Bundle, clean: CleanData, *, ae_steps: int = 800, fit_tiles: int | None = None
-) -> Any:
+) -> FeatureGaussian | AutoencoderScorer:
     """A fitted scorer (``kind`` or ``kind:last_stage``; the Gaussian needs the detector's backbone)."""
     kind, _, stage = candidate.partition(":")
     if kind == "backbone-gaussian":
@@ -82,7 +82,7 @@ def fit_candidate(
 
 
 def validate(
-    scorer: Any,
+    scorer: AnomalyScorer,
     clean: CleanData,
     defects: list[ImageRecord],
     *,
