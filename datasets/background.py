@@ -244,7 +244,7 @@ def write_tiles(result: BackgroundResult, aset: AnnotatedSet, out_dir: Path) -> 
         rec = by_name[tile.source]
         if tile.source not in cache:
             cache.clear()
-            cache[tile.source] = read_gray_image(Path(rec.path))
+            cache[tile.source] = read_gray_image(rec.found_path())
         x1, y1, x2, y2 = tile.xyxy
         crop = cache[tile.source][y1:y2, x1:x2]
         name = f"{Path(tile.source).stem}_x{x1}_y{y1}_s{x2 - x1}.png"

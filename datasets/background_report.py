@@ -42,7 +42,7 @@ def contact_sheet(tiles: list[CleanTile], records: dict[str, ImageRecord], margi
 
 
 def _cell(tile: CleanTile, record: ImageRecord, margin_px: int) -> np.ndarray:
-    gray = read_gray_image(Path(record.path))
+    gray = read_gray_image(record.found_path())
     cell = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     _draw_boxes(cell, [b.xyxy for b in record.boxes], margin_px)
     x1, y1, x2, y2 = tile.xyxy

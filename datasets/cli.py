@@ -8,6 +8,7 @@ The top-level ``steel`` app mounts this one as ``steel data``; ``python -m datas
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import re
@@ -266,8 +267,9 @@ def background_command(
             min_tile_px=min(side_list, default=0),
             max_box_cover=max_box_cover,
             max_tiles_per_image=per_image,
-            **({} if exclude is None else {"exclude_classes": tuple(e for e in exclude if e != "none")}),
         )
+        if exclude is not None:  # else the rule's default classes
+            rule = dataclasses.replace(rule, exclude_classes=tuple(e for e in exclude if e != "none"))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--sizes/--margin/--max-box-cover") from None
     try:

@@ -80,6 +80,13 @@ class ImageRecord:
     def stem(self) -> str:
         return Path(self.name).stem
 
+    def found_path(self) -> Path:
+        """``path`` for code that only sees images whose file was found; a clear error naming the image
+        otherwise (the reader reported the missing file already)."""
+        if self.path is None:
+            raise ValueError(f"{self.name}: image file not found (record has no path)")
+        return self.path
+
 
 @dataclass(slots=True)
 class AnnotatedSet:

@@ -206,7 +206,10 @@ def _fit_boxes(boxes: np.ndarray, *, sx: float, sy: float, size: int) -> np.ndar
     return scaled[keep]
 
 
-def collate_detection(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[torch.Tensor, list[Target]]:
+Batch = tuple[torch.Tensor, list[Target]]  # what collate_detection makes: (B,C,H,W) images, B targets
+
+
+def collate_detection(batch: Sequence[tuple[torch.Tensor, Target]]) -> Batch:
     """Stack same-size images into (B,C,H,W); targets stay a list (box counts differ per image)."""
     if not batch:
         raise DatasetError("cannot collate an empty batch")

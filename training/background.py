@@ -11,7 +11,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -45,7 +45,13 @@ def load_canvases(folder: str | Path, sources: set[str] | None = None) -> list[C
     return out
 
 
-def detections_on(predictor: Any, canvases: Sequence[CleanCanvas]) -> list[Detections]:
+class ImageDetector(Protocol):
+    """What ``training.inference.Predictor`` offers here: detections per image, at its score threshold."""
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+def detections_on(predictor: ImageDetector, canvases: Sequence[CleanCanvas]) -> list[Detections]:
     """Detections per canvas at the predictor's score threshold (``training.inference.Predictor``)."""
     return predictor([c.image for c in canvases])
 
@@ -66,7 +72,8 @@ def detector_check(
     A confident box on a "clean" tile is most often a defect NEU's annotators missed; training on it as
     background would teach the model to ignore that defect.
     """
-    kept, dropped = [], []
+    kept: list[CleanCanvas] = []
+    dropped: list[CleanCanvas] = []
     for canvas, det in zip(canvases, detections, strict=True):
         (dropped if bool((det.scores >= min_score).any()) else kept).append(canvas)
     return kept, dropped

@@ -13,12 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.amp import GradScaler
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from training.ema import ModelEMA
 
 
 def _rng_state() -> dict[str, Any]:
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state()  # legacy=True (the default): the tuple, never the dict
+    assert isinstance(legacy, tuple)
+    kind, keys, pos, has_gauss, cached = legacy
     state = {
         "torch": torch.get_rng_state(),
         "python": random.getstate(),
@@ -51,9 +56,9 @@ def save_checkpoint(
     path: Path,
     *,
     model: nn.Module,
-    optimizer,
-    scheduler,
-    scaler,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    scaler: GradScaler,
     ema: ModelEMA | None,
     epoch: int,
     **extra: Any,
@@ -76,11 +81,17 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, *, model: nn.Module, optimizer, scheduler, scaler, ema: ModelEMA | None
+    path: Path,
+    *,
+    model: nn.Module,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    scaler: GradScaler,
+    ema: ModelEMA | None,
 ) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])

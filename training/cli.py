@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 
@@ -129,7 +129,7 @@ def calibrate_thresholds_command(
     from training.operating_point import CalibrationConfig
 
     try:
-        cfg = CalibrationConfig(method=method, target_recall=target_recall, floor=floor)  # type: ignore[arg-type]
+        cfg = CalibrationConfig(method=method, target_recall=target_recall, floor=floor)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise _fail(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}", 2) from None
@@ -154,6 +154,15 @@ def calibrate_thresholds_command(
     typer.echo(f"operating point {state} {model / 'manifest.json'}; version {report.version}")
 
 
+# One image of `steel predict --json`: the JSON keys (``class`` is a keyword, hence the functional form).
+_Detection = TypedDict("_Detection", {"class": str, "score": float, "xyxy": list[float]})
+
+
+class _ImageDetections(TypedDict):
+    image: str
+    detections: list[_Detection]
+
+
 @app.command("predict")
 def predict_command(
     images: Annotated[list[Path], typer.Argument(help="Image files")],
@@ -172,9 +181,9 @@ def predict_command(
         arrays = [read_image(str(p)) for p in images]
     except (BundleError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    out = []
+    out: list[_ImageDetections] = []
     for path, det in zip(images, predictor(arrays), strict=True):
-        boxes = [
+        boxes: list[_Detection] = [
             {
                 "class": predictor.class_names[int(c)],
                 "score": round(float(s), 4),

@@ -49,7 +49,7 @@ def prepare_data(cfg: DataConfig, *, out_dir: Path | None, write: bool = True) -
                 f"{cfg.split_file}: split does not match the data:\n"
                 + "\n".join(str(p) for p in problems[:10])
             )
-        split_path = Path(cfg.split_file)
+        split_path: Path | None = Path(cfg.split_file)
     else:
         split = make_split(aset, val_fraction=cfg.val_fraction, seed=cfg.split_seed)
         split_path = (out_dir / "split.json") if out_dir else None

@@ -26,7 +26,7 @@ def _as_boxes(value: Any, what: str) -> np.ndarray:
 
 
 def _as_vector(value: Any, n: int, dtype: type, what: str) -> np.ndarray:
-    arr = np.asarray(value, dtype=dtype).reshape(-1)
+    arr: np.ndarray = np.asarray(value, dtype=dtype).reshape(-1)
     if arr.shape[0] != n:
         raise ValueError(f"{what} has {arr.shape[0]} entries for {n} boxes")
     return arr
@@ -119,4 +119,5 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
     inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
     union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    iou: np.ndarray = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return iou

@@ -42,6 +42,8 @@ from training.eval_inputs import (
 )
 from training.line_figures import LineFigures, class_thresholds, kept, line_figures
 
+CocoRecord = dict[str, Any]  # one image, category or annotation of COCO's JSON, as pycocotools reads it
+
 __all__ = [
     "EvalResult",
     "GroundTruth",
@@ -125,7 +127,7 @@ def _check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:
         )
 
 
-def _coco(images: list[dict], categories: list[dict], annotations: list[dict]) -> COCO:
+def _coco(images: list[CocoRecord], categories: list[CocoRecord], annotations: list[CocoRecord]) -> COCO:
     """A COCO index over in-memory dicts. Built directly (not ``loadRes``) so zero detections work too."""
     coco = COCO()
     coco.dataset = {"images": images, "categories": categories, "annotations": annotations}
@@ -146,7 +148,7 @@ def _run_cocoeval(
     """COCO's ``eval['precision']`` at area "all", maxDets 100: ``(T=10, R=101, K)``, and ``stats``."""
     images = [{"id": i + 1} for i in range(len(gts))]  # width/height are not used by bbox evaluation
     categories = [{"id": k + 1, "name": str(k)} for k in range(num_classes)]
-    gt_anns: list[dict] = []
+    gt_anns: list[CocoRecord] = []
     for i, gt in enumerate(gts):
         for box, label in zip(gt.boxes, gt.labels, strict=True):
             bbox, area = _coco_box(box)
@@ -160,7 +162,7 @@ def _run_cocoeval(
                     "iscrowd": 0,
                 }
             )
-    dt_anns: list[dict] = []
+    dt_anns: list[CocoRecord] = []
     for i, pred in enumerate(preds):
         for box, score, label in zip(pred.boxes, pred.scores, pred.labels, strict=True):
             bbox, area = _coco_box(box)
@@ -240,8 +242,8 @@ def _confusion(
         if not gt_used[g] and not pred_used[d]:
             gt_used[g] = pred_used[d] = True
             out[gt.labels[g], pred.labels[d]] += 1
-    np.add.at(out, (gt.labels[~gt_used], bg), 1)
-    np.add.at(out, (bg, pred.labels[~pred_used]), 1)
+    np.add.at(out[:, bg], gt.labels[~gt_used], 1)  # views: unmatched boxes land in the background column
+    np.add.at(out[bg], pred.labels[~pred_used], 1)  # and unmatched detections in its row
 
 
 def _nan_mean(values: np.ndarray) -> float:

@@ -10,10 +10,11 @@ import torch
 from torch import nn
 
 from training.bundle import Bundle
+from training.models.yolo.model import YOLO, as_yolo
 
 
 class _RawYolo(nn.Module):
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: YOLO):
         super().__init__()
         self.model = model
 
@@ -32,7 +33,7 @@ def export_onnx(bundle: Bundle, out_path: str | Path, *, opset: int = 17) -> Pat
         )
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = _RawYolo(bundle.model.cpu()).eval()  # export restores the mode it found: keep it eval
+    wrapper = _RawYolo(as_yolo(bundle.model).cpu()).eval()  # export restores the mode it found: keep it eval
     dummy = torch.zeros(1, bundle.in_channels, bundle.image_size, bundle.image_size)
     torch.onnx.export(
         wrapper,

@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from datasets.augment import build_transform
-from datasets.torch_dataset import DetectionDataset, collate_detection, seed_worker
+from datasets.torch_dataset import DetectionDataset, Target, collate_detection, seed_worker
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import PreparedData, prepare_data
@@ -39,7 +39,12 @@ def seed_everything(seed: int, *, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def build_loaders(cfg: TrainConfig, data: PreparedData, info: DistInfo, device: torch.device):
+DetectionLoader = DataLoader[tuple[torch.Tensor, Target]]  # yields collate_detection's batches
+
+
+def build_loaders(
+    cfg: TrainConfig, data: PreparedData, info: DistInfo, device: torch.device
+) -> tuple[DetectionDataset, DetectionLoader, DetectionLoader]:
     size, chans = cfg.model.image_size, cfg.model.in_channels
     train_tf = build_transform(cfg.data.augment, image_size=size, train=True, seed=cfg.train.seed)
     eval_tf = build_transform(None, image_size=size, train=False)
@@ -50,6 +55,7 @@ def build_loaders(cfg: TrainConfig, data: PreparedData, info: DistInfo, device: 
         data.val, data.class_names, image_size=size, in_channels=chans, transform=eval_tf
     )
     per_rank = max(1, cfg.train.batch_size // info.world_size)
+    sampler: Sampler[int]
     if info.enabled:
         sampler = DistributedSampler(
             train_ds,
@@ -62,18 +68,35 @@ def build_loaders(cfg: TrainConfig, data: PreparedData, info: DistInfo, device: 
     else:
         sampler = RandomSampler(train_ds, generator=torch.Generator().manual_seed(cfg.train.seed))
     pin = device.type == "cuda"
-    common = {
-        "collate_fn": collate_detection,
-        "num_workers": cfg.train.workers,
-        "pin_memory": pin,
-        "worker_init_fn": seed_worker,
-        "persistent_workers": cfg.train.workers > 0,
-    }
-    train_loader = DataLoader(
-        train_ds, batch_size=per_rank, sampler=sampler, drop_last=len(train_ds) > per_rank, **common
+    train_loader = _loader(
+        train_ds, cfg, pin, batch_size=per_rank, sampler=sampler, drop_last=len(train_ds) > per_rank
     )
-    val_loader = DataLoader(val_ds, batch_size=cfg.eval.batch_size, shuffle=False, **common)
+    val_loader = _loader(val_ds, cfg, pin, batch_size=cfg.eval.batch_size)
     return train_ds, train_loader, val_loader
+
+
+def _loader(
+    ds: DetectionDataset,
+    cfg: TrainConfig,
+    pin: bool,
+    *,
+    batch_size: int,
+    sampler: Sampler[int] | None = None,
+    drop_last: bool = False,
+) -> DetectionLoader:
+    """The options train and validation loaders share; without a sampler, the data set's order."""
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=False,
+        sampler=sampler,
+        drop_last=drop_last,
+        collate_fn=collate_detection,
+        num_workers=cfg.train.workers,
+        pin_memory=pin,
+        worker_init_fn=seed_worker,
+        persistent_workers=cfg.train.workers > 0,
+    )
 
 
 @dataclass
@@ -87,8 +110,8 @@ class Run:
     out_dir: Path
     data: PreparedData
     train_ds: DetectionDataset
-    train_loader: DataLoader
-    val_loader: DataLoader
+    train_loader: DetectionLoader
+    val_loader: DetectionLoader
     amp: bool
     channels_last: bool
     model: nn.Module

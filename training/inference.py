@@ -17,6 +17,7 @@ import torch
 from datasets.detections import Detections
 from training.backends import OrtRunner, choose_backend
 from training.bundle import Bundle, load_bundle
+from training.models.yolo.model import as_yolo
 from training.models.yolo.postprocess import postprocess_arrays
 
 log = logging.getLogger("steel.predict")
@@ -136,7 +137,7 @@ class Predictor:
         if self._ort is not None:
             return self._ort(batch.astype(np.float32) / np.float32(255.0))  # as torch's div_: same rounding
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
-            boxes, scores = self.bundle.model.raw(self._tensor(batch))
+            boxes, scores = as_yolo(self.bundle.model).raw(self._tensor(batch))
         return boxes.float().cpu().numpy(), scores.float().cpu().numpy()
 
     def _yolo(self, chunk: Sequence[np.ndarray], batch: np.ndarray) -> list[Detections]:

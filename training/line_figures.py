@@ -73,7 +73,8 @@ def strays(gt: GroundTruth, pred: Prediction) -> np.ndarray:
     """``(M,)`` mask of detections whose IoU with every annotated box of the image is below STRAY_IOU."""
     if len(gt.labels) == 0:
         return np.ones(len(pred.scores), dtype=bool)
-    return (box_iou(pred.boxes, gt.boxes) < STRAY_IOU).all(axis=1)
+    mask: np.ndarray = np.all(box_iou(pred.boxes, gt.boxes) < STRAY_IOU, axis=1)
+    return mask
 
 
 def line_figures(

@@ -4,7 +4,7 @@ linear warmup then cosine decay to ``min_lr_ratio``."""
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -27,9 +27,10 @@ class ScheduleConfig(StrictModel):
     min_lr_ratio: float = Field(0.05, ge=0, le=1)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Two groups: conv/linear weights with decay; biases and norm parameters (1-D) without."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for _, param in model.named_parameters():
         if not param.requires_grad:
             continue

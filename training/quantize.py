@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.model import ImageRecord
 from training.bundle import Bundle
 from training.inference import to_model_input
 
@@ -27,12 +28,14 @@ class _Calibration:
         self._batches = iter(self._make(images, size, channels, batch))
 
     @staticmethod
-    def _make(images: Sequence[np.ndarray], size: int, channels: int, batch: int) -> Iterator[dict]:
+    def _make(
+        images: Sequence[np.ndarray], size: int, channels: int, batch: int
+    ) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(images), batch):
             chunk = [to_model_input(im, size=size, channels=channels) for im in images[start : start + batch]]
             yield {"images": np.stack(chunk).astype(np.float32) / 255.0}
 
-    def get_next(self) -> dict | None:
+    def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
 
 
@@ -91,7 +94,7 @@ def quantize_int8(bundle: Bundle, calibration_images: Sequence[np.ndarray]) -> P
     return ensure_cached(bundle, make, "int8")
 
 
-def calibration_records(records: Sequence, count: int) -> list:
+def calibration_records(records: Sequence[ImageRecord], count: int) -> list[ImageRecord]:
     """``count`` records spread evenly over ``records`` (training images, in split order)."""
     step = max(1, len(records) // max(1, count))
     return list(records[::step][:count])

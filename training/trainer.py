@@ -8,18 +8,19 @@ import csv
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DistributedSampler, RandomSampler
 from tqdm import tqdm
 
 from datasets.augment import reseed_transform
-from datasets.torch_dataset import DetectionDataset
+from datasets.model import ImageRecord
+from datasets.torch_dataset import Batch, DetectionDataset, Target
 from training.bundle import save_bundle
 from training.checkpoint import save_checkpoint
 from training.config import TrainConfig
@@ -27,7 +28,7 @@ from training.data import PreparedData, write_json
 from training.distributed import barrier, broadcast_flag, cleanup
 from training.ema import ModelEMA, unwrap
 from training.evaluation import EvalResult, Prediction, evaluate, ground_truth_from_records
-from training.fit_setup import Progress, Run, build_run, resume_progress
+from training.fit_setup import DetectionLoader, Progress, Run, build_run, resume_progress
 
 
 class NonFiniteLossError(RuntimeError):
@@ -43,7 +44,9 @@ class FitResult:
     history: list[dict[str, Any]]
 
 
-def _to_device(images: torch.Tensor, targets: list[dict], device: torch.device, channels_last: bool):
+def _to_device(
+    images: torch.Tensor, targets: list[Target], device: torch.device, channels_last: bool
+) -> Batch:
     images = images.to(device, non_blocking=True)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -59,7 +62,7 @@ def _to_device(images: torch.Tensor, targets: list[dict], device: torch.device, 
 
 def train_one_epoch(
     model: nn.Module,
-    loader: Iterable,
+    loader: Iterable[Batch],
     *,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
@@ -118,7 +121,7 @@ def freeze_batchnorm(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, loader: Iterable, *, device: torch.device) -> float:
+def validation_loss(model: nn.Module, loader: Iterable[Batch], *, device: torch.device) -> float:
     """Mean training loss on held-out data: train-mode forward (so the model returns losses) with
     normalisation layers frozen in eval mode, so running statistics are not touched."""
     model.train()
@@ -134,7 +137,7 @@ def validation_loss(model: nn.Module, loader: Iterable, *, device: torch.device)
 
 @torch.inference_mode()
 def predict(
-    model: nn.Module, loader: Iterable, *, device: torch.device, amp: bool = False
+    model: nn.Module, loader: Iterable[Batch], *, device: torch.device, amp: bool = False
 ) -> list[Prediction]:
     """Detections for every image of ``loader``, boxes mapped back to the source image's pixels."""
     model.eval()
@@ -159,9 +162,9 @@ def predict(
 
 def evaluate_model(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DetectionLoader,
     *,
-    records,
+    records: Sequence[ImageRecord],
     class_names: list[str],
     device: torch.device,
     conf_threshold: float,
@@ -172,7 +175,7 @@ def evaluate_model(
     return evaluate(gts, preds, class_names, conf_threshold=conf_threshold, iou_threshold=iou_threshold)
 
 
-def _set_epoch(loader: DataLoader, dataset: DetectionDataset, seed: int, epoch: int) -> None:
+def _set_epoch(loader: DetectionLoader, dataset: DetectionDataset, seed: int, epoch: int) -> None:
     """Make epoch ``epoch``'s order and augmentations a pure function of (seed, epoch): exact resume."""
     sampler = loader.sampler
     if isinstance(sampler, DistributedSampler):
@@ -341,7 +344,7 @@ def _save_bundle(
 
 
 def _final_report(
-    cfg: TrainConfig, bundle_dir: Path, val_loader: DataLoader, data: PreparedData, device: torch.device
+    cfg: TrainConfig, bundle_dir: Path, val_loader: DetectionLoader, data: PreparedData, device: torch.device
 ) -> None:
     """PR curves and confusion matrix of the best bundle on the validation split."""
     from training.bundle import load_bundle

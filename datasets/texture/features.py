@@ -9,6 +9,7 @@ histograms, Sobel and Otsu from OpenCV/NumPy.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from skimage.feature import graycomatrix, graycoprops, hog, local_binary_pattern
 
 from datasets.texture.preprocess import (
@@ -61,16 +62,17 @@ def glcm_statistics(
     )
     out = []
     for prop in GLCM_PROPS:
-        values = graycoprops(matrix, prop)  # (distances, angles)
+        values: np.ndarray = graycoprops(matrix, prop)  # (distances, angles)
         out.append(np.stack([values.mean(axis=1), values.max(axis=1) - values.min(axis=1)], axis=1))
-    stacked = np.stack(out, axis=0)  # (props, distances, 2)
+    stacked: npt.NDArray[np.float64] = np.stack(out, axis=0)  # (props, distances, 2)
     return np.nan_to_num(stacked.transpose(1, 0, 2).reshape(-1), nan=0.0)  # flat images: correlation is nan
 
 
 def lbp_codes(gray: np.ndarray, points: int, radius: float) -> np.ndarray:
     """Rotation-invariant uniform LBP code per pixel: the number of neighbours >= the centre when they
     form at most one run around the circle, else ``points + 1``."""
-    return local_binary_pattern(gray, points, radius, method="uniform").astype(np.int64)
+    codes: np.ndarray = local_binary_pattern(gray, points, radius, method="uniform")
+    return codes.astype(np.int64)
 
 
 def lbp_histogram(gray: np.ndarray, points_radius: tuple[tuple[int, float], ...]) -> np.ndarray:

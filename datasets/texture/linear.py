@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from datasets.texture.settings import FeatureGroup, FeatureSettings
 
@@ -25,28 +26,32 @@ class LinearTextureModel:
     settings: FeatureSettings
     class_names: tuple[str, ...]
     kind: ClassifierKind
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
+    mean: npt.NDArray[np.float64]
+    scale: npt.NDArray[np.float64]
+    coef: npt.NDArray[np.float64]
+    intercept: npt.NDArray[np.float64]
 
-    def standardise(self, features: np.ndarray) -> np.ndarray:
+    def standardise(self, features: np.ndarray) -> npt.NDArray[np.float64]:
         """``(N, F)`` or ``(F,)`` raw features -> the scaled values the coefficients multiply."""
         return (features - self.mean) / self.scale
 
-    def logits(self, features: np.ndarray) -> np.ndarray:
+    def logits(self, features: np.ndarray) -> npt.NDArray[np.float64]:
         """``(N, C)`` decision values for ``(N, F)`` features."""
         return self.standardise(np.atleast_2d(features)) @ self.coef.T + self.intercept
 
-    def predict(self, features: np.ndarray) -> np.ndarray:
+    def predict(self, features: np.ndarray) -> npt.NDArray[np.intp]:
         """``(N,)`` class indices."""
-        return np.argmax(self.logits(features), axis=1)
+        best: npt.NDArray[np.intp] = np.argmax(self.logits(features), axis=1)  # stubs: axis= gives Any
+        return best
 
-    def scores(self, features: np.ndarray) -> np.ndarray:
+    def scores(self, features: np.ndarray) -> npt.NDArray[np.float64]:
         """``(N, C)`` softmax of the logits: probabilities for logistic regression, a ranking for an SVM."""
         z = self.logits(features)
-        z = np.exp(z - z.max(axis=1, keepdims=True))
-        return z / z.sum(axis=1, keepdims=True)
+        # numpy's stubs type reductions with axis= as Any (they may be scalars): the (N, 1) arrays are named
+        peak: npt.NDArray[np.float64] = z.max(axis=1, keepdims=True)
+        e = np.exp(z - peak)
+        total: npt.NDArray[np.float64] = e.sum(axis=1, keepdims=True)
+        return e / total
 
     def group_contributions(self, features: np.ndarray) -> dict[FeatureGroup, np.ndarray]:
         """For one ``(F,)`` vector: ``group -> (C,)`` share of each class's logit (they sum, with the

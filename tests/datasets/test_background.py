@@ -128,3 +128,12 @@ def test_steel_data_background_reports_tiles_per_class_and_size(neu_root, tmp_pa
     assert len(summary["on_contact_sheets"]) == 2 * len(summary["per_class"])
     assert (tmp_path / "report.md").read_text().count("|") > 20
     assert (tmp_path / "sheet_scratches.png").is_file()
+
+
+def test_steel_data_background_with_exclude_class_none_takes_tiles_from_every_class(neu_root, tmp_path):
+    args = ["background", str(neu_root / "annotations"), "--out", str(tmp_path), "--json"]
+    res = CliRunner().invoke(app, [*args, "--contact-sheet", "0", "--exclude-class", "none"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert not summary["skipped_class"]
+    assert {"crazing", "pitted_surface"} <= set(summary["per_class"])

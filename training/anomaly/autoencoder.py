@@ -28,6 +28,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, width: int = 32):
         super().__init__()
+        self.width = width  # the manifest's architecture
         self.encoder = nn.Sequential(
             _block(1, width, down=True),
             _block(width, width * 2, down=True),
@@ -43,7 +44,8 @@ class ConvAutoencoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        out: torch.Tensor = self.decoder(self.encoder(x))  # Module.__call__ is typed Any
+        return out
 
 
 class AutoencoderScorer:

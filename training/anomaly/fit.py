@@ -16,7 +16,7 @@ import numpy as np
 from datasets.background import read_gray_image
 from datasets.model import ImageRecord
 from training.anomaly.autoencoder import AutoencoderScorer, ConvAutoencoder
-from training.anomaly.base import tile_score
+from training.anomaly.base import AnomalyScorer, tile_score
 from training.anomaly.calibrate import (
     false_alarms_per_1000,
     pixel_auroc,
@@ -28,6 +28,7 @@ from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
 from training.background import load_canvases
 from training.bundle import Bundle
+from training.models.yolo.model import as_yolo
 
 KINDS = ("backbone-gaussian", "conv-autoencoder")
 CANDIDATES = ("backbone-gaussian:3", "backbone-gaussian:4", "conv-autoencoder")  # kind[:last stage]
@@ -68,11 +69,11 @@ def load_clean(tiles_dir: str | Path, *, train_names: set[str], val_names: set[s
 
 def fit_candidate(
     candidate: str, bundle: Bundle, clean: CleanData, *, ae_steps: int = 800, fit_tiles: int | None = None
-) -> Any:
+) -> FeatureGaussian | AutoencoderScorer:
     """A fitted scorer (``kind`` or ``kind:last_stage``; the Gaussian needs the detector's backbone)."""
     kind, _, stage = candidate.partition(":")
     if kind == "backbone-gaussian":
-        extractor = EarlyBackbone(bundle.model.backbone, last_stage=int(stage or 3))
+        extractor = EarlyBackbone(as_yolo(bundle.model).backbone, last_stage=int(stage or 3))
         tiles = clean.train[:: max(1, len(clean.train) // fit_tiles)] if fit_tiles else clean.train
         return FeatureGaussian(extractor, input_size=bundle.image_size).fit(tiles)
     if kind == "conv-autoencoder":
@@ -81,7 +82,7 @@ def fit_candidate(
 
 
 def validate(
-    scorer: Any,
+    scorer: AnomalyScorer,
     clean: CleanData,
     defects: list[ImageRecord],
     *,
@@ -94,7 +95,7 @@ def validate(
     calib = tile_scores(scorer, clean.train[min(1, step - 1) :: step])
     threshold = threshold_for_budget(calib, budget_per_1000)
     clean_scores = tile_scores(scorer, clean.val)
-    images = [read_gray_image(Path(rec.path)) for rec in defects]
+    images = [read_gray_image(rec.found_path()) for rec in defects]
     defect_maps = scorer.maps(images)
     defect_scores = [tile_score(m) for m in defect_maps]
     boxes = [np.array([b.xyxy for b in rec.boxes], np.float32).reshape(-1, 4) for rec in defects]

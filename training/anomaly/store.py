@@ -72,7 +72,7 @@ def save_anomaly(
             f"autoencoder.{k}": v.detach().cpu().contiguous().clone()
             for k, v in scorer.model.state_dict().items()
         }
-        arch = {"width": int(scorer.model.encoder[0][0].out_channels)}
+        arch = {"width": scorer.model.width}
     save_file(tensors, str(out_dir / ANOMALY_WEIGHTS))
     manifest = {
         "format": ANOMALY_FORMAT,
@@ -102,7 +102,7 @@ def read_anomaly_manifest(path: str | Path) -> dict[str, Any]:
         raise AnomalyStoreError(f"{path}: no {ANOMALY_JSON} here or in {BUNDLE_SUBDIR}/")
     file = folder / ANOMALY_JSON
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        manifest: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise AnomalyStoreError(f"{file}: malformed JSON: {exc}") from None
     for key in ("format", "kind", "version", "architecture", "weights"):

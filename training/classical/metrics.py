@@ -56,7 +56,7 @@ def plot_confusion(
             ax.text(
                 j,
                 i,
-                int(counts[i, j]),
+                str(int(counts[i, j])),
                 ha="center",
                 va="center",
                 color="white" if rows[i, j] > 0.5 else "black",

@@ -89,10 +89,11 @@ def train(
     model = fit_linear(*sides[0], settings=settings, class_names=classes, kind=kind, c=c)
     val_predicted = model.predict(sides[1][0])
     metrics = classification_report(sides[1][1], val_predicted, classes)
+    refits = ablation(sides[0], sides[1], settings=settings, class_names=classes, kind=kind, c=c)
     report: dict[str, JsonValue] = {
         "metrics": {"split": "val", "samples": len(sides[1][1]), "images": len(val_set.images), **metrics},
-        "ablation": ablation(sides[0], sides[1], settings=settings, class_names=classes, kind=kind, c=c),
-        "reliance": reliance(model, *sides[1]),
+        "ablation": {g: dict(row) for g, row in refits.items()},  # as JSON values (dict is invariant)
+        "reliance": dict(reliance(model, *sides[1])),
         "split": {"file": str(source.split), "split_sha256": read_split(source.split).split_sha256},
         "training": {
             "classifier": kind,
@@ -143,7 +144,7 @@ def evaluate(source: DataSource, *, model_dir: Path, plots: Path | None = None) 
         "images": len(val_set.images),
         "samples": len(samples),
         **metrics,
-        "reliance": reliance(bundle.model, features, targets),
+        "reliance": dict(reliance(bundle.model, features, targets)),  # as JSON values
     }
 
 

@@ -34,6 +34,11 @@ def _groups_table(ablation: JsonValue, reliance: JsonValue) -> Table:
     return table
 
 
+def _number(value: JsonValue) -> float:
+    assert isinstance(value, int | float)  # margins are written as numbers by the predict command
+    return float(value)
+
+
 def print_result(result: dict[str, JsonValue]) -> None:
     console = Console()
     if "images" in result and isinstance(result["images"], list):  # predict
@@ -41,7 +46,8 @@ def print_result(result: dict[str, JsonValue]) -> None:
             assert isinstance(item, dict)
             groups = item["margin_by_group"]
             assert isinstance(groups, dict)
-            pushes = ", ".join(f"{g} {v:+.2f}" for g, v in sorted(groups.items(), key=lambda kv: -kv[1]))
+            margins = {g: _number(v) for g, v in groups.items()}
+            pushes = ", ".join(f"{g} {v:+.2f}" for g, v in sorted(margins.items(), key=lambda kv: -kv[1]))
             head = f"{item['image']}: [bold]{item['class']}[/] {item['score']:.3f}"
             console.print(f"{head} (vs {item['runner_up']}: {pushes})")
         return

@@ -145,8 +145,10 @@ class FasterRCNNDetector(nn.Module):
             ]
         out = self.detector(list(images.unbind(0)), shifted)
         if self.training:
-            return out
-        return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] - 1} for d in out]
+            losses: dict[str, Tensor] = out  # torchvision (untyped): losses in train mode
+            return losses
+        detections: list[dict[str, Tensor]] = out  # and per-image detections in eval mode
+        return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] - 1} for d in detections]
 
 
 def _group_norm(num_channels: int) -> nn.GroupNorm:
@@ -180,7 +182,21 @@ def _stem(classifier: nn.Module) -> tuple[nn.Module, str]:
     """The first convolution's parent module and attribute name."""
     if hasattr(classifier, "conv1"):
         return classifier, "conv1"
-    return classifier.features[0], "0"  # MobileNetV3: Conv2dNormActivation, its conv is child "0"
+    return _mobilenet_features(classifier)[0], "0"  # MobileNetV3: Conv2dNormActivation, its conv is "0"
+
+
+def _mobilenet_features(classifier: nn.Module) -> nn.Sequential:
+    """MobileNetV3's feature stack (torchvision builds it as a Sequential)."""
+    features = classifier.get_submodule("features")
+    if not isinstance(features, nn.Sequential):
+        raise TypeError(f"expected MobileNetV3's features to be a Sequential, got {type(features).__name__}")
+    return features
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's size attribute (torch types it ``tuple[int, ...]``; a 2-D convolution holds two)."""
+    first, second = values
+    return first, second
 
 
 def _set_in_channels(classifier: nn.Module, in_channels: int) -> None:
@@ -192,9 +208,9 @@ def _set_in_channels(classifier: nn.Module, in_channels: int) -> None:
     new = nn.Conv2d(
         in_channels,
         old.out_channels,
-        kernel_size=old.kernel_size,
-        stride=old.stride,
-        padding=old.padding,
+        kernel_size=_pair(old.kernel_size),
+        stride=_pair(old.stride),
+        padding=old.padding if isinstance(old.padding, str) else _pair(old.padding),
         bias=old.bias is not None,
     )
     nn.init.kaiming_normal_(new.weight, mode="fan_out", nonlinearity="relu")
@@ -249,9 +265,10 @@ def _build_backbone(cfg: FasterRCNNConfig, in_channels: int) -> BackboneWithFPN:
         _load_backbone(classifier, cfg.weights_backbone)
     if cfg.backbone != "mobilenet_v3_fpn":  # torchvision's own ResNet-FPN assembly (pinned torchvision)
         return _resnet_fpn_extractor(classifier, trainable, norm_layer=fpn_norm)
-    _freeze_mobilenet(classifier.features, trainable)
+    features = _mobilenet_features(classifier)
+    _freeze_mobilenet(features, trainable)
     return BackboneWithFPN(
-        classifier.features,
+        features,
         _MOBILENET_RETURN,
         _MOBILENET_CHANNELS,
         _FPN_OUT_CHANNELS,

@@ -24,7 +24,8 @@ class ConvBNAct(nn.Module):
         self.act = nn.SiLU(inplace=True) if act else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        out: torch.Tensor = self.act(self.bn(self.conv(x)))  # Module.__call__ is typed Any
+        return out
 
 
 class Bottleneck(nn.Module):
@@ -38,7 +39,7 @@ class Bottleneck(nn.Module):
         self.add = shortcut and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.cv2(self.cv1(x))
+        y: torch.Tensor = self.cv2(self.cv1(x))
         return x + y if self.add else y
 
 
@@ -56,7 +57,8 @@ class C2f(nn.Module):
         parts = list(self.cv1(x).chunk(2, dim=1))
         for block in self.blocks:
             parts.append(block(parts[-1]))
-        return self.cv2(torch.cat(parts, dim=1))
+        out: torch.Tensor = self.cv2(torch.cat(parts, dim=1))
+        return out
 
 
 class SPPF(nn.Module):
@@ -73,4 +75,5 @@ class SPPF(nn.Module):
         x = self.cv1(x)
         y1 = self.pool(x)
         y2 = self.pool(y1)
-        return self.cv2(torch.cat((x, y1, y2, self.pool(y2)), dim=1))
+        out: torch.Tensor = self.cv2(torch.cat((x, y1, y2, self.pool(y2)), dim=1))
+        return out

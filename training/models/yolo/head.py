@@ -28,6 +28,18 @@ class HeadOutput:
     strides: torch.Tensor
 
 
+# The anchors' cache key: feature-map sizes, device and dtype.
+_AnchorKey = tuple[tuple[tuple[int, int], ...], torch.device, torch.dtype]
+
+
+def _final_bias(branch: nn.Module) -> torch.Tensor:
+    """The bias of the 1x1 convolution that ends a head branch (as built in DetectHead.__init__)."""
+    conv = list(branch.children())[-1]
+    if not isinstance(conv, nn.Conv2d) or conv.bias is None:
+        raise TypeError(f"a head branch must end in a convolution with a bias, not {conv}")
+    return conv.bias
+
+
 class DetectHead(nn.Module):
     def __init__(
         self, *, num_classes: int, in_channels: tuple[int, ...], strides: tuple[int, ...], reg_max: int = 16
@@ -54,16 +66,18 @@ class DetectHead(nn.Module):
             )
             for c in in_channels
         )
-        self._anchor_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._anchor_cache: dict[_AnchorKey, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def init_biases(self, image_size: int) -> None:
         """Start box logits flat and class logits at a low prior (about 5 objects per image)."""
         for box, cls, stride in zip(self.box_branches, self.cls_branches, self.strides, strict=True):
-            nn.init.constant_(box[-1].bias, 1.0)
+            nn.init.constant_(_final_bias(box), 1.0)
             cells = (image_size / stride) ** 2
-            nn.init.constant_(cls[-1].bias, math.log(5 / self.num_classes / cells))
+            nn.init.constant_(_final_bias(cls), math.log(5 / self.num_classes / cells))
 
-    def anchors(self, shapes: list[tuple[int, int]], device: torch.device, dtype: torch.dtype):
+    def anchors(
+        self, shapes: list[tuple[int, int]], device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         key = (tuple(shapes), device, dtype)
         if key not in self._anchor_cache:
             points, strides = [], []

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from datasets.torch_dataset import Target
 from training.models.yolo.head import HeadOutput, decode_distances, distances_to_boxes
 
 EPS = 1e-9
@@ -154,7 +155,9 @@ def loss_normaliser(score_sum: torch.Tensor) -> torch.Tensor:
     return score_sum.clamp(min=1.0)
 
 
-def pad_targets(targets: list[dict], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def pad_targets(
+    targets: list[Target], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """List of per-image targets -> labels (B,M), boxes (B,M,4), mask (B,M) padded to the largest M."""
     batch = len(targets)
     max_boxes = max((len(t["labels"]) for t in targets), default=0)
@@ -186,7 +189,7 @@ class YoloLoss:
         self.gains = {"box": box_gain, "cls": cls_gain, "dfl": dfl_gain}
         self.assigner = TaskAlignedAssigner(num_classes=num_classes, topk=topk)
 
-    def __call__(self, out: HeadOutput, targets: list[dict]) -> dict[str, torch.Tensor]:
+    def __call__(self, out: HeadOutput, targets: list[Target]) -> dict[str, torch.Tensor]:
         pred_dist = out.pred_dist.float()
         logits = out.pred_logits.float()
         pred_boxes = distances_to_boxes(

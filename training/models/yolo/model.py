@@ -14,6 +14,7 @@ from pydantic import Field
 from torch import nn
 
 from datasets.settings import StrictModel
+from datasets.torch_dataset import Target
 from training.models.yolo.backbone import BackboneNeck
 from training.models.yolo.head import DetectHead
 from training.models.yolo.loss import YoloLoss
@@ -39,6 +40,13 @@ class YoloConfig(StrictModel):
     score_threshold: float = Field(0.001, ge=0, lt=1)
     max_detections: int = Field(300, ge=1)
     weights: str | None = None  # a local state-dict file to start from; never downloaded
+
+
+def as_yolo(model: nn.Module) -> YOLO:
+    """``model`` as our YOLO network (what a bundle of the yolo family holds), else a TypeError."""
+    if not isinstance(model, YOLO):
+        raise TypeError(f"expected the yolo network, got {type(model).__name__}")
+    return model
 
 
 class YOLO(nn.Module):
@@ -71,7 +79,10 @@ class YOLO(nn.Module):
         """Boxes (B, A, 4) in pixels and class probabilities (B, A, C), before NMS (the ONNX graph)."""
         return decode_predictions(self.head(self.backbone(images)), self.cfg.reg_max)
 
-    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+    def forward(
+        self, images: torch.Tensor, targets: list[Target] | None = None
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        """Losses in train mode; per-image boxes, scores and labels after NMS in eval mode."""
         out = self.head(self.backbone(images))
         if self.training:
             if targets is None:

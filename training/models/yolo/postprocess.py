@@ -29,7 +29,8 @@ NMS_ONE_CALL_MAX = 2048  # candidates over the whole batch that still go through
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
     """Indices kept by torchvision's NMS, sorted by score (descending)."""
-    return nms(torch.from_numpy(boxes), torch.from_numpy(scores), iou_threshold).numpy()
+    kept: np.ndarray = nms(torch.from_numpy(boxes), torch.from_numpy(scores), iou_threshold).numpy()
+    return kept  # torchvision is untyped
 
 
 def _candidate_mask(flat: np.ndarray, conf_threshold: float, max_candidates: int) -> np.ndarray:
