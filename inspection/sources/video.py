@@ -156,6 +156,7 @@ class VideoSource(BaseSource):
                     if (yield from outage.failed()):
                         return
                     continue
+                assert cap is not None, "a frame was read, so the capture is open"
                 captured_at = self._now()
                 yield from outage.recovered(captured_at, "reconnected" if index else "opened")
                 seq = index if self.seq_mode == "index" else self._time_seq(captured_at)
