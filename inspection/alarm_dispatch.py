@@ -9,6 +9,7 @@ from typing import Any
 
 from inspection.alarms import AlarmError, DefectSummary, RejectEvent, build_sinks, close_sinks, wants
 from inspection.alarms.config import AlarmsConfig
+from inspection.metrics import AlarmStatus
 from inspection.results import FrameResult
 from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord
 
@@ -65,6 +66,8 @@ class AlarmDispatcher:
         for sink in self.sinks:
             if not wants(sink, event):
                 continue
+            status: AlarmStatus
+            error: str | None
             try:
                 status, error = sink.notify(event), None
             except AlarmError as exc:

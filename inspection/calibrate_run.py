@@ -58,7 +58,7 @@ def run_calibration(
     current = predictor.bundle.class_thresholds(None)  # the bundle's operating point, per class
     before = {n: float(t) for n, t in zip(names, current, strict=True)}
 
-    tiles = clean_tiles(clean, tuple(cfg.tiling.tile_hw), tuple(cfg.tiling.overlap_hw))
+    tiles = clean_tiles(clean, cfg.tiling.tile_hw, cfg.tiling.overlap_hw)
     dets = predictor(tiles)
     after = class_thresholds(dets, names, budget_per_1000=budget, floor=floor)
     after = {n: max(t, before[n]) for n, t in after.items()}  # never below the bundle's operating point
