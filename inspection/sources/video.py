@@ -167,7 +167,7 @@ class VideoSource(BaseSource):
                 cap.release()
 
     def _to_frame(
-        self, image: Any, seq: int, captured_at: datetime, index: int, cap: Capture
+        self, image: np.ndarray | None, seq: int, captured_at: datetime, index: int, cap: Capture
     ) -> Frame | FailedFrame:
         meta: dict[str, Any] = {"frame_index": index}
         if not self.live:
