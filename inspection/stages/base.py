@@ -11,7 +11,7 @@ from typing import Generic, TypeGuard, TypeVar
 
 from inspection.messages import FailedFrame, Frame, Message
 from inspection.metrics import DaemonMetrics
-from inspection.queues import END, BoundedQueue, Empty
+from inspection.queues import END, BoundedQueue, Empty, EndOfStream
 
 log = logging.getLogger("steel.pipeline")
 
@@ -81,7 +81,7 @@ class Stage(threading.Thread, Generic[InT]):
                 msg = self.inbox.get(timeout=0.2)
             except Empty:
                 continue
-            if msg is END:
+            if isinstance(msg, EndOfStream):
                 try:
                     self.emit(self.flush())
                 finally:

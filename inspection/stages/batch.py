@@ -11,7 +11,7 @@ import numpy as np
 
 from inspection.messages import Frame, TileBatch
 from inspection.metrics import DaemonMetrics
-from inspection.queues import END, BoundedQueue, Empty
+from inspection.queues import END, BoundedQueue, Empty, EndOfStream
 from inspection.stages.base import Stage
 
 
@@ -72,7 +72,7 @@ class BatchStage(Stage[TileBatch]):
             except Empty:
                 self._release()
                 continue
-            if msg is END:
+            if isinstance(msg, EndOfStream):
                 self._release()
                 self.outbox.put(END)
                 return

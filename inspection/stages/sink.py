@@ -18,7 +18,7 @@ import numpy as np
 
 from inspection.messages import FailedFrame, Frame, FrameResult, Message, SourceGap, TrackedDefect
 from inspection.metrics import DaemonMetrics
-from inspection.queues import END, BoundedQueue, Empty
+from inspection.queues import BoundedQueue, Empty, EndOfStream
 from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
 from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
@@ -135,7 +135,7 @@ class SinkStage(Stage[Message]):
             except Empty:
                 self._store_coil_events(self.coils.idle())
                 continue
-            if msg is END:
+            if isinstance(msg, EndOfStream):
                 self._write_dropped()
                 self._store_coil_events(self.coils.drain())
                 return
