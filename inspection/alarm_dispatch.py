@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Protocol
 
 from inspection.alarms import AlarmError, DefectSummary, RejectEvent, build_sinks, close_sinks, wants
 from inspection.alarms.config import AlarmsConfig
+from inspection.metrics import AlarmStatus, DaemonMetrics
 from inspection.results import FrameResult
 from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord
 
 log = logging.getLogger("steel.alarms")
+
+
+class AlarmWriter(Protocol):
+    """Where alarm rows go: the daemon's resilient writer (database, else spool)."""
+
+    def write_alarm(self, alarm: AlarmRecord, /) -> object: ...
 
 
 class AlarmDispatcher:
@@ -23,9 +30,9 @@ class AlarmDispatcher:
         self,
         cfg: dict | AlarmsConfig,
         *,
-        repository_writer: Any,
+        repository_writer: AlarmWriter,
         class_names: list[str],
-        metrics: Any = None,
+        metrics: DaemonMetrics | None = None,
         operating_point: Callable[[str], Mapping[str, float]] | None = None,
     ):
         self.cfg = cfg if isinstance(cfg, AlarmsConfig) else AlarmsConfig.model_validate(cfg)
@@ -65,6 +72,8 @@ class AlarmDispatcher:
         for sink in self.sinks:
             if not wants(sink, event):
                 continue
+            status: AlarmStatus
+            error: str | None
             try:
                 status, error = sink.notify(event), None
             except AlarmError as exc:

@@ -7,11 +7,14 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from datasets.settings import ConfigError
+
+if TYPE_CHECKING:  # the CLI loads the calibration code (numpy, images) only when the command runs
+    from inspection.calibration import CalibrationResult
 
 DEFAULT_CONFIG = Path("configs/inspection.yaml")
 DEFAULT_SPLIT = Path("configs/splits/neu-det-dev.json")
@@ -76,7 +79,7 @@ def calibrate_command(
     _print(result, path)
 
 
-def _print(result: Any, path: Path) -> None:
+def _print(result: CalibrationResult, path: Path) -> None:
     typer.echo(
         f"{result.clean_tiles} clean tiles; budget {result.budget_per_1000} false alarms per 1,000 tiles"
     )

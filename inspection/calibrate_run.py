@@ -4,7 +4,7 @@ write and register the new bundle version."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,10 +20,13 @@ from inspection.calibration import (
 )
 from inspection.config import InspectionConfig
 
+if TYPE_CHECKING:  # imported for real inside run_calibration, like the model code it runs with
+    from inspection.storage.repository import Repository
+
 LOW_SCORE = 0.01  # score the clean tiles this low, so every threshold above it can be priced
 
 
-def _source_bundle(cfg: InspectionConfig, model: Path | None, repository: Any) -> Path:
+def _source_bundle(cfg: InspectionConfig, model: Path | None, repository: Repository) -> Path:
     if model is not None:
         return model
     active = repository.active_model()
@@ -58,7 +61,7 @@ def run_calibration(
     current = predictor.bundle.class_thresholds(None)  # the bundle's operating point, per class
     before = {n: float(t) for n, t in zip(names, current, strict=True)}
 
-    tiles = clean_tiles(clean, tuple(cfg.tiling.tile_hw), tuple(cfg.tiling.overlap_hw))
+    tiles = clean_tiles(clean, cfg.tiling.tile_hw, cfg.tiling.overlap_hw)
     dets = predictor(tiles)
     after = class_thresholds(dets, names, budget_per_1000=budget, floor=floor)
     after = {n: max(t, before[n]) for n, t in after.items()}  # never below the bundle's operating point

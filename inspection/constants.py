@@ -6,6 +6,8 @@ shape in three places; we do not). Units are in the names: ``_px``, ``_lines``, 
 
 from __future__ import annotations
 
+from typing import Literal
+
 # --- tiling: the model learned on 200x200 NEU-DET images, so frames are cut into tiles of that size.
 DEFAULT_TILE_HW: tuple[int, int] = (200, 200)
 # Overlap between neighbouring tiles. A defect cut by a tile border is seen partly in both tiles; the
@@ -16,7 +18,7 @@ DEFAULT_MERGE_IOU: float = 0.5
 # A box edge within this many pixels of an interior tile edge counts as "cut by the border".
 DEFAULT_BORDER_EDGE_PX: float = 2.0
 # How the bottom/right of a frame smaller than one tile is padded ("reflect", "edge" or "constant").
-DEFAULT_TILE_PAD_MODE: str = "reflect"
+DEFAULT_TILE_PAD_MODE: Literal["reflect", "edge", "constant"] = "reflect"
 
 # --- line-scan frames: H lines per frame, consecutive frames overlapping by O lines.
 DEFAULT_FRAME_LINES: int = 600

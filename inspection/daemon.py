@@ -30,10 +30,11 @@ from inspection.detector import TileDetector
 from inspection.metrics import DaemonMetrics
 from inspection.sources.base import Source
 from inspection.stages.sink import Tally
+from inspection.storage.coil_events import CoilEvent
 from inspection.storage.db import make_engine
 from inspection.storage.link import DatabaseLink
 from inspection.storage.repository import Repository
-from inspection.storage.spool import SpoolEntry, is_connection_error
+from inspection.storage.spool import SpooledFrame, SpoolEntry, is_connection_error
 from inspection.storage.writer import ResilientWriter
 
 log = logging.getLogger("steel.daemon")
@@ -81,8 +82,12 @@ class RunSummary:
 
 def _entry_key(entry: SpoolEntry) -> dict[str, Any]:
     """What a record left unstored was: kind, source and seq (for the summary and the log)."""
-    record = getattr(entry, "frame", entry)
-    return {"kind": type(entry).__name__, "source": record.source, "seq": getattr(record, "seq", None)}
+    kind = type(entry).__name__
+    if isinstance(entry, CoilEvent):  # a coil event belongs to a line, not to a source's frame
+        return {"kind": kind, "line": entry.line, "coil": entry.coil}
+    if isinstance(entry, SpooledFrame):
+        return {"kind": kind, "source": entry.frame.source, "seq": entry.frame.seq}
+    return {"kind": kind, "source": entry.source, "seq": getattr(entry, "seq", None)}
 
 
 class Daemon:
@@ -349,8 +354,8 @@ class Daemon:
             self.request_stop()
             self.sink.join()
         self.stop_event.set()
-        for stage in [self.source_stage, *self.stages]:
-            stage.join(timeout=5)
+        for thread in [self.source_stage, *self.stages]:
+            thread.join(timeout=5)
         if self.sink.alarm is not None:
             self.sink.alarm.close()
         flushed = self.writer.close()

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from inspection.config import InspectionConfig
+from inspection.health import HealthServer
 from inspection.metrics import DaemonMetrics
 
 
@@ -16,14 +17,12 @@ class DaemonHealthServer:
         self.cfg = cfg
         self.metrics = metrics
         self._health: Callable[[], Mapping[str, Any]] | None = None
-        self._server = None
+        self._server: HealthServer | None = None
 
     def attach(self, health: Callable[[], Mapping[str, Any]]) -> None:
         self._health = health
 
     def start(self) -> None:
-        from inspection.health import HealthServer
-
         self._server = HealthServer(
             health=lambda: self._health() if self._health else {"status": "ok"},
             registry=self.metrics.registry,

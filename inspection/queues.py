@@ -14,7 +14,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal, TypeAlias
+
+from inspection.messages import Message
 
 
 class EndOfStream:
@@ -25,6 +27,10 @@ class EndOfStream:
 
 
 END = EndOfStream()
+
+
+QueueItem: TypeAlias = Message | EndOfStream
+"""What travels in a queue: a message, or the end-of-stream marker after the last one."""
 
 
 class Empty(Exception):
@@ -38,7 +44,7 @@ class BoundedQueue:
         maxsize: int,
         *,
         policy: Literal["block", "drop_oldest"] = "block",
-        on_drop: Callable[[Any], None] | None = None,
+        on_drop: Callable[[Message], None] | None = None,
     ):
         if maxsize < 1:
             raise ValueError(f"queue {name}: maxsize must be >= 1")
@@ -47,14 +53,14 @@ class BoundedQueue:
         self.policy = policy
         self.on_drop = on_drop
         self.dropped = 0
-        self._items: deque[Any] = deque()
+        self._items: deque[QueueItem] = deque()
         self._cond = threading.Condition()
 
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
 
-    def put(self, item: Any, *, abort: threading.Event | None = None, poll_s: float = 0.1) -> bool:
+    def put(self, item: QueueItem, *, abort: threading.Event | None = None, poll_s: float = 0.1) -> bool:
         """Enqueue ``item``; returns False only when ``abort`` was set while blocked (item not queued)."""
         dropped = None
         with self._cond:
@@ -74,14 +80,14 @@ class BoundedQueue:
                 self.on_drop(dropped)
         return True
 
-    def _pop_droppable(self) -> Any:
+    def _pop_droppable(self) -> Message | None:
         for i, queued in enumerate(self._items):
-            if queued is not END:
+            if not isinstance(queued, EndOfStream):
                 del self._items[i]
                 return queued
         return None
 
-    def get(self, timeout: float) -> Any:
+    def get(self, timeout: float) -> QueueItem:
         """The oldest item; raises :class:`Empty` after ``timeout`` seconds with nothing to return."""
         deadline = time.monotonic() + timeout
         with self._cond:

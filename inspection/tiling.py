@@ -76,7 +76,7 @@ def cut_tiles(
     grid: Sequence[tuple[int, int]],
     tile_hw: tuple[int, int],
     *,
-    pad_mode: Literal["reflect", "edge", "constant"] = DEFAULT_TILE_PAD_MODE,  # type: ignore[assignment]
+    pad_mode: Literal["reflect", "edge", "constant"] = DEFAULT_TILE_PAD_MODE,
 ) -> np.ndarray:
     """The tiles of ``image`` at ``grid`` as one new array.
 

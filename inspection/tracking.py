@@ -39,6 +39,12 @@ def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def _box4(box: np.ndarray) -> tuple[float, float, float, float]:
+    """A 4-vector ``(x1, y1, x2, y2)`` as plain floats (what the messages and the database hold)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (x1, y1, x2, y2)
+
+
 def crop_hash(image: np.ndarray, xyxy: np.ndarray) -> int:
     h, w = image.shape[:2]
     x1, y1 = int(max(0, np.floor(xyxy[0]))), int(max(0, np.floor(xyxy[1])))
@@ -111,6 +117,7 @@ class Tracker:
             strip = None if offset is None else box + np.array([0, offset, 0, offset], np.float64)
             matched = None if strip is None else self._match(class_id, strip, digest, taken)
             if matched is not None:
+                assert strip is not None, "only a box with a strip position is matched"
                 track = self.tracks[matched]
                 taken.add(matched)
                 track.strip_xyxy, track.dhash, track.last_seq = strip, digest, frame.seq
@@ -122,8 +129,8 @@ class Tracker:
                     class_id=class_id,
                     class_name=self.class_names[class_id],
                     score=float(detections.scores[i]),
-                    xyxy=tuple(float(v) for v in box),
-                    strip_xyxy=None if strip is None else tuple(float(v) for v in strip),
+                    xyxy=_box4(box),
+                    strip_xyxy=None if strip is None else _box4(strip),
                     track_id=track_id,
                     first_frame_seq=frame.seq,
                     dhash=digest,

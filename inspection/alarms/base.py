@@ -219,7 +219,10 @@ class AlarmSink(Protocol):
 
     name: str
     notify_ok: bool
-    timeout_s: float
+
+    @property
+    def timeout_s(self) -> float:  # read-only: a sink may work it out from its config
+        ...
 
     def notify(self, event: RejectEvent) -> Delivery:
         """Deliver ``event``; raise :class:`AlarmError` with the reason when it cannot be delivered."""

@@ -184,11 +184,16 @@ class ModbusSinkConfig(StrictModel):
 SinkConfig = Annotated[LogSinkConfig | WebhookSinkConfig | ModbusSinkConfig, Field(discriminator="kind")]
 
 
+def _log_sink_only() -> list[SinkConfig]:
+    """The default outputs: one JSON log line per event (no receiver to configure)."""
+    return [LogSinkConfig()]
+
+
 class AlarmsConfig(StrictModel):
     """The reject rule shared by every output, and the outputs."""
 
     reject: RejectRule = Field(default_factory=RejectRule)
-    sinks: list[SinkConfig] = Field(default_factory=lambda: [LogSinkConfig()])
+    sinks: list[SinkConfig] = Field(default_factory=_log_sink_only)
 
     @model_validator(mode="after")
     def _unique_names(self) -> AlarmsConfig:

@@ -269,9 +269,9 @@ class FolderSource(BaseSource):
         except OSError as exc:
             reason = f"cannot read file: {exc.strerror or exc}"
             return FailedFrame(self.name, seq, self._now(), reason, meta), True
-        reason = truncation_reason(data)
-        if reason is not None:
-            return FailedFrame(self.name, seq, captured_at, reason, meta), True
+        truncated = truncation_reason(data)
+        if truncated is not None:
+            return FailedFrame(self.name, seq, captured_at, truncated, meta), True
         too_big = self._too_many_pixels(data)
         if too_big is not None:
             return FailedFrame(self.name, seq, captured_at, too_big, meta), False

@@ -67,8 +67,8 @@ def to_uint8(data: np.ndarray, height: int, width: int, pixel_format: str) -> np
     if pixel_format in ("RGB8", "BGR8"):
         if flat.size != height * width * 3:
             return f"{pixel_format}: {flat.size} values for {height}x{width}x3 pixels"
-        image = flat.astype(np.uint8).reshape(height, width, 3)
-        return image[..., ::-1].copy() if pixel_format == "RGB8" else image
+        color = flat.astype(np.uint8).reshape(height, width, 3)
+        return color[..., ::-1].copy() if pixel_format == "RGB8" else color
     bayer = {
         "BayerRG8": cv2.COLOR_BayerRG2BGR,
         "BayerGR8": cv2.COLOR_BayerGR2BGR,

@@ -168,6 +168,7 @@ class StripSimulator(BaseSource):
             raise ValueError("strip-sim: no images to build a strip from (check images=/split=/annotations=)")
         pool.sort(key=lambda im: im.name)
         self._cells = self._choose(pool)
+        self._cell_paths = [im.path for im in self._cells if im.path is not None]  # all: pool has paths
         self.cell_hw: tuple[int, int] = (self._cells[0].height, self._cells[0].width)
         odd = [im.name for im in self._cells if (im.height, im.width) != self.cell_hw]
         if odd:
@@ -228,8 +229,8 @@ class StripSimulator(BaseSource):
         """Image row ``row`` of the grid as ``(cell_h, strip_width)`` uint8."""
         if self._band_cache is None or self._band_cache[0] != row:
             across = self.spec.across
-            cells = self._cells[row * across : (row + 1) * across]
-            self._band_cache = (row, np.hstack([_read_gray(im.path) for im in cells]))  # type: ignore[arg-type]
+            paths = self._cell_paths[row * across : (row + 1) * across]
+            self._band_cache = (row, np.hstack([_read_gray(path) for path in paths]))
         return self._band_cache[1]
 
     def rows(self, start: int, stop: int) -> np.ndarray:

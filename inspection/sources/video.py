@@ -156,6 +156,7 @@ class VideoSource(BaseSource):
                     if (yield from outage.failed()):
                         return
                     continue
+                assert cap is not None, "a frame was read, so the capture is open"
                 captured_at = self._now()
                 yield from outage.recovered(captured_at, "reconnected" if index else "opened")
                 seq = index if self.seq_mode == "index" else self._time_seq(captured_at)
@@ -166,7 +167,7 @@ class VideoSource(BaseSource):
                 cap.release()
 
     def _to_frame(
-        self, image: Any, seq: int, captured_at: datetime, index: int, cap: Capture
+        self, image: np.ndarray | None, seq: int, captured_at: datetime, index: int, cap: Capture
     ) -> Frame | FailedFrame:
         meta: dict[str, Any] = {"frame_index": index}
         if not self.live:

@@ -15,9 +15,11 @@ it sorts and filters like a detector score. Its class id is one past the detecto
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import Field
@@ -25,8 +27,13 @@ from pydantic import Field
 from datasets.detections import Detections
 from datasets.settings import StrictModel
 from inspection.messages import FrameDetections
+from inspection.metrics import DaemonMetrics
+from inspection.queues import BoundedQueue
 from inspection.stages.base import Stage
 from inspection.tiling import cut_tiles, tile_grid
+
+if TYPE_CHECKING:  # the model's module pulls in torch: imported for real only in load()
+    from training.anomaly.store import AnomalyModel
 
 ANOMALY_CLASS = "anomaly"
 
@@ -84,12 +91,16 @@ def resolve_anomaly_model(cfg: AnomalyStageConfig, detector_bundle: str | Path |
     return find_anomaly_dir(detector_bundle) if detector_bundle else None
 
 
-class AnomalyStage(Stage):
+class AnomalyStage(Stage[FrameDetections]):
     accepts = (FrameDetections,)
 
     def __init__(
         self,
-        *args,
+        inbox: BoundedQueue,
+        outbox: BoundedQueue,
+        *,
+        abort: threading.Event,
+        metrics: DaemonMetrics | None = None,
         cfg: AnomalyStageConfig,
         model_path: Path | None,
         tile_hw: tuple[int, int],
@@ -97,9 +108,8 @@ class AnomalyStage(Stage):
         anomaly_class_id: int,
         class_names: list[str],
         detector_manifest: Callable[[], dict],
-        **kwargs,
-    ):
-        super().__init__("anomaly", *args, **kwargs)
+    ) -> None:
+        super().__init__("anomaly", inbox, outbox, abort=abort, metrics=metrics)
         self.cfg = cfg
         self.tile_hw = tile_hw
         self.overlap_hw = overlap_hw
@@ -109,7 +119,7 @@ class AnomalyStage(Stage):
         self.detector_manifest = detector_manifest
         self._thresholds_of: str | None = None  # the model version the class thresholds were read from
         self.class_thresholds: dict[str, float] = {}
-        self._model = None
+        self._model: AnomalyModel | None = None
         self.model_path = model_path
         self.threshold: float | None = None
 
@@ -144,6 +154,8 @@ class AnomalyStage(Stage):
         msg = self._calibrated(msg)
         if self._model is None:
             return [msg]
+        threshold = self.threshold
+        assert threshold is not None, "load() sets the threshold with the model"
         from training.anomaly.base import tile_score
         from training.anomaly.calibrate import anomaly_regions
 
@@ -155,7 +167,7 @@ class AnomalyStage(Stage):
         frame_score = max(scores) if scores else 0.0
         found = []
         for (x0, y0), amap in zip(grid, maps, strict=True):
-            for region in anomaly_regions(amap, self.threshold, min_area_px=self.cfg.min_area_px):
+            for region in anomaly_regions(amap, threshold, min_area_px=self.cfg.min_area_px):
                 x1, y1, x2, y2 = region.xyxy
                 found.append(((x1 + x0, y1 + y0, x2 + x0, y2 + y0), region.score))
         new = self._unexplained(found, msg.detections, frame.width, frame.height)

@@ -7,16 +7,20 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from typing import Generic, TypeGuard, TypeVar
 
 from inspection.messages import FailedFrame, Frame, Message
 from inspection.metrics import DaemonMetrics
-from inspection.queues import END, BoundedQueue, Empty
+from inspection.queues import END, BoundedQueue, Empty, EndOfStream
 
 log = logging.getLogger("steel.pipeline")
 
+#: the message type a stage handles (what its ``accepts`` names at run time)
+InT = TypeVar("InT", bound=Message)
 
-class Stage(threading.Thread):
-    """Subclasses implement :meth:`handle` (and optionally :meth:`flush`)."""
+
+class Stage(threading.Thread, Generic[InT]):
+    """Subclasses implement :meth:`handle` (and optionally :meth:`flush`); ``Stage[Frame]`` handles frames."""
 
     #: message types the stage works on; everything else passes through unchanged
     accepts: tuple[type, ...] = (Frame,)
@@ -40,8 +44,12 @@ class Stage(threading.Thread):
         self.error: BaseException | None = None
         self.handled = 0
 
-    def handle(self, msg: Message) -> Iterable[Message]:
+    def handle(self, msg: InT) -> Iterable[Message]:
         raise NotImplementedError
+
+    def _accepts(self, msg: object) -> TypeGuard[InT]:
+        """Whether ``msg`` is one of :attr:`accepts` (the run-time spelling of ``InT``)."""
+        return isinstance(msg, self.accepts)
 
     def flush(self) -> Iterable[Message]:
         return ()
@@ -73,14 +81,14 @@ class Stage(threading.Thread):
                 msg = self.inbox.get(timeout=0.2)
             except Empty:
                 continue
-            if msg is END:
+            if isinstance(msg, EndOfStream):
                 try:
                     self.emit(self.flush())
                 finally:
                     if self.outbox is not None:
                         self.outbox.put(END)
                 return
-            if not isinstance(msg, self.accepts):
+            if not self._accepts(msg):
                 self.emit([msg])
                 continue
             started = time.perf_counter()

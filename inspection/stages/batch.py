@@ -4,17 +4,22 @@ first frame arrived, so a slow line never waits long for a full batch. Frames ar
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
 
-from inspection.messages import TileBatch
-from inspection.queues import END, Empty
+from inspection.messages import Frame, TileBatch
+from inspection.metrics import DaemonMetrics
+from inspection.queues import END, BoundedQueue, Empty, EndOfStream
 from inspection.stages.base import Stage
 
 
 def combine(batches: list[TileBatch]) -> TileBatch:
-    frames, index, tiles, offsets = [], [], [], []
+    frames: list[Frame] = []
+    index: list[np.ndarray] = []
+    tiles: list[np.ndarray] = []
+    offsets: list[np.ndarray] = []
     for batch in batches:
         base = len(frames)
         frames.extend(batch.frames)
@@ -29,11 +34,22 @@ def combine(batches: list[TileBatch]) -> TileBatch:
     )
 
 
-class BatchStage(Stage):
+class BatchStage(Stage[TileBatch]):
     accepts = (TileBatch,)
 
-    def __init__(self, *args, max_tiles: int, wait_ms: float, **kwargs):
-        super().__init__("batch", *args, **kwargs)
+    outbox: BoundedQueue  # the detect stage's inbox: never None
+
+    def __init__(
+        self,
+        inbox: BoundedQueue,
+        outbox: BoundedQueue,
+        *,
+        abort: threading.Event,
+        metrics: DaemonMetrics | None = None,
+        max_tiles: int,
+        wait_ms: float,
+    ) -> None:
+        super().__init__("batch", inbox, outbox, abort=abort, metrics=metrics)
         self.max_tiles = max_tiles
         self.wait_s = wait_ms / 1000.0
         self.pending: list[TileBatch] = []
@@ -56,7 +72,7 @@ class BatchStage(Stage):
             except Empty:
                 self._release()
                 continue
-            if msg is END:
+            if isinstance(msg, EndOfStream):
                 self._release()
                 self.outbox.put(END)
                 return

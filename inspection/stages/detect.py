@@ -12,7 +12,7 @@ from inspection.results import TileDetections
 from inspection.stages.base import Stage
 
 
-class DetectStage(Stage):
+class DetectStage(Stage[TileBatch]):
     accepts = (TileBatch,)
 
     def __init__(self, *args, detector: TileDetector, **kwargs):

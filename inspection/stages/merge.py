@@ -13,7 +13,7 @@ from inspection.stages.base import Stage
 from inspection.tiling import merge_tile_detections
 
 
-class MergeStage(Stage):
+class MergeStage(Stage[TileDetections]):
     accepts = (TileDetections,)
 
     def __init__(

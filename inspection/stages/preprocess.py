@@ -13,7 +13,7 @@ from inspection.queues import BoundedQueue
 from inspection.stages.base import Stage
 
 
-class PreprocessStage(Stage):
+class PreprocessStage(Stage[Frame]):
     def __init__(
         self,
         inbox: BoundedQueue,

@@ -18,7 +18,7 @@ import numpy as np
 
 from inspection.messages import FailedFrame, Frame, FrameResult, Message, SourceGap, TrackedDefect
 from inspection.metrics import DaemonMetrics
-from inspection.queues import END, BoundedQueue, Empty
+from inspection.queues import BoundedQueue, Empty, EndOfStream
 from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
 from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
@@ -64,7 +64,7 @@ class Geometry:
         return px * self.mm_per_px / 1000.0
 
 
-class SinkStage(Stage):
+class SinkStage(Stage[Message]):
     accepts = (FrameResult, FailedFrame, SourceGap)
 
     def __init__(
@@ -135,7 +135,7 @@ class SinkStage(Stage):
             except Empty:
                 self._store_coil_events(self.coils.idle())
                 continue
-            if msg is END:
+            if isinstance(msg, EndOfStream):
                 self._write_dropped()
                 self._store_coil_events(self.coils.drain())
                 return
@@ -265,7 +265,7 @@ class SinkStage(Stage):
             class_name=d.class_name,
             score=d.score,
             xyxy=(x1, y1, x2, y2),
-            strip_xyxy=None if strip is None else tuple(strip),
+            strip_xyxy=strip,
             position_m=None if strip is None else g.along_m(strip[1]),
             cross_m=g.across_m(x1),
             length_m=g.along_m(y2 - y1),
@@ -338,10 +338,11 @@ class SinkStage(Stage):
         image_path = self._frame_images(result)
         evidence_problem = self._evidence_problem
         length_m = None
-        if frame.start_line is not None:
-            covered_from = max(frame.start_line, self._last_end_line.get(frame.source, frame.start_line))
-            length_m = g.along_m(frame.end_line - covered_from)
-            self._last_end_line[frame.source] = max(frame.end_line, self._last_end_line.get(frame.source, 0))
+        start_line, end_line = frame.start_line, frame.end_line  # both set (line-scan) or both None
+        if start_line is not None and end_line is not None:
+            covered_from = max(start_line, self._last_end_line.get(frame.source, start_line))
+            length_m = g.along_m(end_line - covered_from)
+            self._last_end_line[frame.source] = max(end_line, self._last_end_line.get(frame.source, 0))
         latency_ms = (datetime.now(UTC) - frame.captured_at).total_seconds() * 1000.0
         record = FrameRecord(
             source=frame.source,

@@ -14,7 +14,7 @@ from inspection.stages.base import Stage
 from inspection.tiling import cut_tiles, tile_grid
 
 
-class TileStage(Stage):
+class TileStage(Stage[Frame]):
     def __init__(
         self,
         inbox: BoundedQueue,

@@ -23,7 +23,7 @@ class TrackerOptions:
     max_hamming: int
 
 
-class TrackStage(Stage):
+class TrackStage(Stage[FrameDetections]):
     accepts = (FrameDetections,)
 
     def __init__(

@@ -19,10 +19,10 @@ import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from sqlalchemy import Engine, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,7 +37,6 @@ from inspection.storage.schema import (
     RETRAIN_STATUSES,
     REVIEW_VERDICTS,
     Alarm,
-    Base,
     Coil,
     Defect,
     Frame,
@@ -81,9 +80,13 @@ class _PlainRecord:
     """
 
     __slots__ = ()
+    # every subclass is a dataclass: this tells the type checker so (``fields()`` takes only dataclasses)
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]
 
     def __post_init__(self) -> None:
-        for name, convert in _field_converters(type(self)):
+        # widened to ``type``: mypy checks a class object against Hashable with the instance's __hash__
+        record_type: type = type(self)
+        for name, convert in _field_converters(record_type):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, convert(value))
@@ -95,7 +98,7 @@ class _PlainRecord:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601, boxes as lists)."""
         out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
+        for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, datetime):
                 value = value.isoformat()
@@ -107,7 +110,7 @@ class _PlainRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Inverse of ``to_dict``; an unknown key is an error (a spool written by a newer version)."""
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
@@ -225,18 +228,23 @@ class GapRecord(_PlainRecord):
 # ---------------------------------------------------------------- session-level functions (no commit)
 
 
+_KeyedRow = Line | Coil | ModelVersion | Frame | Alarm | Gap
+"""The tables written with an idempotent insert (each has an integer ``id`` and a unique key)."""
+
+
 def _insert_ignore(
-    session: Session, entity: type[Base], values: Mapping[str, Any], key: Sequence[str]
-) -> Any:
+    session: Session, entity: type[_KeyedRow], values: Mapping[str, Any], key: Sequence[str]
+) -> int | None:
     """INSERT ... ON CONFLICT (key) DO NOTHING RETURNING id: the new id, or None when the key exists."""
     dialect = session.get_bind().dialect.name
+    stmt: postgresql.Insert | sqlite.Insert
     if dialect == "postgresql":
         stmt = postgresql.insert(entity).values(**values).on_conflict_do_nothing(index_elements=list(key))
     elif dialect == "sqlite":
         stmt = sqlite.insert(entity).values(**values).on_conflict_do_nothing(index_elements=list(key))
     else:
         raise NotImplementedError(f"inspection storage supports SQLite and PostgreSQL, not {dialect}")
-    return session.execute(stmt.returning(entity.id)).scalar_one_or_none()  # type: ignore[attr-defined]
+    return session.execute(stmt.returning(entity.id)).scalar_one_or_none()
 
 
 def get_or_create_line(
@@ -253,7 +261,7 @@ def get_or_create_line(
         }
         line_id = _insert_ignore(session, Line, values, ["name"])
         if line_id is None:  # created concurrently
-            line_id = session.scalar(select(Line.id).where(Line.name == name))
+            line_id = session.execute(select(Line.id).where(Line.name == name)).scalar_one()
     return int(line_id)
 
 
@@ -269,7 +277,7 @@ def _coil_id(session: Session, line_id: int, code: str, started_at: datetime | N
         values = {"line_id": line_id, "code": code, "started_at": started_at, "created_at": utcnow()}
         coil_id = _insert_ignore(session, Coil, values, ["line_id", "code"])
         if coil_id is None:
-            coil_id = session.scalar(select(Coil.id).where(*where))
+            coil_id = session.execute(select(Coil.id).where(*where)).scalar_one()
     return int(coil_id)
 
 
@@ -333,7 +341,7 @@ def _model_version_id(session: Session, version: str | None) -> int | None:
     placeholder = {"version": version, "name": version, "class_names": [], "metrics": {}, "manifest": {}}
     new_id = _insert_ignore(session, ModelVersion, {**placeholder, "created_at": utcnow()}, ["version"])
     if new_id is None:  # registered concurrently
-        new_id = session.scalar(select(ModelVersion.id).where(ModelVersion.version == version))
+        new_id = session.execute(select(ModelVersion.id).where(ModelVersion.version == version)).scalar_one()
     return int(new_id)
 
 
@@ -440,7 +448,8 @@ def record_frame(
             )
             for d in defects
         ]
-        session.execute(Defect.__table__.insert(), rows)
+        # SQLAlchemy types a mapped class's __table__ as FromClause; for a declarative table it is a Table
+        session.execute(Defect.__table__.insert(), rows)  # type: ignore[attr-defined]
     if seen_again:
         same_source = (
             select(Frame.id).where(Frame.id == Defect.frame_id, Frame.source == frame.source).exists()

@@ -37,6 +37,11 @@ def open_tracks(session: Session, source: str, *, frames: int = 2) -> list[OpenT
         .where(Defect.frame_id.in_(last.scalar_subquery()), Defect.sx1.is_not(None))
         .order_by(Defect.id)
     ).all()
-    return [
-        OpenTrack(str(r[0]), r[1], (r[2], r[3], r[4], r[5]), r[6] if r[6] is not None else -1) for r in rows
-    ]
+    tracks: list[OpenTrack] = []
+    for track_id, class_name, sx1, sy1, sx2, sy2, last_seq in rows:
+        if sx1 is None or sy1 is None or sx2 is None or sy2 is None:
+            continue  # a strip box is stored whole or not at all (the query already skips sx1 NULL)
+        tracks.append(
+            OpenTrack(str(track_id), class_name, (sx1, sy1, sx2, sy2), -1 if last_seq is None else last_seq)
+        )
+    return tracks
