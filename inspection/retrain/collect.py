@@ -53,7 +53,7 @@ from inspection.retrain.config import CollectConfig
 from inspection.retrain.leakage import FixedSetGuard
 from inspection.retrain.windows import VisibleDefect, contains, label_window, place_window
 from inspection.storage import retrain_store as store
-from inspection.storage.paths import raw_frame_path, safe_name
+from inspection.storage.paths import raw_frame_path, source_dir_name
 from inspection.storage.schema import Defect, Frame, Review
 
 SNAPSHOT_MARKER = "snapshot.json"
@@ -218,7 +218,7 @@ def _frame_windows(
             out.skipped[str(reason)] += 1
             continue
         windows.append(window)
-        name = f"{safe_name(frame.source)}-{frame.seq}-{x0}-{y0}.png"
+        name = window_image_name(frame.source, frame.seq, x0, y0)
         path = images_dir / name
         _write_png(path, pixels)
         out.records.append(
@@ -378,3 +378,9 @@ def load_snapshot(out_dir: Path, class_names: Sequence[str]) -> Snapshot | None:
         raise ValueError(f"{out_dir}: snapshot does not read back cleanly: {errors[0]}")
     train, val = apply_split(aset, read_split(out_dir / SPLIT_NAME))
     return Snapshot(out_dir, tuple(class_names), train.images, val.images, stats)
+
+
+def window_image_name(source: str, seq: int, x0: int, y0: int) -> str:
+    """``<source folder>-<seq>-<x0>-<y0>.png``: unique per source (the evidence folder's name carries a
+    hash of the whole source name), so ``cam/1`` and ``cam_1`` never overwrite each other's windows."""
+    return f"{source_dir_name(source)}-{seq}-{x0}-{y0}.png"

@@ -525,3 +525,10 @@ def test_snapshots_of_failed_runs_are_pruned_so_a_pass_failing_every_hour_cannot
         removed = apply_retention(s, cfg)
     assert sorted(p.name for p in removed if p.parent == snapshots) == ["run-2", "run-3"]
     assert sorted(p.name for p in snapshots.iterdir()) == ["run-1", "run-4", "run-5", "run-6", "run-7"]
+
+
+def test_window_names_of_two_sources_that_read_alike_never_collide():
+    from inspection.retrain.collect import window_image_name
+
+    names = {window_image_name(src, 7, 0, 200) for src in ("folder:cam/1", "folder:cam_1", "folder:cam:1")}
+    assert len(names) == 3 and all(n.endswith("-7-0-200.png") for n in names)
