@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from datasets.settings import REPO_ROOT
 from training.config import ModelConfig
 from training.line_figures import class_thresholds
 from training.manifest import (
@@ -35,6 +33,7 @@ from training.manifest import (
     rewrite_manifest,
     validate_manifest,
 )
+from training.provenance import code_version
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -108,22 +107,6 @@ class Bundle:
         if override is not None:
             return class_thresholds(self.class_names, None, override)
         return class_thresholds(self.class_names, self.per_class_thresholds, self.score_threshold)
-
-
-def code_version() -> str:
-    """The git commit of the code that made the bundle (``unknown`` outside a checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def sha256_file(path: Path) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -11,7 +10,7 @@ from pydantic import JsonValue, ValidationError
 
 from datasets.model import AnnotatedSet
 from datasets.readers import read_dataset
-from datasets.settings import REPO_ROOT, format_validation_error
+from datasets.settings import format_validation_error
 from datasets.split import apply_split, read_split
 from datasets.texture.bundle import ClassicBundle, Task, load_classic_bundle, save_classic_bundle
 from datasets.texture.explain import explain_features
@@ -22,6 +21,7 @@ from training.classical.fit import ablation, fit_linear, label_indices, reliance
 from training.classical.metrics import classification_report, plot_confusion
 from training.classical.samples import feature_matrix, make_samples, read_gray, task_classes
 from training.classical.tiles import TileRule
+from training.provenance import code_version
 
 CONFUSION_PNG = "confusion_matrix.png"
 LIBRARIES = ("numpy", "opencv-python-headless", "scikit-image", "scikit-learn")
@@ -29,19 +29,7 @@ LIBRARIES = ("numpy", "opencv-python-headless", "scikit-image", "scikit-learn")
 
 def provenance() -> dict[str, JsonValue]:
     """The code commit and library versions that made a bundle (what an auditor needs to reproduce it)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        commit = out.stdout.strip() or "unknown"
-    except OSError:
-        commit = "unknown"
-    return {"code_version": commit, "libraries": {name: package_version(name) for name in LIBRARIES}}
+    return {"code_version": code_version(), "libraries": {name: package_version(name) for name in LIBRARIES}}
 
 
 @dataclass(frozen=True)
