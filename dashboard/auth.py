@@ -144,18 +144,32 @@ class LoginThrottle:
             now = self.clock()
             return max(self._wait(key, now) for key in self._keys(user, address))
 
-    def failed(self, user: str, address: str | None) -> None:
+    def reserve(self, user: str, address: str | None) -> float:
+        """Claim the right to check one attempt: 0 when it may be checked (it is counted as a failure
+        at once, in the same locked step, so parallel attempts cannot all pass before the first
+        failure is recorded; a success clears it), else the seconds to wait (nothing is counted)."""
         with self._lock:
             now = self.clock()
-            for key in self._keys(user, address):
-                entry = self._failures.pop(key, None) or _Failures()
-                if now - entry.last >= self.forget_s:
-                    entry.count = 0
-                entry.count += 1
-                entry.last = now
-                self._failures[key] = entry  # most recent last
-            while len(self._failures) > self.max_keys:
-                self._failures.popitem(last=False)
+            wait = max(self._wait(key, now) for key in self._keys(user, address))
+            if wait == 0:
+                self._record_failure(user, address, now)
+            return wait
+
+    def failed(self, user: str, address: str | None) -> None:
+        with self._lock:
+            self._record_failure(user, address, self.clock())
+
+    def _record_failure(self, user: str, address: str | None, now: float) -> None:
+        """Count one failure for the user and the address (the caller holds the lock)."""
+        for key in self._keys(user, address):
+            entry = self._failures.pop(key, None) or _Failures()
+            if now - entry.last >= self.forget_s:
+                entry.count = 0
+            entry.count += 1
+            entry.last = now
+            self._failures[key] = entry  # most recent last
+        while len(self._failures) > self.max_keys:
+            self._failures.popitem(last=False)
 
     def succeeded(self, user: str, address: str | None) -> None:
         with self._lock:
@@ -176,14 +190,14 @@ class LoginAttempt:
 def attempt_login(
     users: Mapping[str, str], username: str, password: str, address: str | None, throttle: LoginThrottle
 ) -> LoginAttempt:
-    """One sign-in attempt through the throttle (a throttled one is refused unchecked)."""
-    wait = throttle.retry_after(username, address)
+    """One sign-in attempt through the throttle (a throttled one is refused unchecked). The attempt is
+    counted as a failure before the (slow) password check and cleared on success."""
+    wait = throttle.reserve(username, address)
     if wait > 0:
         return LoginAttempt(signed_in=False, checked=False, wait_s=wait)
     if authenticate(users, username, password):
         throttle.succeeded(username, address)
         return LoginAttempt(signed_in=True, checked=True, wait_s=0.0)
-    throttle.failed(username, address)
     return LoginAttempt(signed_in=False, checked=True, wait_s=throttle.retry_after(username, address))
 
 

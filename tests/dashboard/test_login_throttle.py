@@ -122,3 +122,31 @@ def test_the_sign_in_page_refuses_a_throttled_user_until_the_wait_is_over(
     at.button[0].click()
     at.run()
     assert not at.exception and at.title[0].value == "Overview"
+
+
+def test_parallel_guesses_cannot_all_pass_before_the_first_failure_is_recorded(throttle) -> None:
+    """Twenty sign-ins at once (twenty browser tabs): the password check is slow (scrypt), so a throttle
+    that counted a failure only after checking let every one of them be checked."""
+    import threading
+
+    users = {"qa": hash_password("s3cret!")}  # the real cost: the window the race needs
+    start = threading.Barrier(20)
+    checked: list[bool] = []
+
+    def guess() -> None:
+        start.wait()
+        checked.append(attempt_login(users, "qa", "guess", "10.0.0.9", throttle).checked)
+
+    threads = [threading.Thread(target=guess) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(checked) == 20 and sum(checked) == 3  # the user's three free attempts, no more
+
+
+def test_a_right_password_after_parallel_failures_still_signs_in_and_clears_the_count(throttle) -> None:
+    for _ in range(2):
+        assert attempt_login(USERS, "qa", "guess", "10.0.0.9", throttle).checked
+    assert attempt_login(USERS, "qa", "s3cret!", "10.0.0.9", throttle).signed_in
+    assert throttle.retry_after("qa", "10.0.0.9") == 0.0
