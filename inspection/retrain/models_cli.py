@@ -10,6 +10,8 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -96,6 +98,17 @@ def _repository(db: str | None, config: Path) -> Repository:
     return repo
 
 
+@contextmanager
+def _session(db: str | None, config: Path) -> Iterator[Session]:
+    """One transaction on the database (migrated first); the engine is disposed afterwards."""
+    repo = _repository(db, config)
+    try:
+        with repo.transaction() as session:
+            yield session
+    finally:
+        repo.dispose()
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
@@ -112,25 +125,21 @@ def list_command(
     """Every registered model version, newest first; the active one marked."""
     from inspection.storage.model_history import model_versions
 
-    repo = _repository(db, config)
-    try:
-        with repo.transaction() as s:
-            items: list[dict[str, Any]] = [
-                {
-                    "version": r.version,
-                    "active": bool(r.is_active),
-                    "family": r.family,
-                    "map50": (r.metrics or {}).get("map50"),
-                    "metrics_split": (r.metrics or {}).get("split"),
-                    "created_at": _iso(r.created_at),
-                    "activated_at": _iso(r.activated_at),
-                    "promoted_by": r.promoted_by,
-                    "path": r.path,
-                }
-                for r in model_versions(s)
-            ]
-    finally:
-        repo.dispose()
+    with _session(db, config) as s:
+        items: list[dict[str, Any]] = [
+            {
+                "version": r.version,
+                "active": bool(r.is_active),
+                "family": r.family,
+                "map50": (r.metrics or {}).get("map50"),
+                "metrics_split": (r.metrics or {}).get("split"),
+                "created_at": _iso(r.created_at),
+                "activated_at": _iso(r.activated_at),
+                "promoted_by": r.promoted_by,
+                "path": r.path,
+            }
+            for r in model_versions(s)
+        ]
     if as_json:
         sys.stdout.write(json.dumps(items) + "\n")
         return
@@ -180,12 +189,8 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One version: its manifest facts, metrics per class, activations, and the retrain decision behind it."""
-    repo = _repository(db, config)
-    try:
-        with repo.transaction() as s:
-            info = _version_info(s, version)
-    finally:
-        repo.dispose()
+    with _session(db, config) as s:
+        info = _version_info(s, version)
     if as_json:
         sys.stdout.write(json.dumps(info) + "\n")
         return
@@ -239,30 +244,26 @@ def activate_command(
     from inspection.storage.repository import activate_model
 
     who = _who(by)
-    repo = _repository(db, config)
-    try:
-        with repo.transaction() as s:
-            row = model_version(s, version)
-            if row is None:
-                raise fail(f"model version {version!r} is not registered (see steel models list)")
-            if check:
-                _check_loads(version, row.path)
-            rejected = gate_rejected(s, version)
-            if rejected is not None and not (force and reason):
-                raise fail(
-                    f"{version} was rejected by retrain run {rejected.id}: {rejected.decision_reason}; "
-                    "activating it needs --force and --reason"
-                )
-            activate_model(
-                s,
-                version,
-                promoted_by=who,
-                note=reason or "steel models activate",
-                kind="manual",
-                forced=rejected is not None,
+    with _session(db, config) as s:
+        row = model_version(s, version)
+        if row is None:
+            raise fail(f"model version {version!r} is not registered (see steel models list)")
+        if check:
+            _check_loads(version, row.path)
+        rejected = gate_rejected(s, version)
+        if rejected is not None and not (force and reason):
+            raise fail(
+                f"{version} was rejected by retrain run {rejected.id}: {rejected.decision_reason}; "
+                "activating it needs --force and --reason"
             )
-    finally:
-        repo.dispose()
+        activate_model(
+            s,
+            version,
+            promoted_by=who,
+            note=reason or "steel models activate",
+            kind="manual",
+            forced=rejected is not None,
+        )
     typer.echo(f"{version} is active (daemons watching the database switch at their next check)")
 
 
@@ -277,12 +278,8 @@ def history_command(
     """Every activation, newest first: when, which version, from which, by whom, by hand or by a run, why."""
     from inspection.storage.model_history import activation_history
 
-    repo = _repository(db, config)
-    try:
-        with repo.transaction() as s:
-            items = [a.to_dict() for a in activation_history(s, version=version, limit=limit)]
-    finally:
-        repo.dispose()
+    with _session(db, config) as s:
+        items = [a.to_dict() for a in activation_history(s, version=version, limit=limit)]
     if as_json:
         sys.stdout.write(json.dumps(items) + "\n")
         return
@@ -304,24 +301,20 @@ def runs_command(
     """The latest retrain runs with their decisions."""
     from inspection.storage.retrain_store import recent_retrain_runs
 
-    repo = _repository(db, config)
-    try:
-        with repo.transaction() as s:
-            items: list[dict[str, Any]] = [
-                {
-                    "id": r.id,
-                    "status": r.status,
-                    "started_at": _iso(r.started_at),
-                    "finished_at": _iso(r.finished_at),
-                    "champion": r.champion_version,
-                    "challenger": r.challenger_version,
-                    "last_review_id": r.last_review_id,
-                    "reason": r.decision_reason,
-                }
-                for r in recent_retrain_runs(s, limit)
-            ]
-    finally:
-        repo.dispose()
+    with _session(db, config) as s:
+        items: list[dict[str, Any]] = [
+            {
+                "id": r.id,
+                "status": r.status,
+                "started_at": _iso(r.started_at),
+                "finished_at": _iso(r.finished_at),
+                "champion": r.champion_version,
+                "challenger": r.challenger_version,
+                "last_review_id": r.last_review_id,
+                "reason": r.decision_reason,
+            }
+            for r in recent_retrain_runs(s, limit)
+        ]
     if as_json:
         sys.stdout.write(json.dumps(items) + "\n")
         return
