@@ -1,0 +1,90 @@
+"""Benchmark: several independently trained bundles fused by weighted box fusion, with and without flip
+test-time augmentation, on the validation side of a split (issue 12's "ensemble with WBF" lever).
+
+Run from the repository root:
+``python bench/bench_ensemble.py models/neu-yolo-n runs/a/bundle runs/b/bundle [--split ...]``
+
+Each member scores every image once straight and once mirrored (cached), so every combination below costs
+only the fusion: each member alone, every member fused with flip TTA, and the first k members for
+k = 2..N with and without flip. Fusion is ``training.ensemble.fuse_views`` (exactly what an ensemble bundle
+runs). Line figures are at each row's own best-F1 per-class point calibrated on the same images
+(optimistic, the same for every row). Prints a Markdown table; never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.bench_tta import Views, row, score_views  # noqa: E402
+from datasets.readers import read_dataset  # noqa: E402
+from datasets.split import apply_split, read_split  # noqa: E402
+from training.bundle import load_bundle  # noqa: E402
+from training.ensemble import fuse_views  # noqa: E402
+from training.evaluation import Prediction, ground_truth_from_records  # noqa: E402
+from training.inference import read_image  # noqa: E402
+from training.manifest import FusionSpec  # noqa: E402
+
+
+def fused(
+    members: list[tuple[Views, int]], images: list[np.ndarray], fusion: FusionSpec, *, flip: bool
+) -> list[Prediction]:
+    """Per image: WBF over every member's straight view (and mirrored view with ``flip``)."""
+    preds = []
+    for i, image in enumerate(images):
+        h, w = image.shape[:2]
+        views = []
+        for member_views, size in members:
+            straight, mirrored = member_views[i]
+            views.append((straight, size, False))
+            if flip:
+                views.append((mirrored, size, True))
+        boxes, scores, labels = fuse_views(views, weights=[1.0] * len(views), fusion=fusion)
+        preds.append(Prediction(boxes * [w, h, w, h], scores, labels))
+    return preds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("members", type=Path, nargs="+", help="member bundle folders (same classes)")
+    parser.add_argument("--split", type=Path, default=Path("configs/splits/neu-det-dev.json"))
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("STEEL_DATA", "")) / "annotations")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iou", type=float, nargs="+", default=[0.55, 0.7], help="WBF IoU thresholds")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    bundles = [load_bundle(path) for path in args.members]
+    names = bundles[0].class_names
+    _, val = apply_split(read_dataset(args.data, class_names=names), read_split(args.split))
+    images = [read_image(str(r.path)) for r in val.images]
+    gts = ground_truth_from_records(val.images, names)
+    members = []
+    for path, bundle in zip(args.members, bundles, strict=True):
+        views = score_views(bundle.model, images, bundle.image_size, bundle.in_channels)
+        members.append((views, bundle.image_size))
+        print(f"scored {path} ({bundle.version})", file=sys.stderr, flush=True)
+    print(f"{len(images)} images; line figures at best-F1 points\n")
+    print("| members | flip | WBF IoU | mAP@0.5 | mAP@0.5:0.95 | crazing AP50 | rolled-in AP50 "
+          "| reject recall | worst class | stray/100 |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for iou in args.iou:
+        fusion = FusionSpec(conf_type="avg", iou_thr=iou)
+        for i, path in enumerate(args.members):
+            preds = fused([members[i]], images, fusion, flip=True)
+            print(row(f"{path} | yes | {iou}", gts, preds, names), flush=True)
+        for k in range(2, len(members) + 1):
+            for flip in (False, True):
+                preds = fused(members[:k], images, fusion, flip=flip)
+                label = f"first {k} | {'yes' if flip else 'no'} | {iou}"
+                print(row(label, gts, preds, names), flush=True)
+
+
+if __name__ == "__main__":
+    main()
