@@ -73,7 +73,8 @@ def main() -> None:
         print(f"scored {path} ({bundle.version})", file=sys.stderr, flush=True)
     print(f"{len(images)} images; line figures at best-F1 points\n")
     print("| members | flip | WBF IoU | mAP@0.5 | mAP@0.5:0.95 | crazing AP50 | rolled-in AP50 "
-          "| reject recall | worst class | stray/100 |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+          "| reject recall | worst class | stray/100 |")  # fmt: skip
+    print("|---" * 10 + "|")
     for iou in args.iou:
         fusion = FusionSpec(conf_type="avg", iou_thr=iou)
         for i, path in enumerate(args.members):
