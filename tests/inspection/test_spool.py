@@ -225,7 +225,7 @@ class DiesAfter:
             yield session
 
     def _count_frame(self, state: ORMExecuteState) -> None:
-        if state.is_insert and state.statement.table is Frame.__table__:  # type: ignore[attr-defined]
+        if state.is_insert and state.statement.table.name == Frame.__tablename__:  # type: ignore[attr-defined]
             if self.left == 0:
                 raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
             self.left -= 1
