@@ -100,7 +100,8 @@ def test_read_only_engine_refuses_writes(db_url: str) -> None:
 def test_schema_imports_without_torch() -> None:
     code = (
         "import sys, inspection.storage.schema, inspection.storage.db, inspection.storage.repository, "
-        "inspection.storage.spool; assert 'torch' not in sys.modules, 'torch was imported'"
+        "inspection.storage.spool, inspection.storage.reviews, inspection.storage.model_registry; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
