@@ -1,9 +1,10 @@
 """The inspection database: tables written by the daemon, read by the dashboard and the retraining job.
 
-One import for the whole schema: the tables live by topic in :mod:`.production` (lines, coils, frames,
-defects, alarms, gaps, coil grades) and :mod:`.model_lifecycle` (model versions and activations, reviews,
-retrain runs, snapshot decisions) on the shared :mod:`.base`; importing this package registers every
-table on ``Base.metadata``, which Alembic's ``env.py`` and the schema test compare with the migrations.
+One import for the whole schema: the tables live by topic in :mod:`.plant` (lines, coils, coil grades),
+:mod:`.results` (frames, defects, reviews, alarms, gaps) and :mod:`.model_lifecycle` (model versions and
+activations, retrain runs, snapshot decisions) on the shared :mod:`.base`; importing this package
+registers every table on ``Base.metadata``, which Alembic's ``env.py`` and the schema test compare with
+the migrations. The topic modules never import each other (relationships stay within one module).
 
 SQLAlchemy 2 typed ORM, portable between SQLite (embedded default) and PostgreSQL. Alembic migrations in
 ``inspection/storage/migrations`` build exactly this schema (a test compares them). Imports SQLAlchemy only,
@@ -47,10 +48,10 @@ from inspection.storage.schema.model_lifecycle import (
     ModelActivation,
     ModelVersion,
     RetrainRun,
-    Review,
     SnapshotDecision,
 )
-from inspection.storage.schema.production import Alarm, Coil, CoilGrade, Defect, Frame, Gap, Line
+from inspection.storage.schema.plant import Coil, CoilGrade, Line
+from inspection.storage.schema.results import Alarm, Defect, Frame, Gap, Review
 
 __all__ = [
     "ACTIVATION_KINDS",

@@ -1,7 +1,8 @@
 """What every table shares: the enumerations' values, naming convention, UTC times, 64-bit ids, ``Base``.
 
-Kept apart from the tables so that both topic modules (:mod:`.production`, :mod:`.model_lifecycle`) build
-on one declarative ``Base`` and one ``MetaData``, which Alembic and the schema test compare as a whole.
+Kept apart from the tables so that the topic modules (:mod:`.plant`, :mod:`.results`,
+:mod:`.model_lifecycle`) build on one declarative ``Base`` and one ``MetaData``, which Alembic and the
+schema test compare as a whole.
 """
 
 from __future__ import annotations

@@ -1,32 +1,38 @@
-"""The tables of the model lifecycle: registered model versions and every activation, operators' reviews of
-defects, the retrain runs that consume them, and people's decisions on the runs' data snapshots.
+"""The tables of the model lifecycle: registered model versions and every activation, the retrain runs
+and people's decisions on the runs' data snapshots.
 
-Low-volume and audit-minded (activations and snapshot decisions are never updated); the tables of what
-the line produced are in :mod:`.production`.
+Low-volume and audit-minded (activations and snapshot decisions are never updated). Foreign keys into
+other topics' tables are named by string, so this module imports none of them.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, false, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
 
 from inspection.storage.schema.base import (
     ACTIVATION_KINDS,
     RETRAIN_STATUSES,
-    REVIEW_VERDICTS,
     SNAPSHOT_ACTIONS,
     Base,
-    BigId,
     UTCDateTime,
     one_of,
     utcnow,
 )
-
-if TYPE_CHECKING:  # relationships name their target by string at run time (no import cycle)
-    from inspection.storage.schema.production import Defect
 
 
 class ModelVersion(Base):
@@ -63,38 +69,6 @@ class ModelVersion(Base):
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     promoted_by: Mapped[str | None] = mapped_column(String(100))
     note: Mapped[str | None] = mapped_column(Text)
-
-
-class Review(Base):
-    """An operator's verdict on a defect; the defect row is never changed (it stays the model's output).
-
-    ``old_class`` is the defect's class when reviewed, ``new_class`` the corrected class (required for
-    ``relabelled``, empty otherwise). A defect may be reviewed more than once: the latest review wins.
-    ``used_in_retrain_run_id`` is set when a retrain run consumed the review.
-    """
-
-    __tablename__ = "reviews"
-    __table_args__ = (
-        CheckConstraint(one_of("verdict", REVIEW_VERDICTS), name="verdict"),
-        CheckConstraint("verdict <> 'relabelled' OR new_class IS NOT NULL", name="relabel_has_class"),
-        Index("ix_reviews_defect_id", "defect_id"),
-        Index("ix_reviews_reviewed_at", "reviewed_at"),
-        {"sqlite_autoincrement": True},
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    defect_id: Mapped[int] = mapped_column(BigId, ForeignKey("defects.id", ondelete="CASCADE"))
-    reviewer: Mapped[str] = mapped_column(String(100))
-    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    verdict: Mapped[str] = mapped_column(String(16))
-    old_class: Mapped[str] = mapped_column(String(100))
-    new_class: Mapped[str | None] = mapped_column(String(100))
-    note: Mapped[str | None] = mapped_column(Text)
-    used_in_retrain_run_id: Mapped[int | None] = mapped_column(
-        ForeignKey("retrain_runs.id", ondelete="SET NULL")
-    )
-
-    defect: Mapped[Defect] = relationship(back_populates="reviews")
 
 
 class RetrainRun(Base):

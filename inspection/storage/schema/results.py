@@ -1,14 +1,14 @@
-"""The tables of what the line produced and the daemon saw: lines, coils, frames, defects, the alarms raised
-for them, gaps in a source's input, and the grades of closed coils.
+"""The tables of what the daemon found and what people said about it: frames, their defects, the alarms
+raised for them, gaps in a source's input, and operators' reviews of defects.
 
-These are the high-volume, append-mostly tables the daemon writes and the dashboard reads; the model
-registry and the retraining loop's tables are in :mod:`.model_lifecycle`.
+The high-volume, append-mostly tables (64-bit ids) that the daemon writes, the spool replays
+idempotently and the dashboard reads; a review is kept beside its defect (they refer to each other).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -27,48 +27,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from inspection.storage.schema.base import (
     ALARM_STATUSES,
     FRAME_STATUSES,
+    REVIEW_VERDICTS,
     Base,
     BigId,
     UTCDateTime,
     one_of,
     utcnow,
 )
-
-if TYPE_CHECKING:  # relationships name their target by string at run time (no import cycle)
-    from inspection.storage.schema.model_lifecycle import Review
-
-
-class Line(Base):
-    """A production line (one camera surface). ``name`` is the key the daemon's config uses."""
-
-    __tablename__ = "lines"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(100), unique=True)
-    description: Mapped[str | None] = mapped_column(Text)
-    # Encoder resolution: millimetres of strip per camera line, the line's default (the daemon's config
-    # may override it; positions already stored in metres do not depend on it).
-    mm_per_line: Mapped[float | None] = mapped_column(Float)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    coils: Mapped[list[Coil]] = relationship(back_populates="line")
-
-
-class Coil(Base):
-    """One run of strip through a line (a coil), identified by its code on that line."""
-
-    __tablename__ = "coils"
-    __table_args__ = (UniqueConstraint("line_id", "code"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    line_id: Mapped[int] = mapped_column(ForeignKey("lines.id"))
-    code: Mapped[str] = mapped_column(String(100))
-    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    length_m: Mapped[float | None] = mapped_column(Float)  # total strip length once known
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    line: Mapped[Line] = relationship(back_populates="coils")
 
 
 class Frame(Base):
@@ -171,6 +136,38 @@ class Defect(Base):
     )
 
 
+class Review(Base):
+    """An operator's verdict on a defect; the defect row is never changed (it stays the model's output).
+
+    ``old_class`` is the defect's class when reviewed, ``new_class`` the corrected class (required for
+    ``relabelled``, empty otherwise). A defect may be reviewed more than once: the latest review wins.
+    ``used_in_retrain_run_id`` is set when a retrain run consumed the review.
+    """
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint(one_of("verdict", REVIEW_VERDICTS), name="verdict"),
+        CheckConstraint("verdict <> 'relabelled' OR new_class IS NOT NULL", name="relabel_has_class"),
+        Index("ix_reviews_defect_id", "defect_id"),
+        Index("ix_reviews_reviewed_at", "reviewed_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    defect_id: Mapped[int] = mapped_column(BigId, ForeignKey("defects.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(100))
+    reviewed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verdict: Mapped[str] = mapped_column(String(16))
+    old_class: Mapped[str] = mapped_column(String(100))
+    new_class: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    used_in_retrain_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("retrain_runs.id", ondelete="SET NULL")
+    )
+
+    defect: Mapped[Defect] = relationship(back_populates="reviews")
+
+
 class Alarm(Base):
     """A reject signal raised for a frame (and a defect when one is named) through a sink.
 
@@ -220,24 +217,3 @@ class Gap(Base):
     reason: Mapped[str] = mapped_column(Text)
     first_missing_line: Mapped[int | None] = mapped_column(BigInteger)
     missing_lines: Mapped[int | None] = mapped_column(BigInteger)
-
-
-class CoilGrade(Base):
-    """The grade of a closed coil under the plant's grading rules (``inspection.storage.grading``).
-
-    One row per coil: grading again (new rules, a late defect) replaces it. ``grade`` is one of the rules'
-    grades (e.g. ``A``/``B``/``scrap``); ``reasons`` the rules the coil broke, as sentences;
-    ``rules_digest`` identifies the rules used (a coil graded under older rules can be found and
-    regraded); ``defects`` and ``length_m`` the figures it was graded on.
-    """
-
-    __tablename__ = "coil_grades"
-    __table_args__ = (Index("ix_coil_grades_graded_at", "graded_at"),)
-
-    coil_id: Mapped[int] = mapped_column(ForeignKey("coils.id", ondelete="CASCADE"), primary_key=True)
-    grade: Mapped[str] = mapped_column(String(32))
-    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
-    rules_digest: Mapped[str] = mapped_column(String(64))
-    defects: Mapped[int] = mapped_column(Integer, default=0)
-    length_m: Mapped[float | None] = mapped_column(Float)
-    graded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
