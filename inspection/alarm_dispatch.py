@@ -11,7 +11,7 @@ from inspection.alarms import AlarmError, DefectSummary, RejectEvent, build_sink
 from inspection.alarms.config import AlarmsConfig
 from inspection.metrics import AlarmStatus, DaemonMetrics
 from inspection.results import FrameResult
-from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord
+from inspection.storage.records import AlarmRecord, DefectRecord, FrameRecord
 
 log = logging.getLogger("steel.alarms")
 

@@ -27,9 +27,12 @@ LOW_SCORE = 0.01  # score the clean tiles this low, so every threshold above it 
 
 
 def _source_bundle(cfg: InspectionConfig, model: Path | None, repository: Repository) -> Path:
+    from inspection.storage.model_registry import active_model  # like Repository: see run_calibration
+
     if model is not None:
         return model
-    active = repository.active_model()
+    with repository.transaction() as session:
+        active = active_model(session)
     if active is not None and active.path and Path(active.path).is_dir():
         return Path(active.path)
     return Path(cfg.detector.model)
@@ -48,6 +51,7 @@ def run_calibration(
     stamp: str,
 ) -> tuple[CalibrationResult, Path]:
     from inspection.storage.db import upgrade
+    from inspection.storage.model_registry import register_model_version
     from inspection.storage.repository import Repository
     from training.inference import Predictor
 
@@ -87,7 +91,8 @@ def run_calibration(
     target = registry / result.version
     registry.mkdir(parents=True, exist_ok=True)
     written = write_calibrated_bundle(src, target, result)
-    repository.register_model_version(written, str(target.resolve()))
+    with repository.transaction() as session:
+        register_model_version(session, written, str(target.resolve()))
     return result, target
 
 

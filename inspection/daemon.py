@@ -32,7 +32,9 @@ from inspection.sources.base import Source
 from inspection.stages.sink import Tally
 from inspection.storage.coil_events import CoilEvent
 from inspection.storage.db import make_engine
+from inspection.storage.frames import processed_seqs
 from inspection.storage.link import DatabaseLink
+from inspection.storage.model_registry import activate_model, active_model, register_model_version
 from inspection.storage.repository import Repository
 from inspection.storage.spool import SpooledFrame, SpoolEntry, is_connection_error
 from inspection.storage.writer import ResilientWriter
@@ -156,9 +158,7 @@ class Daemon:
             self._guarded("register the model", self._register_model)
         self.source = self._open_source()
         self.source_name = self.source.name
-        done = self._guarded(
-            "read the stored frames", lambda: self.repository.processed_seqs(self.source_name)
-        )
+        done = self._guarded("read the stored frames", self._stored_seqs)
         self.skipped_at_start = len(done or ())
         if database_up and not self.writer.degraded:
             self._guarded("close the coils a previous run left open", self._backfill_coils)
@@ -229,8 +229,13 @@ class Daemon:
             log.info("resumed %d open defect tracks of %s", reopened, self.source_name)
 
     # -- model versions --------------------------------------------------------------------------
+    def _stored_seqs(self) -> set[int]:
+        with self.repository.transaction() as session:
+            return processed_seqs(session, self.source_name)
+
     def _model_from_db(self) -> str | None:
-        active = self.repository.active_model()
+        with self.repository.transaction() as session:
+            active = active_model(session)
         if active is not None and active.path and Path(active.path).is_dir():
             return active.path
         return None
@@ -238,12 +243,11 @@ class Daemon:
     def _register_model(self) -> None:
         assert self.detector is not None
         # An absolute path: the retraining job and `steel models activate` may run from another folder.
-        self.repository.register_model_version(
-            self.detector.manifest, str(Path(self.detector.path).resolve())
-        )
-        active = self.repository.active_model()
-        if active is None:
-            self.repository.activate_model(self.detector.version, promoted_by="daemon", kind="daemon")
+        with self.repository.transaction() as session:
+            register_model_version(session, self.detector.manifest, str(Path(self.detector.path).resolve()))
+        with self.repository.transaction() as session:
+            if active_model(session) is None:
+                activate_model(session, self.detector.version, promoted_by="daemon", kind="daemon")
 
     def reload_model(self, path: str | None = None) -> bool:
         if self.detector is None:
@@ -257,7 +261,8 @@ class Daemon:
         if self.metrics is not None:
             self.metrics.set_model(self.detector.version)
         try:  # frames name the new version from now on: give it its manifest, not a placeholder row
-            self.repository.register_model_version(self.detector.manifest, str(self.detector.path))
+            with self.repository.transaction() as session:
+                register_model_version(session, self.detector.manifest, str(self.detector.path))
         except Exception as exc:  # database away: the frames' placeholder row is filled in later
             log.warning("could not register model %s: %s", self.detector.version, exc)
         return True
@@ -266,7 +271,8 @@ class Daemon:
         """A promotion recorded in the database (``steel models activate``) swaps the model in."""
         while not self.stop_event.wait(every_s):
             try:
-                active = self.repository.active_model()
+                with self.repository.transaction() as session:
+                    active = active_model(session)
             except Exception as exc:  # database away: keep the running model
                 log.debug("promotion check failed: %s", exc)
                 continue

@@ -16,6 +16,7 @@ from dashboard.localtime import fmt_time, local_columns
 from dashboard.ui import csv_button, empty_state, fmt_int, table_columns
 from dashboard.vott_download import export_section
 from inspection.storage.repository import Repository
+from inspection.storage.reviews import add_review
 
 TITLE = "Review"
 REVIEW_TABLE_NAMES = {
@@ -40,18 +41,20 @@ _CLEAR_PICKS = "review_clear_picks"
 def save_review(
     ctx: PageContext, defect_id: int, *, reviewer: str, verdict: str, new_class: str | None, note: str
 ) -> int:
-    """Store one verdict (``repository.add_review``) and return the new review's id."""
+    """Store one verdict (``reviews.add_review``) and return the new review's id."""
     url = ctx.config.review_url
     if url is None:
         raise PermissionError("the dashboard is read-only: reviews are disabled")
     repo = Repository(engine(url, False))
-    review = repo.add_review(
-        defect_id,
-        reviewer=reviewer,
-        verdict=verdict,
-        new_class=new_class if verdict == "relabelled" else None,
-        note=note.strip() or None,
-    )
+    with repo.transaction() as session:
+        review = add_review(
+            session,
+            defect_id,
+            reviewer=reviewer,
+            verdict=verdict,
+            new_class=new_class if verdict == "relabelled" else None,
+            note=note.strip() or None,
+        )
     clear_query_cache()
     return int(review.id)
 

@@ -43,12 +43,9 @@ from inspection.retrain.report import format_summary
 from inspection.retrain.retention import apply_retention
 from inspection.storage import retrain_store as store
 from inspection.storage.db import upgrade
-from inspection.storage.repository import (
-    Repository,
-    activate_model,
-    finish_retrain_run,
-    register_model_version,
-)
+from inspection.storage.model_registry import activate_model, register_model_version
+from inspection.storage.repository import Repository
+from inspection.storage.reviews import finish_retrain_run
 from training.bundle import load_bundle, read_manifest
 from training.config import TrainConfig
 

@@ -241,7 +241,7 @@ def activate_command(
     """Make VERSION the active model; running daemons swap to it at their next promotion check. Recorded in
     the activation history. A version the gate rejected needs --force and --reason."""
     from inspection.storage.model_history import gate_rejected, model_version
-    from inspection.storage.repository import activate_model
+    from inspection.storage.model_registry import activate_model
 
     who = _who(by)
     with _session(db, config) as s:

@@ -14,13 +14,9 @@ from datasets.settings import REPO_ROOT
 from inspection.retrain.collect import ReviewRange, verdict_counts
 from inspection.retrain.config import RetrainConfig
 from inspection.storage import retrain_store as store
-from inspection.storage.repository import (
-    Repository,
-    active_model,
-    finish_retrain_run,
-    review_high_water,
-    start_retrain_run,
-)
+from inspection.storage.model_registry import active_model
+from inspection.storage.repository import Repository
+from inspection.storage.reviews import finish_retrain_run, review_high_water, start_retrain_run
 from inspection.storage.schema import RetrainRun
 from training.bundle import read_manifest
 

@@ -15,7 +15,8 @@ from inspection.retrain.config import RetrainConfig, project_file
 from inspection.retrain.plan import reading, resolve_champion
 from inspection.storage import retrain_store as store
 from inspection.storage.db import upgrade
-from inspection.storage.repository import Repository, review_high_water
+from inspection.storage.repository import Repository
+from inspection.storage.reviews import review_high_water
 from training.config import TrainConfig
 
 

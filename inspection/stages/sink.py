@@ -24,7 +24,7 @@ from inspection.stages.coils import CoilWatch
 from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
 from inspection.storage.coil_events import CoilEvent
 from inspection.storage.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
-from inspection.storage.repository import DefectRecord, FrameRecord, GapRecord
+from inspection.storage.records import DefectRecord, FrameRecord, GapRecord
 from inspection.storage.writer import ResilientWriter
 
 if TYPE_CHECKING:

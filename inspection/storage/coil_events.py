@@ -16,7 +16,7 @@ from typing import Any, Literal, Self
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from inspection.storage.repository import get_or_create_coil
+from inspection.storage.lines import get_or_create_coil
 from inspection.storage.schema import Coil, Frame, Line
 
 CoilEventKind = Literal["start", "end"]

@@ -1,6 +1,6 @@
 """Closing coils after the fact: a backfill for coils the daemon left open (issue 16 item 4).
 
-The daemon closes a coil when its source moves to the next one (``repository.close_coil``). Coils left
+The daemon closes a coil when its source moves to the next one (``lines.close_coil``). Coils left
 open by an older daemon, a crash or a line that stopped are closed here: a coil is over when a later coil
 started on its line, or when its line has sent no frame of it for ``idle_s`` seconds. Its end is its last
 frame and its length the furthest strip position a frame reached (``position_m + length_m``).

@@ -1,6 +1,6 @@
 """The model registry's reads and its audit trail: versions, the gate's verdict on one, every activation.
 
-``repository.activate_model`` writes one :class:`ModelActivation` row per activation through
+``model_registry.activate_model`` writes one :class:`ModelActivation` row per activation through
 :func:`record_activation`; ``steel models history`` and the dashboard's Models page read them back with
 :func:`activation_history`. Functions take the caller's ``Session`` and never commit.
 """

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +30,9 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from inspection.storage.coil_events import CoilEvent, record_coil_event
+from inspection.storage.frames import record_alarm, record_frame, record_gap
 from inspection.storage.link import DatabaseFileChanged
-from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord, GapRecord
+from inspection.storage.records import AlarmRecord, DefectRecord, FrameRecord, GapRecord
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +53,8 @@ SpoolEntry = SpooledFrame | AlarmRecord | GapRecord | CoilEvent
 
 
 class StorageTarget(Protocol):
-    """What replay and ResilientWriter need from a repository (``Repository`` is one)."""
-
-    def record_frame(
-        self, frame: FrameRecord, defects: Sequence[DefectRecord] = (), *, seen_again: Sequence[str] = ()
-    ) -> bool: ...
-
-    def record_alarm(self, alarm: AlarmRecord) -> bool: ...
-
-    def record_gap(self, gap: GapRecord) -> bool: ...
+    """What replay and ResilientWriter need from a repository (``Repository`` is one): one transaction
+    per spool entry."""
 
     def transaction(self) -> AbstractContextManager[Session]: ...
 
@@ -272,15 +266,15 @@ def _keep_rejected(spool: Spool, line: SpoolLine, reason: str) -> None:
 
 
 def write_entry(repository: StorageTarget, entry: SpoolEntry) -> bool:
-    """Store one entry; True when new, False when already stored."""
-    if isinstance(entry, SpooledFrame):
-        return repository.record_frame(entry.frame, entry.defects, seen_again=entry.seen_again)
-    if isinstance(entry, GapRecord):
-        return repository.record_gap(entry)
-    if isinstance(entry, CoilEvent):
-        with repository.transaction() as session:
+    """Store one entry in its own transaction; True when new, False when already stored."""
+    with repository.transaction() as session:
+        if isinstance(entry, SpooledFrame):
+            return record_frame(session, entry.frame, entry.defects, seen_again=entry.seen_again)
+        if isinstance(entry, GapRecord):
+            return record_gap(session, entry)
+        if isinstance(entry, CoilEvent):
             return record_coil_event(session, entry)
-    return repository.record_alarm(entry)
+        return record_alarm(session, entry)
 
 
 def replay(spool: Spool, repository: StorageTarget) -> ReplayResult:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from inspection.storage.coil_events import CoilEvent
 from inspection.storage.link import DatabaseLink
-from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord, GapRecord
+from inspection.storage.records import AlarmRecord, DefectRecord, FrameRecord, GapRecord
 from inspection.storage.spool import (
     Spool,
     SpooledFrame,

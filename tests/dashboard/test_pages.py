@@ -293,11 +293,14 @@ def test_models_page(make_app, seeded_url: str) -> None:
 
 
 def test_models_page_shows_every_activation_with_who_why_and_overrides(make_app, seeded_url: str) -> None:
+    from inspection.storage.model_registry import activate_model
     from inspection.storage.repository import Repository
 
     repo = Repository(seeded_url)
-    repo.activate_model("v1", promoted_by="alice", note="rollback after coil 17", kind="manual")
-    repo.activate_model("v2", promoted_by="bob", note="QA trial", kind="manual", forced=True)
+    with repo.transaction() as s:
+        activate_model(s, "v1", promoted_by="alice", note="rollback after coil 17", kind="manual")
+    with repo.transaction() as s:
+        activate_model(s, "v2", promoted_by="bob", note="QA trial", kind="manual", forced=True)
     repo.dispose()
     at = make_app(seeded_url)
     run_page(at)

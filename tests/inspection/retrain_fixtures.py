@@ -17,8 +17,12 @@ from datasets.settings import REPO_ROOT
 from datasets.split import apply_split, read_split
 from inspection.retrain.config import RetrainConfig, load_retrain_config
 from inspection.storage.db import default_sqlite_url, upgrade
+from inspection.storage.frames import record_frame
+from inspection.storage.model_registry import activate_model, active_model, register_model_version
 from inspection.storage.paths import raw_frame_path
-from inspection.storage.repository import DefectRecord, FrameRecord, Repository
+from inspection.storage.records import DefectRecord, FrameRecord
+from inspection.storage.repository import Repository
+from inspection.storage.reviews import add_review
 from inspection.storage.schema import Defect, Frame, ModelVersion, RetrainRun, Review
 from training.bundle import load_bundle, save_bundle
 from training.config import ModelConfig
@@ -60,8 +64,10 @@ class World:
         self.pool = pool
         self.next_seq = 0
         self.champion = make_blind_champion(root / "models" / "blind-v0", "blind-v0")
-        self.repo.register_model_version(load_bundle(self.champion).manifest, str(self.champion))
-        self.repo.activate_model("blind-v0")
+        with self.repo.transaction() as s:
+            register_model_version(s, load_bundle(self.champion).manifest, str(self.champion))
+        with self.repo.transaction() as s:
+            activate_model(s, "blind-v0")
 
     def frame(self, image: np.ndarray, defects: list[tuple[str, tuple]]) -> list[int]:
         """Store one frame the way the daemon does (raw pixels + annotated row + defects); defect ids."""
@@ -74,17 +80,19 @@ class World:
             DefectRecord(class_name=c, score=0.8, xyxy=xyxy, track_id=f"{seq}-{i}")
             for i, (c, xyxy) in enumerate(defects)
         ]
-        self.repo.record_frame(
-            FrameRecord(
-                source=SOURCE,
-                seq=seq,
-                width=image.shape[1],
-                height=image.shape[0],
-                model_version="blind-v0",
-                image_path=str(self.frames_dir / "frames" / f"{seq}.jpg"),
-            ),
-            records,
-        )
+        with self.repo.transaction() as s:
+            record_frame(
+                s,
+                FrameRecord(
+                    source=SOURCE,
+                    seq=seq,
+                    width=image.shape[1],
+                    height=image.shape[0],
+                    model_version="blind-v0",
+                    image_path=str(self.frames_dir / "frames" / f"{seq}.jpg"),
+                ),
+                records,
+            )
         with self.repo.transaction() as s:
             rows = s.execute(
                 select(Defect.id)
@@ -106,12 +114,12 @@ class World:
                 said = [(wrong if (j == 0 and i == 0) else b.label, b.xyxy) for i, b in enumerate(rec.boxes)]
                 for i, (defect_id, box) in enumerate(zip(self.frame(image, said), rec.boxes, strict=True)):
                     if said[i][0] != box.label:
-                        self.repo.add_review(
-                            defect_id, reviewer="op", verdict="relabelled", new_class=box.label
-                        )
+                        with self.repo.transaction() as s:
+                            add_review(s, defect_id, reviewer="op", verdict="relabelled", new_class=box.label)
                         counts["relabelled"] += 1
                     else:
-                        self.repo.add_review(defect_id, reviewer="op", verdict="confirmed")
+                        with self.repo.transaction() as s:
+                            add_review(s, defect_id, reviewer="op", verdict="confirmed")
                         counts["confirmed"] += 1
         # A defect-free 64x64 piece of real steel: the top-left corner of an image whose boxes avoid it.
         steel = [
@@ -119,13 +127,15 @@ class World:
         ][offset]
         patch = cv2.imread(str(steel.path), cv2.IMREAD_GRAYSCALE)[:64, :64]
         (false_alarm,) = self.frame(np.ascontiguousarray(patch), [("crazing", (10.0, 12.0, 40.0, 50.0))])
-        self.repo.add_review(false_alarm, reviewer="op", verdict="rejected", note="clean steel")
+        with self.repo.transaction() as s:
+            add_review(s, false_alarm, reviewer="op", verdict="rejected", note="clean steel")
         counts["rejected"] += 1
         # Two defects on one image, only one reviewed: its window shows the other, so it is skipped.
         rec = next(r for r in self.pool["patches"][offset + per_class :] if len(r.boxes) >= 2)
         image = cv2.imread(str(rec.path), cv2.IMREAD_GRAYSCALE)
         first, _ = self.frame(image, [(b.label, b.xyxy) for b in rec.boxes[:2]])
-        self.repo.add_review(first, reviewer="op", verdict="confirmed")
+        with self.repo.transaction() as s:
+            add_review(s, first, reviewer="op", verdict="confirmed")
         counts["confirmed"] += 1
         return counts
 
@@ -155,7 +165,8 @@ class World:
         return load_retrain_config(REPO_ROOT / "configs" / "retrain.yaml", overrides)
 
     def active(self) -> str | None:
-        row = self.repo.active_model()
+        with self.repo.transaction() as s:
+            row = active_model(s)
         return None if row is None else row.version
 
     def runs(self) -> list[RetrainRun]:
@@ -221,24 +232,27 @@ def store_strip(world: World, uri: str, *, coil: str, verdict: str = "confirmed"
             )
             for i, t in enumerate(mine)
         ]
-        world.repo.record_frame(
-            FrameRecord(
-                source=uri,
-                seq=seq,
-                width=width,
-                height=stop - start,
-                start_line=top,
-                line="line-1",
-                coil=coil,
-                model_version="blind-v0",
-            ),
-            records,
-        )
+        with world.repo.transaction() as s:
+            record_frame(
+                s,
+                FrameRecord(
+                    source=uri,
+                    seq=seq,
+                    width=width,
+                    height=stop - start,
+                    start_line=top,
+                    line="line-1",
+                    coil=coil,
+                    model_version="blind-v0",
+                ),
+                records,
+            )
         with world.repo.transaction() as s:
             ids = s.scalars(
                 select(Defect.id).join(Frame).where(Frame.source == uri, Frame.seq == seq).order_by(Defect.id)
             )
             defect_ids.extend(int(i) for i in ids)
     for defect_id in defect_ids:
-        world.repo.add_review(defect_id, reviewer="op", verdict=verdict)
+        with world.repo.transaction() as s:
+            add_review(s, defect_id, reviewer="op", verdict=verdict)
     return defect_ids

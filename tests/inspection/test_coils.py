@@ -17,7 +17,9 @@ from inspection.messages import Frame, FrameResult
 from inspection.queues import END, BoundedQueue
 from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.db import upgrade
-from inspection.storage.repository import FrameRecord, Repository
+from inspection.storage.frames import record_frame
+from inspection.storage.records import FrameRecord
+from inspection.storage.repository import Repository
 from inspection.storage.writer import ResilientWriter
 from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     ModelBundle,
@@ -125,7 +127,8 @@ def test_a_restart_closes_the_coil_a_killed_run_left_open_and_drain_closes_the_n
         frame = FrameRecord(
             source=source, seq=seq, line="test-line", coil="c0", captured_at=T0, length_m=0.25
         )
-        killed_run.record_frame(frame)
+        with killed_run.transaction() as s:
+            record_frame(s, frame)
     killed_run.dispose()
     assert coil_rows(cfg.db)["c0"][1] is None
 

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError
 from datasets.settings import REPO_ROOT, data_root
 from inspection.daemon import Daemon, RunSummary
 from inspection.sources.folder import folder_seq
+from inspection.storage import spool as spool_module
 from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     CLI_TIMEOUT_S,
     ModelBundle,
@@ -170,24 +171,26 @@ def test_stop_and_restart_stores_the_defects_of_one_uninterrupted_run(
 # ------------------------------------------------------------------------------ database outage
 
 
-def test_sqlite_outage_spools_then_replays_in_order(tmp_path: Path, model_bundle: ModelBundle) -> None:
+def test_sqlite_outage_spools_then_replays_in_order(
+    tmp_path: Path, model_bundle: ModelBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = strip_spec(across=2, along=12, line_rate=1000)
     expected = [f.seq for f in source_frames(source)]
     cfg = daemon_config(tmp_path, source=source, bundle=model_bundle)
     daemon = Daemon(cfg, once=True)
     daemon.start()  # builds the sink the healer watches (construction does no I/O)
-    record_frame = daemon.repository.record_frame
+    record_frame = spool_module.record_frame
     outage = threading.Event()
     outage.set()
     refused = []
 
     def unreachable(*args, **kwargs):
         if outage.is_set():
-            refused.append(args[0].seq)
+            refused.append(args[1].seq)
             raise OperationalError("INSERT INTO frames", {}, sqlite3.OperationalError("disk I/O error"))
         return record_frame(*args, **kwargs)
 
-    daemon.repository.record_frame = unreachable  # the writer holds this repository
+    monkeypatch.setattr(spool_module, "record_frame", unreachable)  # how the writer stores a frame
     healer = threading.Thread(
         target=lambda: (wait_for(lambda: daemon.sink.tally.spooled >= 3, timeout=120), outage.clear())
     )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from inspection.daemon import _entry_key
 from inspection.storage.coil_events import CoilEvent
-from inspection.storage.repository import GapRecord
+from inspection.storage.records import GapRecord
 
 
 def test_a_coil_event_left_unstored_is_named_by_its_line_and_coil() -> None:

@@ -16,7 +16,7 @@ from inspection.alarm_dispatch import AlarmDispatcher
 from inspection.detector import TileDetector
 from inspection.messages import Frame
 from inspection.results import FrameResult
-from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord
+from inspection.storage.records import AlarmRecord, DefectRecord, FrameRecord
 from tests.training.tiny_bundle import tiny_yolo_bundle
 from training.calibrate_cli import write_operating_point
 from training.operating_point import CalibrationConfig, OperatingPoint

@@ -13,12 +13,9 @@ from typer.testing import CliRunner
 
 from inspection.retrain.cli import models_app
 from inspection.storage.db import upgrade
-from inspection.storage.repository import (
-    Repository,
-    finish_retrain_run,
-    register_model_version,
-    start_retrain_run,
-)
+from inspection.storage.model_registry import register_model_version
+from inspection.storage.repository import Repository
+from inspection.storage.reviews import finish_retrain_run, start_retrain_run
 from inspection.storage.schema import ModelActivation, SnapshotDecision
 
 TOO_LONG = "operator " * 12  # 108 characters

@@ -30,8 +30,9 @@ from inspection.retrain.leakage import FixedSetGuard, build_guard
 from inspection.retrain.merge import build_training_set, read_source
 from inspection.retrain.retention import apply_retention
 from inspection.sources.strip_sim import StripSimulator
-from inspection.storage.repository import finish_retrain_run, start_retrain_run
+from inspection.storage.model_registry import activate_model, active_model, register_model_version
 from inspection.storage.retrain_store import newest_review_id
+from inspection.storage.reviews import add_review, finish_retrain_run, start_retrain_run
 from inspection.storage.schema import Frame, SnapshotDecision
 from tests.inspection.daemon_fixtures import model_bundle_fixture, swap_bundle_fixture  # noqa: F401
 from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
@@ -115,7 +116,8 @@ def test_windows_showing_fixed_set_pixels_never_reach_training(world: World, gua
             _, data = cv2.imencode(".jpg", brighter, [cv2.IMWRITE_JPEG_QUALITY, 60])
             image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
         (defect,) = world.frame(image, [(b.label, b.xyxy) for b in record.boxes])
-        world.repo.add_review(defect, reviewer="op", verdict="confirmed")
+        with world.repo.transaction() as s:
+            add_review(s, defect, reviewer="op", verdict="confirmed")
     store_strip(world, VAL_STRIP, coil="v1")
     train_strip = TRAIN_STRIP.format(seed=11)
     store_strip(world, train_strip, coil="c11")
@@ -227,7 +229,8 @@ def test_only_promoted_or_accepted_snapshots_are_replayed(world: World):
 
 def test_activating_a_rejected_version_needs_force_and_a_reason_and_each_activation_is_a_row(world: World):
     bundle = make_blind_champion(world.root / "models" / "retrain-r1", "retrain-r1")
-    world.repo.register_model_version(load_bundle(bundle).manifest, str(bundle))
+    with world.repo.transaction() as s:
+        register_model_version(s, load_bundle(bundle).manifest, str(bundle))
     with world.repo.transaction() as s:
         run = start_retrain_run(s, champion_version="blind-v0")
         finish_retrain_run(
@@ -298,9 +301,12 @@ def test_retention_prunes_old_rejected_challengers_and_run_folders(world: World)
                 (registry / f"rej-{i}" / "weights.safetensors").write_bytes(b"w")
             (runs_dir / f"run-{run.id}").mkdir(parents=True)
     trial = make_blind_champion(registry / "rej-2", "rej-2")  # once on the line: kept whatever its age
-    world.repo.register_model_version(load_bundle(trial).manifest, str(trial))
-    world.repo.activate_model("rej-2", promoted_by="qa", note="trial")
-    world.repo.activate_model("blind-v0", promoted_by="qa", note="trial over")
+    with world.repo.transaction() as s:
+        register_model_version(s, load_bundle(trial).manifest, str(trial))
+    with world.repo.transaction() as s:
+        activate_model(s, "rej-2", promoted_by="qa", note="trial")
+    with world.repo.transaction() as s:
+        activate_model(s, "blind-v0", promoted_by="qa", note="trial over")
     with world.repo.transaction() as s:
         removed = apply_retention(s, cfg)
     assert sorted(p.name for p in removed) == ["rej-1", "rej-3", "run-1", "run-2", "run-3"]
@@ -310,8 +316,10 @@ def test_retention_prunes_old_rejected_challengers_and_run_folders(world: World)
 
 def test_a_model_registered_by_a_relative_path_resolves_from_any_folder(world: World, monkeypatch, tmp_path):
     shipped = load_bundle(REPO_ROOT / "models" / "neu-yolo-n")
-    world.repo.register_model_version(shipped.manifest, "models/neu-yolo-n")  # as daemons registered it
-    world.repo.activate_model(shipped.version)
+    with world.repo.transaction() as s:
+        register_model_version(s, shipped.manifest, "models/neu-yolo-n")  # as daemons registered it
+    with world.repo.transaction() as s:
+        activate_model(s, shipped.version)
     monkeypatch.chdir(tmp_path)
     with world.repo.transaction() as s:
         version, path = retrain_job.resolve_champion(s, world.config())
@@ -339,7 +347,8 @@ def test_a_model_registered_by_a_relative_path_resolves_from_any_folder(world: W
         ),
     )
     Daemon._register_model(daemon)  # type: ignore[arg-type]  # only the attributes it reads
-    row = repo.active_model()
+    with repo.transaction() as s:
+        row = active_model(s)
     repo.dispose()
     assert row is not None and row.path == str((REPO_ROOT / "models" / "neu-yolo-n").resolve())
 
@@ -477,7 +486,7 @@ def test_activation_history_and_snapshot_decisions_on_both_backends(db_url: str)
     """The audit rows are written in the activation's own transaction, on SQLite and PostgreSQL alike."""
     from inspection.storage.db import upgrade
     from inspection.storage.model_history import activation_history
-    from inspection.storage.repository import Repository, register_model_version
+    from inspection.storage.repository import Repository
     from inspection.storage.retrain_store import record_snapshot_decision, replayable_run_ids
 
     upgrade(db_url)
@@ -489,11 +498,14 @@ def test_activation_history_and_snapshot_decisions_on_both_backends(db_url: str)
             runs = [start_retrain_run(s).id for _ in range(3)]
             for run_id, status in zip(runs, ("promoted", "rejected", "failed"), strict=True):
                 finish_retrain_run(s, run_id, status=status, decision_reason=status)
-        repo.activate_model("a", promoted_by="daemon", kind="daemon")
-        repo.activate_model("b", promoted_by="retrain run 1", note="better", kind="retrain")
-        repo.activate_model("b", promoted_by="someone")  # already active: no change, no row
-        with pytest.raises(ValueError, match="kind"):
-            repo.activate_model("a", kind="whim")
+        with repo.transaction() as s:
+            activate_model(s, "a", promoted_by="daemon", kind="daemon")
+        with repo.transaction() as s:
+            activate_model(s, "b", promoted_by="retrain run 1", note="better", kind="retrain")
+        with repo.transaction() as s:
+            activate_model(s, "b", promoted_by="someone")  # already active: no change, no row
+        with pytest.raises(ValueError, match="kind"), repo.transaction() as s:
+            activate_model(s, "a", kind="whim")
         with repo.transaction() as s:
             rows = [(a.version, a.previous_version, a.kind, a.actor) for a in activation_history(s)]
             with pytest.raises(ValueError, match="only finished runs"):
@@ -502,7 +514,8 @@ def test_activation_history_and_snapshot_decisions_on_both_backends(db_url: str)
             record_snapshot_decision(s, runs[1], action="accept", by="qa", reason="checked")
             replayed = replayable_run_ids(s, before=runs[2] + 1)
         assert rows == [("b", "a", "retrain", "retrain run 1"), ("a", None, "daemon", "daemon")]
-        assert repo.active_model().version == "b" and replayed == [runs[1]]
+        with repo.transaction() as s:
+            assert active_model(s).version == "b" and replayed == [runs[1]]
     finally:
         repo.dispose()
 

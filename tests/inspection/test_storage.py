@@ -1,5 +1,5 @@
 """Storage on real SQLite files and (with STEEL_TEST_PG_URL) a real PostgreSQL server: migrations, schema,
-atomic and idempotent frame writes, the model registry, reviews, alarms and retrain bookkeeping."""
+atomic and idempotent frame writes, alarms and gaps (the registry and reviews: test_storage_registry.py)."""
 
 from __future__ import annotations
 
@@ -10,70 +10,26 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Column, Float, MetaData, func, inspect, select, text, update
+from sqlalchemy import Column, Float, MetaData, func, inspect, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from datasets.settings import REPO_ROOT
 from inspection.storage.db import current_revision, head_revision, make_engine, upgrade
-from inspection.storage.repository import AlarmRecord, DefectRecord, FrameRecord, GapRecord, Repository
+from inspection.storage.frames import (
+    has_frame,
+    max_seq,
+    processed_seqs,
+    record_alarm,
+    record_frame,
+    record_gap,
+)
+from inspection.storage.model_registry import register_model_version
+from inspection.storage.records import AlarmRecord, DefectRecord, FrameRecord, GapRecord
+from inspection.storage.repository import Repository
+from inspection.storage.reviews import add_review
 from inspection.storage.schema import Alarm, Base, Coil, Defect, Frame, Gap, Line, ModelVersion, Review
 from tests.inspection.kill_child import kill_after_acknowledged
-
-T0 = datetime(2026, 3, 1, 6, 0, 0, 123456, tzinfo=UTC)
-
-
-def manifest(version: str, *, map50: float = 0.5) -> dict:
-    """A manifest shaped like ``training.bundle.save_bundle`` writes (the fields the registry reads)."""
-    return {
-        "format": "steel-model-bundle/1",
-        "name": f"bundle-{version}",
-        "version": version,
-        "created": "2026-03-01T05:00:00+00:00",
-        "architecture": {"family": "yolo", "image_size": 224, "in_channels": 1},
-        "class_names": ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"],
-        "metrics": {"map50": map50},
-        "weights": {"file": "weights.safetensors", "sha256": "0" * 64},
-    }
-
-
-def frame(seq: int, **kw) -> FrameRecord:
-    base = dict(
-        source="strip-sim:test",
-        seq=seq,
-        processed_at=T0 + timedelta(seconds=seq),
-        line="L1",
-        coil="C-001",
-        width=1600,
-        height=800,
-        start_line=seq * 600,
-        position_m=seq * 0.3,
-        length_m=0.3,
-        model_version="v1",
-    )
-    return FrameRecord(**{**base, **kw})
-
-
-def defect(i: int, **kw) -> DefectRecord:
-    base = dict(
-        class_name="scratches",
-        score=0.9,
-        xyxy=(10.0 * i, 20.0, 10.0 * i + 50.0, 80.0),
-        strip_xyxy=(10.0 * i, 620.0, 10.0 * i + 50.0, 680.0),
-        position_m=0.31,
-        cross_m=0.005 * i,
-        length_m=0.03,
-        width_m=0.025,
-        track_id=i,
-        first_frame_seq=1,
-        last_frame_seq=1,
-        crop_path=f"crops/{i}.png",
-    )
-    return DefectRecord(**{**base, **kw})
-
-
-def count(repo: Repository, entity) -> int:
-    with repo.transaction() as s:
-        return s.scalar(select(func.count()).select_from(entity))
+from tests.inspection.storage_records import T0, count, defect, frame, manifest
 
 
 def test_migrations_reach_head_and_rerun(db_url: str) -> None:
@@ -144,7 +100,8 @@ def test_read_only_engine_refuses_writes(db_url: str) -> None:
 def test_schema_imports_without_torch() -> None:
     code = (
         "import sys, inspection.storage.schema, inspection.storage.db, inspection.storage.repository, "
-        "inspection.storage.spool; assert 'torch' not in sys.modules, 'torch was imported'"
+        "inspection.storage.spool, inspection.storage.reviews, inspection.storage.model_registry; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -152,33 +109,43 @@ def test_schema_imports_without_torch() -> None:
 
 def test_frame_and_defects_commit_together(repo: Repository) -> None:
     bad = DefectRecord(class_name=None, score=0.5, xyxy=(0, 0, 1, 1))  # type: ignore[arg-type]  # NOT NULL
-    with pytest.raises(IntegrityError):
-        repo.record_frame(frame(1), [defect(1), bad, defect(3)])
+    with pytest.raises(IntegrityError), repo.transaction() as s:
+        record_frame(s, frame(1), [defect(1), bad, defect(3)])
     assert (count(repo, Frame), count(repo, Defect)) == (0, 0)
-    assert repo.max_seq("strip-sim:test") is None
+    with repo.transaction() as s:
+        assert max_seq(s, "strip-sim:test") is None
     # The key is still free: the same frame with good defects is stored, once, with all of them.
-    assert repo.record_frame(frame(1), [defect(1), defect(2), defect(3)]) is True
+    with repo.transaction() as s:
+        assert record_frame(s, frame(1), [defect(1), defect(2), defect(3)]) is True
     assert (count(repo, Frame), count(repo, Defect)) == (1, 3)
 
 
 def test_repeated_frame_key_is_stored_once(repo: Repository) -> None:
-    assert repo.record_frame(frame(7), [defect(1), defect(2)]) is True
-    assert repo.record_frame(frame(7), [defect(1), defect(2)]) is False
-    assert repo.record_frame(frame(7, status="failed", error="replayed differently"), []) is False
-    assert repo.record_frame(frame(7, source="folder:/other"), [defect(1)]) is True  # another source
-    assert repo.record_frame(frame(8), []) is True  # zero defects: defect-free steel
+    with repo.transaction() as s:
+        assert record_frame(s, frame(7), [defect(1), defect(2)]) is True
+    with repo.transaction() as s:
+        assert record_frame(s, frame(7), [defect(1), defect(2)]) is False
+    with repo.transaction() as s:
+        assert record_frame(s, frame(7, status="failed", error="replayed differently"), []) is False
+    with repo.transaction() as s:
+        assert record_frame(s, frame(7, source="folder:/other"), [defect(1)]) is True  # another source
+    with repo.transaction() as s:
+        assert record_frame(s, frame(8), []) is True  # zero defects: defect-free steel
     assert (count(repo, Frame), count(repo, Defect)) == (3, 3)
-    assert repo.processed_seqs("strip-sim:test") == {7, 8}
-    assert repo.processed_seqs("strip-sim:test", min_seq=8) == {8}
-    assert repo.max_seq("strip-sim:test") == 8
-    assert repo.has_frame("folder:/other", 7) and not repo.has_frame("folder:/other", 8)
+    with repo.transaction() as s:
+        assert processed_seqs(s, "strip-sim:test") == {7, 8}
+        assert processed_seqs(s, "strip-sim:test", min_seq=8) == {8}
+        assert max_seq(s, "strip-sim:test") == 8
+        assert has_frame(s, "folder:/other", 7) and not has_frame(s, "folder:/other", 8)
 
 
 def test_stored_values_round_trip(repo: Repository) -> None:
     paris = timezone(timedelta(hours=1))
     captured = datetime(2026, 3, 1, 7, 0, 0, 5, tzinfo=paris)  # stored and read back as 06:00:00.000005 UTC
-    assert repo.record_frame(frame(1, captured_at=captured, latency_ms=12.5), [defect(4)])
-    assert repo.record_frame(frame(2, status="failed", error="truncated JPEG", coil=None, line=None), [])
+    with repo.transaction() as s:
+        assert record_frame(s, frame(1, captured_at=captured, latency_ms=12.5), [defect(4)])
+    with repo.transaction() as s:
+        assert record_frame(s, frame(2, status="failed", error="truncated JPEG", coil=None, line=None), [])
     with repo.transaction() as s:
         ok, failed = s.scalars(select(Frame).order_by(Frame.seq)).all()
         d = s.scalars(select(Defect)).one()
@@ -195,7 +162,8 @@ def test_stored_values_round_trip(repo: Repository) -> None:
     # An unregistered version gets a placeholder row that registering the bundle fills in later.
     assert (model.version, model.manifest) == ("v1", {})
     assert ok.model_version_id == d.model_version_id == model.id
-    assert repo.register_model_version(manifest("v1"), "models/v1") == model.id
+    with repo.transaction() as s:
+        assert register_model_version(s, manifest("v1"), "models/v1") == model.id
     assert (d.frame_id, d.line_id, d.coil_id) == (ok.id, line.id, coil.id)
     assert (d.class_name, d.score) == ("scratches", 0.9)
     assert (d.x1, d.y1, d.x2, d.y2, d.sx1, d.sy1, d.sx2, d.sy2) == (40, 20, 90, 80, 40, 620, 90, 680)
@@ -225,137 +193,44 @@ def test_records_take_numpy_scalars_and_check_values() -> None:
         FrameRecord(source="s", seq=1, coil="C1")
 
 
-def test_coils_and_lines_are_reused(repo: Repository) -> None:
-    line_id = repo.get_or_create_line("L1", description="hot strip mill, top surface", mm_per_line=0.5)
-    assert repo.get_or_create_line("L1", description="ignored") == line_id
-    coil_id = repo.get_or_create_coil(line="L1", code="C-001", started_at=T0)
-    assert repo.get_or_create_coil(line="L1", code="C-001") == coil_id
-    assert repo.get_or_create_coil(line="L2", code="C-001") != coil_id  # same code on another line
-    repo.close_coil(line="L1", code="C-001", ended_at=T0 + timedelta(minutes=9), length_m=2700.0)
-    with repo.transaction() as s:
-        line = s.get(Line, line_id)
-        coil = s.get(Coil, coil_id)
-    assert (line.description, line.mm_per_line) == ("hot strip mill, top surface", 0.5)
-    assert (coil.started_at, coil.ended_at, coil.length_m) == (T0, T0 + timedelta(minutes=9), 2700.0)
-
-
-def test_activate_model_keeps_exactly_one_active(repo: Repository) -> None:
-    ids = {v: repo.register_model_version(manifest(v), f"models/{v}") for v in ("v1", "v2", "v3")}
-    assert repo.register_model_version(manifest("v2"), "models/v2") == ids["v2"]  # idempotent
-    with pytest.raises(ValueError, match="different manifest"):
-        repo.register_model_version(manifest("v2", map50=0.9), "models/v2")
-    assert repo.active_model() is None
-    for version in ("v1", "v3", "v2", "v2", "v1"):
-        active = repo.activate_model(version, promoted_by="retrain#4", note="rollback test")
-        assert active.version == version
-        with repo.transaction() as s:
-            assert s.scalars(select(ModelVersion.version).where(ModelVersion.is_active)).all() == [version]
-    current = repo.active_model()
-    assert (current.version, current.family, current.metrics) == ("v1", "yolo", {"map50": 0.5})
-    assert current.class_names == manifest("v1")["class_names"]
-    assert (current.promoted_by, current.path, current.activated_at.tzinfo) == ("retrain#4", "models/v1", UTC)
-    with pytest.raises(LookupError):
-        repo.activate_model("v9")
-    # The database itself refuses a second active row, whatever code tries it.
-    with pytest.raises(IntegrityError), repo.transaction() as s:
-        s.execute(update(ModelVersion).where(ModelVersion.version == "v3").values(is_active=True))
-
-
-def test_reviews_round_trip(repo: Repository) -> None:
-    repo.record_frame(frame(1), [defect(1), defect(2, class_name="inclusion"), defect(3)])
-    with repo.transaction() as s:
-        d1, d2, d3 = s.scalars(select(Defect.id).order_by(Defect.id)).all()
-    at = T0 + timedelta(hours=2)
-    r1 = repo.add_review(d1, reviewer="ana", verdict="confirmed", reviewed_at=at)
-    r2 = repo.add_review(d2, reviewer="ben", verdict="relabelled", new_class="pitted_surface", note="pits")
-    r3 = repo.add_review(d3, reviewer="ana", verdict="rejected", note="water stain")
-    assert r1.id < r2.id < r3.id
-    with repo.transaction() as s:
-        columns = (
-            Review.defect_id,
-            Review.reviewer,
-            Review.verdict,
-            Review.old_class,
-            Review.new_class,
-            Review.note,
-        )
-        rows = s.execute(select(*columns).order_by(Review.id)).all()
-        assert s.get(Review, r1.id).reviewed_at == at
-        assert s.get(Defect, d2).class_name == "inclusion"  # the model's output stays as it was
-    assert [tuple(r) for r in rows] == [
-        (d1, "ana", "confirmed", "scratches", None, None),
-        (d2, "ben", "relabelled", "inclusion", "pitted_surface", "pits"),
-        (d3, "ana", "rejected", "scratches", None, "water stain"),
-    ]
-    with pytest.raises(ValueError, match="new class"):
-        repo.add_review(d1, reviewer="ana", verdict="relabelled")
-    with pytest.raises(ValueError, match="takes no new class"):
-        repo.add_review(d1, reviewer="ana", verdict="rejected", new_class="patches")
-    with pytest.raises(ValueError, match="verdict"):
-        repo.add_review(d1, reviewer="ana", verdict="maybe")
-    with pytest.raises(LookupError):
-        repo.add_review(10_000, reviewer="ana", verdict="confirmed")
-    with pytest.raises(IntegrityError), repo.transaction() as s:  # the CHECK constraint, below the code
-        s.add(Review(defect_id=d1, reviewer="x", verdict="relabelled", old_class="scratches", new_class=None))
-    assert count(repo, Review) == 3
-
-
-def test_retrain_runs_never_count_a_review_twice(repo: Repository) -> None:
-    repo.record_frame(frame(1), [defect(i) for i in range(4)])
-    with repo.transaction() as s:
-        defect_ids = s.scalars(select(Defect.id).order_by(Defect.id)).all()
-    reviews = [repo.add_review(d, reviewer="ana", verdict="confirmed").id for d in defect_ids]
-    assert repo.review_high_water() == 0
-    crashed = repo.start_retrain_run(champion_version="v1")
-    repo.finish_retrain_run(crashed.id, status="failed", decision_reason="killed", last_review_id=reviews[3])
-    assert repo.review_high_water() == 0  # a failed run consumed nothing
-    run = repo.start_retrain_run(champion_version="v1")
-    summary = {"added": {"scratches": 2}}
-    repo.finish_retrain_run(
-        run.id,
-        status="promoted",
-        decision_reason="better",
-        challenger_version="v2",
-        summary=summary,
-        last_review_id=reviews[1],
-    )
-    with pytest.raises(ValueError, match="already finished"):
-        repo.finish_retrain_run(run.id, status="rejected", decision_reason="twice")
-    assert repo.review_high_water() == reviews[1]
-    later = repo.start_retrain_run(champion_version="v2")
-    repo.finish_retrain_run(later.id, status="rejected", decision_reason="lost", last_review_id=reviews[3])
-    with repo.transaction() as s:
-        used = s.execute(select(Review.id, Review.used_in_retrain_run_id).order_by(Review.id)).all()
-    assert [tuple(u) for u in used] == list(zip(reviews, [run.id, run.id, later.id, later.id], strict=True))
-
-
 def test_alarms_are_idempotent_and_linked(repo: Repository) -> None:
-    repo.record_frame(frame(1), [defect(1), defect(2)])
+    with repo.transaction() as s:
+        record_frame(s, frame(1), [defect(1), defect(2)])
     payload = {"ok": False, "defects": 2}
     alarm = AlarmRecord(
         source="strip-sim:test", seq=1, sink="plc", kind="reject", sent_at=T0, payload=payload, track_id=2
     )
-    assert repo.record_alarm(alarm) is True
-    assert repo.record_alarm(alarm) is False  # the same event, replayed
+    with repo.transaction() as s:
+        assert record_alarm(s, alarm) is True
+    with repo.transaction() as s:
+        assert record_alarm(s, alarm) is False  # the same event, replayed
     other_sink = AlarmRecord(source="strip-sim:test", seq=1, sink="log", kind="reject", sent_at=T0)
-    assert repo.record_alarm(other_sink) is True
+    with repo.transaction() as s:
+        assert record_alarm(s, other_sink) is True
     with repo.transaction() as s:
         plc = s.scalars(select(Alarm).where(Alarm.sink == "plc")).one()
         linked = s.get(Defect, plc.defect_id)
     assert (plc.payload, plc.status, plc.sent_at, linked.track_id) == (payload, "sent", T0, "2")
-    with pytest.raises(LookupError, match="not stored"):
-        repo.record_alarm(AlarmRecord(source="strip-sim:test", seq=99, sink="plc", kind="reject"))
+    with pytest.raises(LookupError, match="not stored"), repo.transaction() as s:
+        record_alarm(s, AlarmRecord(source="strip-sim:test", seq=99, sink="plc", kind="reject"))
 
 
 def test_tracks_seen_again_move_last_frame_seq_forward(repo: Repository) -> None:
     seen_once = dict(track_id="t1", first_frame_seq=1, last_frame_seq=1)
-    repo.record_frame(frame(1), [defect(1, **seen_once)])
-    repo.record_frame(frame(1, source="camera:2"), [defect(1, **seen_once)])  # same track id, other source
-    assert repo.record_frame(frame(2), [], seen_again=["t1"]) is True
-    assert repo.record_frame(frame(3), [], seen_again=["t1", "unknown"]) is True
-    assert repo.record_frame(frame(0), [], seen_again=["t1"]) is True  # older frame stored late: no effect
-    assert repo.record_frame(frame(5), [], seen_again=["t1"]) is True
-    assert repo.record_frame(frame(5), [], seen_again=["t1"]) is False  # a replay changes nothing
+    with repo.transaction() as s:
+        record_frame(s, frame(1), [defect(1, **seen_once)])
+    with repo.transaction() as s:
+        record_frame(s, frame(1, source="camera:2"), [defect(1, **seen_once)])  # same track id, other source
+    with repo.transaction() as s:
+        assert record_frame(s, frame(2), [], seen_again=["t1"]) is True
+    with repo.transaction() as s:
+        assert record_frame(s, frame(3), [], seen_again=["t1", "unknown"]) is True
+    with repo.transaction() as s:
+        assert record_frame(s, frame(0), [], seen_again=["t1"]) is True  # older frame stored late: no effect
+    with repo.transaction() as s:
+        assert record_frame(s, frame(5), [], seen_again=["t1"]) is True
+    with repo.transaction() as s:
+        assert record_frame(s, frame(5), [], seen_again=["t1"]) is False  # a replay changes nothing
     with repo.transaction() as s:
         rows = s.execute(
             select(Frame.source, Defect.first_frame_seq, Defect.last_frame_seq).join(Defect.frame)
@@ -373,8 +248,10 @@ def test_gaps_are_stored_once(repo: Repository) -> None:
         first_missing_line=4096,
         missing_lines=-3,
     )
-    assert repo.record_gap(gap) is True
-    assert repo.record_gap(gap) is False
+    with repo.transaction() as s:
+        assert record_gap(s, gap) is True
+    with repo.transaction() as s:
+        assert record_gap(s, gap) is False
     with repo.transaction() as s:
         row = s.scalars(select(Gap)).one()
         line_id = s.scalar(select(Line.id).where(Line.name == "L1"))
@@ -388,24 +265,30 @@ def test_gaps_are_stored_once(repo: Repository) -> None:
 
 
 def test_deleting_a_frame_cascades(repo: Repository) -> None:
-    repo.record_frame(frame(1), [defect(1), defect(2)])
-    repo.record_frame(frame(2), [defect(3)])
-    repo.record_alarm(AlarmRecord(source="strip-sim:test", seq=1, sink="log", kind="reject", track_id=1))
+    with repo.transaction() as s:
+        record_frame(s, frame(1), [defect(1), defect(2)])
+    with repo.transaction() as s:
+        record_frame(s, frame(2), [defect(3)])
+    with repo.transaction() as s:
+        record_alarm(s, AlarmRecord(source="strip-sim:test", seq=1, sink="log", kind="reject", track_id=1))
     with repo.transaction() as s:
         first = s.scalar(select(Defect.id).order_by(Defect.id))
-    repo.add_review(first, reviewer="ana", verdict="confirmed")
+    with repo.transaction() as s:
+        add_review(s, first, reviewer="ana", verdict="confirmed")
     with repo.transaction() as s:
         s.execute(text("DELETE FROM frames WHERE seq = 1"))
     assert [count(repo, t) for t in (Frame, Defect, Review, Alarm)] == [1, 1, 0, 0]
 
 
 def test_an_open_reader_does_not_block_the_writer(repo: Repository) -> None:
-    repo.record_frame(frame(1), [defect(1)])
+    with repo.transaction() as s:
+        record_frame(s, frame(1), [defect(1)])
     reader = make_engine(repo.engine.url)
     try:
         with reader.connect() as conn, conn.begin():  # e.g. the dashboard in the middle of a page
             assert conn.scalar(select(func.count()).select_from(Frame)) == 1
-            assert repo.record_frame(frame(2), [defect(2)]) is True  # WAL on SQLite, MVCC on PostgreSQL
+            with repo.transaction() as s:
+                assert record_frame(s, frame(2), [defect(2)]) is True  # WAL on SQLite, MVCC on PostgreSQL
         assert count(repo, Frame) == 2
     finally:
         reader.dispose()
@@ -414,11 +297,14 @@ def test_an_open_reader_does_not_block_the_writer(repo: Repository) -> None:
 WRITER_CHILD = """
 import sys
 from datetime import UTC, datetime
-from inspection.storage.repository import DefectRecord, FrameRecord, Repository
+from inspection.storage.frames import record_frame
+from inspection.storage.records import DefectRecord, FrameRecord
+from inspection.storage.repository import Repository
 repo = Repository(sys.argv[1])
 for seq in range(100_000):
     defects = [DefectRecord(class_name="patches", score=0.5, xyxy=(i, 0, i + 9, 9)) for i in range(5)]
-    repo.record_frame(FrameRecord(source="kill-test", seq=seq, line="L1", coil="C1"), defects)
+    with repo.transaction() as s:
+        record_frame(s, FrameRecord(source="kill-test", seq=seq, line="L1", coil="C1"), defects)
     print(seq, flush=True)
 """
 
@@ -436,7 +322,9 @@ def test_kill_9_mid_write_leaves_whole_frames_only(db_url: str) -> None:
             ).all()
         assert seqs == list(range(len(seqs))) and len(seqs) >= acknowledged + 1
         assert {tuple(row) for row in per_frame} == {(5, 5)}
-        assert repo.record_frame(FrameRecord(source="kill-test", seq=seqs[-1], line="L1")) is False
-        assert repo.record_frame(FrameRecord(source="kill-test", seq=seqs[-1] + 1, line="L1")) is True
+        with repo.transaction() as s:
+            assert record_frame(s, FrameRecord(source="kill-test", seq=seqs[-1], line="L1")) is False
+        with repo.transaction() as s:
+            assert record_frame(s, FrameRecord(source="kill-test", seq=seqs[-1] + 1, line="L1")) is True
     finally:
         repo.dispose()
