@@ -15,6 +15,11 @@ Three measurements on one simulated strip (NEU-DET validation images played as a
 3. **daemon, paced** at ``--load`` (default 0.5) of the raw throughput: frame latency (capture to stored)
    p50/p99 on a line that the daemon can keep up with. Latency under saturation is queueing, not service.
 
+Several daemon set-ups in one run, interleaved round by round on the same tiles: ``--backends
+torch,onnxruntime,onnxruntime-int8`` times ``--evidence-workers 0,2`` (0: the sink encodes and writes the
+evidence files itself, as before the evidence stage; 2: two lower-priority writer threads beside it).
+``--no-anomaly`` turns the anomaly stage off, so the daemon is compared with the one model it runs.
+
 CPU use is process CPU seconds per wall second (``resource.getrusage``: 1.0 = one core busy), memory the
 process's peak resident set (and peak CUDA memory on a GPU). Prints a Markdown table for the README.
 """

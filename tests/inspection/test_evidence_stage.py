@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import pytest
 from datasets.detections import Detections
 from datasets.settings import data_root
 from inspection.daemon import Daemon, RunSummary
-from inspection.messages import FailedFrame, Frame, FrameResult, TrackedDefect
+from inspection.messages import FailedFrame, Frame, FrameResult, Message, TrackedDefect
 from inspection.queues import END, BoundedQueue, Empty, EndOfStream, QueueItem
 from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
 from inspection.stages.evidence_stage import EvidenceStage
@@ -50,7 +50,7 @@ class StalledImwrite:
         self._held: str | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, path: str, image: np.ndarray, *params: object) -> bool:
+    def __call__(self, path: str, image: np.ndarray, params: Sequence[int] = ()) -> bool:
         self.nice_of_writers.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         with self._lock:
             hold = self._held is None and f"{os.sep}frames{os.sep}" in path
@@ -61,7 +61,7 @@ class StalledImwrite:
             self.release.wait(GUARD_S)
         elif self.stalled.is_set() and not self.release.is_set():
             self.written_meanwhile.set()
-        return REAL_IMWRITE(path, image, *params)
+        return REAL_IMWRITE(path, image, params)
 
 
 @pytest.fixture
@@ -130,6 +130,13 @@ def evidence_stage(tmp_path: Path, *, workers: int, nice: int) -> tuple[Evidence
     return stage, outbox
 
 
+def seq_of(msg: QueueItem) -> tuple[str, int]:
+    if isinstance(msg, FrameResult):
+        return "result", msg.frame.seq
+    assert isinstance(msg, FailedFrame)
+    return "failed", msg.seq
+
+
 def drained(outbox: BoundedQueue) -> list[QueueItem]:
     items: list[QueueItem] = []
     while True:
@@ -147,7 +154,7 @@ def test_frames_in_flight_at_end_of_stream_leave_in_order_with_their_files_befor
     stage, outbox = evidence_stage(tmp_path, workers=2, nice=0)
     stage.start()
     failed = FailedFrame("cam-1", 3, datetime.now(UTC), "decode: truncated file")
-    sent = [scored(1), scored(2), failed, scored(4), scored(5)]
+    sent: list[Message] = [scored(1), scored(2), failed, scored(4), scored(5)]
     for msg in sent:
         stage.inbox.put(msg)
     stage.inbox.put(END)
@@ -156,9 +163,7 @@ def test_frames_in_flight_at_end_of_stream_leave_in_order_with_their_files_befor
     out = drained(outbox)
     stage.join(GUARD_S)
     assert out[-1] is END and not stage.is_alive()
-    assert [(type(m).__name__, getattr(m, "seq", None) or m.frame.seq) for m in out[:-1]] == [
-        (type(m).__name__, getattr(m, "seq", None) or m.frame.seq) for m in sent
-    ]
+    assert [seq_of(m) for m in out[:-1]] == [seq_of(m) for m in sent]
     assert out[2] is failed
     for msg in (m for m in out if isinstance(m, FrameResult)):
         evidence = msg.evidence
