@@ -104,6 +104,7 @@ class Variant:
     backend: str  # auto | torch | onnxruntime
     int8: bool = False
     evidence_workers: int | None = None  # None: the config's; 0: the sink writes evidence itself
+    evidence_nice: int | None = None  # None: the config's (how much lower the writers' OS priority is)
 
     @property
     def runtime(self) -> str:
@@ -114,7 +115,12 @@ class Variant:
         if self.evidence_workers is None:
             return self.runtime
         where = "in the sink" if self.evidence_workers == 0 else f"{self.evidence_workers} writer threads"
-        return f"{self.runtime}, evidence {where}"
+        nice = (
+            ""
+            if self.evidence_nice is None or self.evidence_workers == 0
+            else f" at nice +{self.evidence_nice}"
+        )
+        return f"{self.runtime}, evidence {where}{nice}"
 
 
 def parse_variants(args: argparse.Namespace) -> list[Variant]:
@@ -122,10 +128,15 @@ def parse_variants(args: argparse.Namespace) -> list[Variant]:
     runtimes = [(args.backend, args.int8)]
     if args.backends:
         runtimes = [(name.removesuffix("-int8"), name.endswith("-int8")) for name in args.backends.split(",")]
-    workers: list[int | None] = [None]
-    if args.evidence_workers:
-        workers = [int(w) for w in args.evidence_workers.split(",")]
-    return [Variant(b, i8, w) for b, i8 in runtimes for w in workers]
+    writers: list[tuple[int | None, int | None]] = [(None, None)]
+    if args.evidence_workers:  # "2" or "2:0" (two writers at the model's priority)
+        writers = [_writers(spec) for spec in args.evidence_workers.split(",")]
+    return [Variant(b, i8, w, nice) for b, i8 in runtimes for w, nice in writers]
+
+
+def _writers(spec: str) -> tuple[int | None, int | None]:
+    workers, _, nice = spec.partition(":")
+    return int(workers), int(nice) if nice else None
 
 
 def make_config(
@@ -149,6 +160,8 @@ def make_config(
     data["output"]["dir"] = str(work / name / "out")
     if variant.evidence_workers is not None:
         data["output"]["evidence_workers"] = variant.evidence_workers
+    if variant.evidence_nice is not None:
+        data["output"]["evidence_nice"] = variant.evidence_nice
     if args.no_evidence:
         data["output"].update(save_crops=False, save_frames="none", save_raw=False)
     if getattr(args, "no_anomaly", False):
@@ -230,7 +243,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--backends", default=None, help="several in one run, e.g. torch,onnxruntime,onnxruntime-int8"
     )
     parser.add_argument(
-        "--evidence-workers", default=None, help="e.g. 0,2: each value a daemon set-up (0: the sink writes)"
+        "--evidence-workers",
+        default=None,
+        help="e.g. 0,2,2:0: each a daemon set-up (0: the sink writes; 2:0 two writers at nice +0)",
     )
     parser.add_argument("--no-anomaly", action="store_true", help="anomaly stage off (the detector only)")
     parser.add_argument(
