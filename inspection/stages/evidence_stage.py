@@ -123,5 +123,6 @@ class EvidenceStage(Stage[FrameResult]):
                         self.outbox.put(END)
                     return
                 self._submit(pool, msg)
-        finally:
-            pool.shutdown(wait=True)
+        finally:  # on abort, writes not yet started are dropped (their frames are read again on restart)
+            aborted = self.abort.is_set()
+            pool.shutdown(wait=not aborted, cancel_futures=aborted)
