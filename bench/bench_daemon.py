@@ -15,6 +15,11 @@ Three measurements on one simulated strip (NEU-DET validation images played as a
 3. **daemon, paced** at ``--load`` (default 0.5) of the raw throughput: frame latency (capture to stored)
    p50/p99 on a line that the daemon can keep up with. Latency under saturation is queueing, not service.
 
+Several daemon set-ups in one run, interleaved round by round on the same tiles: ``--backends
+torch,onnxruntime,onnxruntime-int8`` times ``--evidence-workers 0,2`` (0: the sink encodes and writes the
+evidence files itself, as before the evidence stage; 2: two lower-priority writer threads beside it).
+``--no-anomaly`` turns the anomaly stage off, so the daemon is compared with the one model it runs.
+
 CPU use is process CPU seconds per wall second (``resource.getrusage``: 1.0 = one core busy), memory the
 process's peak resident set (and peak CUDA memory on a GPU). Prints a Markdown table for the README.
 """
@@ -23,12 +28,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +97,60 @@ def strip_uri(args: argparse.Namespace, line_rate: float = 0.0) -> str:
     return "strip-sim:" + ",".join(f"{k}={v}" for k, v in spec.items())
 
 
-def make_config(args: argparse.Namespace, work: Path, *, source: str, name: str) -> InspectionConfig:
+@dataclass(frozen=True)
+class Variant:
+    """One daemon set-up measured in a run: the model's runtime and who writes the evidence files."""
+
+    backend: str  # auto | torch | onnxruntime
+    int8: bool = False
+    evidence_workers: int | None = None  # None: the config's; 0: the sink writes evidence itself
+    evidence_nice: int | None = None  # None: the config's (how much lower the writers' OS priority is)
+
+    @property
+    def runtime(self) -> str:
+        return f"{self.backend} int8" if self.int8 else self.backend
+
+    @property
+    def label(self) -> str:
+        if self.evidence_workers is None:
+            return self.runtime
+        where = "in the sink" if self.evidence_workers == 0 else f"{self.evidence_workers} writer threads"
+        nice = (
+            ""
+            if self.evidence_nice is None or self.evidence_workers == 0
+            else f" at nice +{self.evidence_nice}"
+        )
+        return f"{self.runtime}, evidence {where}{nice}"
+
+
+def parse_variants(args: argparse.Namespace) -> list[Variant]:
+    """``--backends torch,onnxruntime,onnxruntime-int8`` x ``--evidence-workers 0,2`` (or ``--backend``)."""
+    runtimes = [(args.backend, args.int8)]
+    if args.backends:
+        runtimes = [(name.removesuffix("-int8"), name.endswith("-int8")) for name in args.backends.split(",")]
+    writers: list[tuple[int | None, int | None]] = [(None, None)]
+    if args.evidence_workers:  # "2" or "2:0" (two writers at the model's priority)
+        writers = [_writers(spec) for spec in args.evidence_workers.split(",")]
+    return [Variant(b, i8, w, nice) for b, i8 in runtimes for w, nice in writers]
+
+
+def _writers(spec: str) -> tuple[int | None, int | None]:
+    workers, _, nice = spec.partition(":")
+    return int(workers), int(nice) if nice else None
+
+
+def make_config(
+    args: argparse.Namespace, work: Path, *, source: str, name: str, variant: Variant | None = None
+) -> InspectionConfig:
     """The shipped daemon config with this run's model, device, source, database and output folder."""
+    variant = variant or Variant(args.backend, args.int8)
     data: dict[str, Any] = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     data.update(source=source, db=f"sqlite:///{work / name / 'inspection.db'}", alarms=None)
     data["detector"].update(
         model=str(args.model),
         device=args.device,
-        backend=args.backend,
-        int8=args.int8,
+        backend=variant.backend,
+        int8=variant.int8,
         watch_db_promotions_s=None,
     )
     if args.threads:
@@ -107,8 +158,14 @@ def make_config(args: argparse.Namespace, work: Path, *, source: str, name: str)
     if args.batch_tiles:
         data["detector"]["batch_tiles"] = args.batch_tiles
     data["output"]["dir"] = str(work / name / "out")
+    if variant.evidence_workers is not None:
+        data["output"]["evidence_workers"] = variant.evidence_workers
+    if variant.evidence_nice is not None:
+        data["output"]["evidence_nice"] = variant.evidence_nice
     if args.no_evidence:
         data["output"].update(save_crops=False, save_frames="none", save_raw=False)
+    if getattr(args, "no_anomaly", False):
+        data["anomaly"]["enabled"] = False
     return InspectionConfig.model_validate(data)
 
 
@@ -173,7 +230,7 @@ def run_daemon(cfg: InspectionConfig) -> tuple[Usage, dict[str, Any]]:
     return meter.usage, summary.to_dict()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_model = next(
         (p for p in MODEL_CANDIDATES if (p / "manifest.json").is_file()), MODEL_CANDIDATES[0]
@@ -182,6 +239,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"])
     parser.add_argument("--int8", action="store_true", help="onnxruntime's int8 export (make it first)")
+    parser.add_argument(
+        "--backends", default=None, help="several in one run, e.g. torch,onnxruntime,onnxruntime-int8"
+    )
+    parser.add_argument(
+        "--evidence-workers",
+        default=None,
+        help="e.g. 0,2,2:0: each a daemon set-up (0: the sink writes; 2:0 two writers at nice +0)",
+    )
+    parser.add_argument("--no-anomaly", action="store_true", help="anomaly stage off (the detector only)")
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for the model (default: torch's)"
     )
@@ -199,67 +265,113 @@ def main(argv: list[str] | None = None) -> int:
         "--no-evidence", action="store_true", help="store rows only: no crops, frame images or raw frames"
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of raw and saturated (best counts)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
+    return parser.parse_args(argv)
 
+
+@dataclass
+class Measured:
+    """The best raw and saturated runs of one set-up, and its paced run."""
+
+    raw: Usage | None = None
+    sat: Usage | None = None
+    sat_summary: dict[str, Any] = field(default_factory=dict)
+    paced: Usage | None = None
+    paced_summary: dict[str, Any] = field(default_factory=dict)
+
+
+def measure(
+    args: argparse.Namespace,
+    work: Path,
+    variants: list[Variant],
+    batches: list[np.ndarray],
+    source: str,
+    lines: int,
+) -> tuple[dict[Variant, Measured], str]:
+    """Rounds of (raw model, daemon) per set-up, interleaved so a neighbour's busy minute slows all alike;
+    a fresh database for every daemon run (or its frames would be skipped as stored)."""
+    n_tiles = sum(len(b) for b in batches)
+    results = {v: Measured() for v in variants}
+    runs_on = ""
+    for i in range(args.repeat):
+        raw_of: dict[str, Usage] = {}  # one raw run per runtime per round
+        for j, v in enumerate(variants):
+            m = results[v]
+            if v.runtime not in raw_of:
+                cfg = make_config(args, work, source=source, name="raw", variant=v)
+                raw_of[v.runtime], version, device = raw_model(cfg, batches, 1)
+                runs_on += f"{v.runtime}: {version} on {device}; " if i == 0 else ""
+            raw = raw_of[v.runtime]
+            m.raw = raw if m.raw is None or raw.wall_s < m.raw.wall_s else m.raw
+            cfg = make_config(args, work, source=source, name=f"saturated-{i}-{j}", variant=v)
+            usage, summary = run_daemon(cfg)
+            if m.sat is None or usage.wall_s < m.sat.wall_s:
+                m.sat, m.sat_summary = usage, summary
+    for j, v in enumerate(variants):
+        m = results[v]
+        if args.load > 0 and m.raw is not None:
+            line_rate = args.load * (n_tiles / m.raw.wall_s) * lines / n_tiles
+            cfg = make_config(args, work, source=strip_uri(args, line_rate), name=f"paced-{j}", variant=v)
+            m.paced, m.paced_summary = run_daemon(cfg)
+    return results, runs_on
+
+
+def print_table(
+    args: argparse.Namespace, results: dict[Variant, Measured], n_tiles: int, n_frames: int
+) -> None:
+    print(
+        "| daemon set-up | raw tiles/s | daemon tiles/s | ratio | raw CPU ms/tile | daemon CPU ms/tile | "
+        f"CPU ratio | "
+        f"paced at {args.load:.0%}: p50 / p99 ms | p99 / p50 | frames stored |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v, m in results.items():
+        assert m.raw is not None and m.sat is not None
+        raw_tps, sat_tps = n_tiles / m.raw.wall_s, n_tiles / m.sat.wall_s
+        paced = spread = ""
+        if m.paced is not None:
+            p50, p99 = m.paced_summary["latency_ms_p50"], m.paced_summary["latency_ms_p99"]
+            paced, spread = f"{p50:.0f} / {p99:.0f}", f"{p99 / p50:.2f}" if p50 else ""
+        print(
+            f"| {v.label} | {raw_tps:.1f} | {sat_tps:.1f} | **{sat_tps / raw_tps:.2f}** | "
+            f"{m.raw.cpu_s * 1000 / n_tiles:.2f} | {m.sat.cpu_s * 1000 / n_tiles:.2f} | "
+            f"{m.raw.cpu_s / m.sat.cpu_s:.2f} | {paced} | {spread} | "
+            f"{m.sat_summary['frames']}/{n_frames} |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    variants = parse_variants(args)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         work = Path(tmp)
-        cfg = make_config(args, work, source=strip_uri(args), name="saturated")
+        cfg = make_config(args, work, source=strip_uri(args), name="tiles", variant=variants[0])
         batches, n_frames, lines = strip_tiles(cfg)
         n_tiles = sum(len(b) for b in batches)
-        raw = sat = None
-        sat_summary: dict[str, Any] = {}
-        # Raw and daemon runs alternate, so a neighbour's busy minute slows both alike.
-        for i in range(args.repeat):  # a fresh database each time, or the frames would be skipped
-            raw_i, version, device = raw_model(cfg, batches, 1)
-            raw = raw_i if raw is None or raw_i.wall_s < raw.wall_s else raw
-            usage, summary = run_daemon(make_config(args, work, source=cfg.source, name=f"saturated-{i}"))
-            assert summary["frames"] == n_frames, summary
-            if sat is None or usage.wall_s < sat.wall_s:
-                sat, sat_summary = usage, summary
-        assert raw is not None
-        assert sat is not None
-        raw_tps, sat_tps = n_tiles / raw.wall_s, n_tiles / sat.wall_s
-        paced = paced_summary = None
-        if args.load > 0:
-            line_rate = args.load * raw_tps * lines / n_tiles
-            paced_cfg = make_config(args, work, source=strip_uri(args, line_rate), name="paced")
-            paced, paced_summary = run_daemon(paced_cfg)
-        rss = peak_rss_mb()
-        cuda_mb = _cuda_peak_mb()
-
-    tile_px = cfg.tiling.tile_hw[0] * cfg.tiling.tile_hw[1]
+        results, runs_on = measure(args, work, variants, batches, cfg.source, lines)
+        rss, cuda_mb = peak_rss_mb(), _cuda_peak_mb()
     print(
-        f"model {version} on {device}; strip {args.across}x{args.along} images, {n_frames} frames of "
-        f"{args.frame_lines} lines (overlap {args.overlap_lines}), {n_tiles} tiles of {cfg.tiling.tile_hw}, "
-        f"batches of {cfg.detector.batch_tiles}\n"
+        f"{runs_on}\nstrip {args.across}x{args.along} images, {n_frames} frames of {args.frame_lines} lines "
+        f"(overlap {args.overlap_lines}), {n_tiles} tiles of {cfg.tiling.tile_hw}, batches of "
+        f"{cfg.detector.batch_tiles}, anomaly stage {'off' if args.no_anomaly else 'as configured'}, "
+        f"evidence {'off' if args.no_evidence else 'written'}; best of {args.repeat}\n"
+        f"load average (1/5/15 min) before {_load(load_before)}, after {_load(os.getloadavg())}\n"
     )
-    print(
-        "| run | wall s | tiles/s | Mpx/s | frames/s | ratio | latency p50 ms | latency p99 ms | CPU cores |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(
-        f"| raw model | {raw.wall_s:.2f} | {raw_tps:.1f} | {raw_tps * tile_px / 1e6:.2f} | | 1.00 | | | "
-        f"{raw.cores:.2f} |"
-    )
-    print(
-        f"| daemon, saturated | {sat.wall_s:.2f} | {sat_tps:.1f} | {sat_tps * tile_px / 1e6:.2f} | "
-        f"{n_frames / sat.wall_s:.2f} | {sat_tps / raw_tps:.2f} | {sat_summary['latency_ms_p50']} | "
-        f"{sat_summary['latency_ms_p99']} | {sat.cores:.2f} |"
-    )
-    if paced is not None and paced_summary is not None:
-        print(
-            f"| daemon, paced at {args.load:.0%} | {paced.wall_s:.2f} | {n_tiles / paced.wall_s:.1f} | "
-            f"{n_tiles / paced.wall_s * tile_px / 1e6:.2f} | {n_frames / paced.wall_s:.2f} | | "
-            f"{paced_summary['latency_ms_p50']} | {paced_summary['latency_ms_p99']} | {paced.cores:.2f} |"
-        )
+    print_table(args, results, n_tiles, n_frames)
     memory = f"peak RSS {rss:.0f} MB" + (
         f", peak CUDA memory {cuda_mb:.0f} MB" if cuda_mb is not None else ""
     )
-    ratio = sat_tps / raw_tps
-    verdict = "meets" if ratio >= RATIO_TARGET else "MISSES"
-    print(f"\n{memory}\nend-to-end / raw = {ratio:.2f}: {verdict} the {RATIO_TARGET} target")
-    return 0
+    print(
+        f"\n{memory}; ratio = daemon tiles/s / raw model tiles/s (target >= {RATIO_TARGET}); CPU ratio = raw "
+        "CPU per tile / daemon CPU per tile, the ratio a CPU-bound machine with no neighbours would reach"
+    )
+    complete = all(m.sat_summary.get("frames") == n_frames for m in results.values())
+    return 0 if complete else 1
+
+
+def _load(avg: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.1f}" for x in avg)
 
 
 def _cuda_peak_mb() -> float | None:

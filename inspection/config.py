@@ -84,6 +84,10 @@ class OutputConfig(Section):
     )  # refresh the annotated latest frame per line at most this often
     # database and spool both full (one full disk): hold this many records in memory, then stop the line
     hold_max_records: int = Field(1000, ge=1, le=1_000_000)
+    # evidence files are encoded by this many threads beside the sink (0: the sink writes them itself)
+    evidence_workers: int = Field(2, ge=0, le=32)
+    # ... at this much lower OS priority than the model (Linux), so a busy CPU serves the detector first
+    evidence_nice: int = Field(10, ge=0, le=19)
 
 
 class FolderConfig(Section):

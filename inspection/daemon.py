@@ -1,7 +1,7 @@
 """The inspection daemon: builds the pipeline from the config, runs it, drains it on shutdown.
 
-    source -> preprocess -> tile -> batch -> detect -> merge -> track -> sink
-      (thread)   (thread)     (thread) (thread)  (thread)  (thread)  (thread) (thread)
+    source -> preprocess -> tile -> batch -> detect -> merge -> anomaly -> track -> evidence -> sink
+      (thread)   (thread)     (thread) (thread)  (thread)  (thread)  (thread)  (thread) (pool)    (thread)
 
 Each arrow is a :class:`~inspection.queues.BoundedQueue`. Constructing a :class:`Daemon` does no I/O;
 :meth:`Daemon.start` does the start-up work (output folder, database migration and spool replay, the

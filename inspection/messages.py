@@ -227,6 +227,19 @@ class TrackedDefect:
 
 
 @dataclass(frozen=True, slots=True)
+class FrameEvidence:
+    """The evidence files written for one frame (by the evidence stage, before the sink stores its row):
+    the annotated frame, each new defect's crop by track id, and why any of them is missing."""
+
+    image_path: str | None
+    crop_paths: tuple[tuple[str, str | None], ...] = ()  # (track id, crop path or None)
+    problem: str | None = None  # "evidence not saved: ..." when a file could not be written
+
+    def crop_of(self, track_id: str) -> str | None:
+        return dict(self.crop_paths).get(track_id)
+
+
+@dataclass(frozen=True, slots=True)
 class FrameResult:
     """What the sinks get for one frame: defects seen for the first time (stored with this frame) and
     tracks seen again (already stored; their ``last_frame_seq`` moves to this frame)."""
@@ -237,6 +250,7 @@ class FrameResult:
     seen_again: tuple[str, ...] = field(default_factory=tuple)  # track ids
     model_version: str = ""
     detect_ms: float = 0.0
+    evidence: FrameEvidence | None = None  # None: not written yet (the sink writes it itself)
 
 
 Message: TypeAlias = SourceEvent | TileBatch | TileDetections | FrameDetections | FrameResult

@@ -17,6 +17,8 @@ from inspection.stages.anomaly import ANOMALY_CLASS, AnomalyStage, resolve_anoma
 from inspection.stages.base import Stage
 from inspection.stages.batch import BatchStage
 from inspection.stages.detect import DetectStage
+from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
+from inspection.stages.evidence_stage import EvidenceStage
 from inspection.stages.merge import MergeStage
 from inspection.stages.preprocess import PreprocessStage
 from inspection.stages.sink import Geometry, SinkStage
@@ -28,7 +30,7 @@ from inspection.storage.writer import ResilientWriter
 if TYPE_CHECKING:
     from inspection.alarm_dispatch import AlarmDispatcher
 
-STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "anomaly", "track", "sink")
+STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "anomaly", "track", "evidence", "sink")
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,10 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
     for queue in q.values():
         queue.on_drop = sink.on_drop
     source_stage = SourceStage(parts.source, q["preprocess"], skip=parts.skip, stop=parts.stop, abort=abort)
+    evidence = _build_evidence_stage(cfg, parts, q, class_names)
     track = TrackStage(
         q["track"],
-        q["sink"],
+        q["evidence"] if evidence is not None else q["sink"],
         abort=abort,
         metrics=metrics,
         class_names=class_names,
@@ -119,6 +122,7 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
         ),
         anomaly,
         track,
+        *([evidence] if evidence is not None else []),
         sink,
     ]
     return Pipeline(
@@ -150,6 +154,27 @@ def _build_anomaly_stage(
     )
     stage.load()  # build_pipeline runs in the daemon's start(), never in a constructor
     return stage
+
+
+def _build_evidence_stage(
+    cfg: InspectionConfig, parts: PipelineParts, q: dict[str, BoundedQueue], class_names: list[str]
+) -> EvidenceStage | None:
+    """Evidence files written off the sink's thread (None: ``output.evidence_workers: 0``)."""
+    out = cfg.output
+    if out.evidence_workers == 0:
+        return None
+    options = EvidenceOptions(
+        parts.output_dir, out.save_crops, out.save_frames, out.save_raw, out.live_every_s
+    )
+    return EvidenceStage(
+        q["evidence"],
+        q["sink"],
+        abort=parts.abort,
+        metrics=parts.metrics,
+        writer=EvidenceWriter(options, class_names, default_line=cfg.line),
+        workers=out.evidence_workers,
+        nice=out.evidence_nice,
+    )
 
 
 def _build_sink(

@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from inspection.messages import Frame
+from inspection.messages import Frame, FrameEvidence, FrameResult, TrackedDefect
+from inspection.storage.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
+
+log = logging.getLogger("steel.sink")
 
 CLASS_COLOURS = [(60, 20, 220), (75, 180, 60), (25, 225, 255), (216, 99, 67), (49, 130, 245), (180, 30, 145)]
 
@@ -59,3 +65,99 @@ def raw_pixels(frame: Frame) -> np.ndarray:
         return frame.image
     size_wh = (round(frame.width * scale[0]), round(frame.height * scale[1]))
     return cv2.resize(frame.image, size_wh, interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass(frozen=True)
+class EvidenceOptions:
+    """Which evidence files the daemon keeps (``output`` in the config) and where."""
+
+    output_dir: Path
+    save_crops: bool
+    save_frames: str  # none | defects | all
+    save_raw: bool
+    live_every_s: float
+
+
+@dataclass(frozen=True)
+class EvidencePlan:
+    """What to write for one frame, decided in frame order (the live view's refresh clock is shared by
+    every frame of a line, so parallel writers must not decide it)."""
+
+    frame_image: Path | None
+    live_image: Path | None
+
+
+class EvidenceWriter:
+    """Writes one frame's evidence files. :meth:`plan` runs in frame order; :meth:`write` may run for
+    several frames at once (OpenCV releases the GIL while it encodes)."""
+
+    def __init__(self, options: EvidenceOptions, class_names: list[str], default_line: str) -> None:
+        self.options = options
+        self.class_names = class_names
+        self.default_line = default_line
+        self._last_live: dict[str, float] = {}
+
+    def plan(self, result: FrameResult) -> EvidencePlan:
+        frame, opts = result.frame, self.options
+        want_frame = opts.save_frames == "all" or (opts.save_frames == "defects" and len(result.detections))
+        line = frame.line_id or self.default_line
+        now = time.monotonic()
+        live = None
+        if now - self._last_live.get(line, -1e9) >= opts.live_every_s:
+            live = live_frame_path(opts.output_dir, line)
+            self._last_live[line] = now
+        target = frame_image_path(opts.output_dir, frame.source, frame.seq) if want_frame else None
+        return EvidencePlan(frame_image=target, live_image=live)
+
+    def write(self, result: FrameResult, plan: EvidencePlan) -> FrameEvidence:
+        """Crops of the new defects, the annotated (and raw) frame, the live view. A file that cannot be
+        written is left out and named in ``problem``; the frame is stored all the same."""
+        problems: list[str] = []
+        crops = tuple((d.track_id, self._crop(result.frame, d, problems)) for d in result.new_defects)
+        image_path = self._frame_images(result, plan, problems)
+        problem = f"evidence not saved: {problems[0]}" if problems else None
+        return FrameEvidence(image_path=image_path, crop_paths=crops, problem=problem)
+
+    def write_now(self, result: FrameResult) -> FrameEvidence:
+        return self.write(result, self.plan(result))
+
+    def _crop(self, frame: Frame, d: TrackedDefect, problems: list[str]) -> str | None:
+        if not self.options.save_crops:
+            return None
+        x1, y1, x2, y2 = d.xyxy
+        pad = 8
+        xa, ya = int(max(0, x1 - pad)), int(max(0, y1 - pad))
+        xb, yb = int(min(frame.width, x2 + pad)), int(min(frame.height, y2 + pad))
+        if xb <= xa or yb <= ya:
+            return None
+        path = crop_path(self.options.output_dir, frame.source, frame.seq, d.track_id)
+        return str(path) if _saved(path, frame.image[ya:yb, xa:xb], problems) else None
+
+    def _frame_images(self, result: FrameResult, plan: EvidencePlan, problems: list[str]) -> str | None:
+        if plan.frame_image is None and plan.live_image is None:
+            return None
+        frame, dets = result.frame, result.detections
+        annotated = draw_boxes(frame.image, dets.xyxy, dets.class_ids, self.class_names)
+        path = None
+        if plan.frame_image is not None:
+            if _saved(plan.frame_image, annotated, problems):
+                path = str(plan.frame_image)
+            if self.options.save_raw:
+                raw = raw_frame_path(self.options.output_dir, frame.source, frame.seq)
+                _saved(raw, raw_pixels(frame), problems)
+        if plan.live_image is not None:
+            try:  # the live view is a convenience: a full disk costs the picture, not the frame
+                write_image_atomic(plan.live_image, annotated)
+            except OSError as exc:
+                log.warning("live frame of %s not written: %s", plan.live_image.stem, exc)
+        return path
+
+
+def _saved(path: Path, image: np.ndarray, problems: list[str]) -> bool:
+    """Write one crop or frame image; on failure note why in ``problems`` and return False."""
+    try:
+        write_image_atomic(path, image)
+    except OSError as exc:
+        problems.append(str(exc))
+        return False
+    return True

@@ -1,5 +1,5 @@
 """Sink stage: the one writer. Stores each frame with its new defects in one transaction (or the
-spool while the database is away), writes defect crops and annotated frames for the dashboard,
+spool while the database is away) with the evidence files the evidence stage wrote for it,
 raises reject signals, and records failed, dropped and gap events, counted, never silent."""
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from inspection.messages import FailedFrame, Frame, FrameResult, Message, SourceGap, TrackedDefect
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue, Empty, EndOfStream
 from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
-from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
+from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
 from inspection.storage.coil_events import CoilEvent
-from inspection.storage.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
 from inspection.storage.records import DefectRecord, FrameRecord, GapRecord
 from inspection.storage.writer import ResilientWriter
 
@@ -95,17 +92,14 @@ class SinkStage(Stage[Message]):
         self.line = line
         self.coil = coil
         self.output_dir = output_dir
-        self.save_crops = save_crops
-        self.save_frames = save_frames
-        self.save_raw = save_raw  # beside each saved annotated frame, its raw pixels (for retraining)
-        self.live_every_s = live_every_s
+        # save_raw: beside each saved annotated frame, its raw pixels (for retraining)
+        options = EvidenceOptions(output_dir, save_crops, save_frames, save_raw, live_every_s)
+        self.evidence = EvidenceWriter(options, class_names, default_line=line)
         self.alarm = alarm
         self.tally = Tally()
         self.dropped: deque[Frame | FailedFrame | SourceGap] = deque()
         self._dropped_lock = threading.Lock()
-        self._last_live: dict[str, float] = {}
         self._last_end_line: dict[str, int] = {}
-        self._evidence_problem: str | None = None  # the first evidence write that failed for this frame
 
     # -- called from other threads -------------------------------------------------------------
     def on_drop(self, msg: Message) -> None:
@@ -276,67 +270,18 @@ class SinkStage(Stage[Message]):
             crop_path=crop_path,
         )
 
-    def _crop(self, frame: Frame, d: TrackedDefect) -> str | None:
-        if not self.save_crops:
-            return None
-        h, w = frame.height, frame.width
-        x1, y1, x2, y2 = d.xyxy
-        pad = 8
-        xa, ya = int(max(0, x1 - pad)), int(max(0, y1 - pad))
-        xb, yb = int(min(w, x2 + pad)), int(min(h, y2 + pad))
-        if xb <= xa or yb <= ya:
-            return None
-        path = crop_path(self.output_dir, frame.source, frame.seq, d.track_id)
-        if not self._save_evidence(path, frame.image[ya:yb, xa:xb]):
-            return None
-        return str(path)
-
     def _frame_images(self, result: FrameResult) -> str | None:
-        frame = result.frame
-        dets = result.detections
-        want_frame = self.save_frames == "all" or (self.save_frames == "defects" and len(dets) > 0)
-        now = time.monotonic()
-        line = frame.line_id or self.line
-        want_live = now - self._last_live.get(line, -1e9) >= self.live_every_s
-        if not (want_frame or want_live):
-            return None
-        annotated = draw_boxes(frame.image, dets.xyxy, dets.class_ids, self.class_names)
-        path = None
-        if want_frame:
-            target = frame_image_path(self.output_dir, frame.source, frame.seq)
-            if self._save_evidence(target, annotated):
-                path = str(target)
-            if self.save_raw:
-                self._save_evidence(
-                    raw_frame_path(self.output_dir, frame.source, frame.seq), raw_pixels(frame)
-                )
-        if want_live:
-            try:  # the live view is a convenience: a full disk costs the picture, not the frame
-                write_image_atomic(live_frame_path(self.output_dir, line), annotated)
-            except OSError as exc:
-                log.warning("live frame of %s not written: %s", line, exc)
-            self._last_live[line] = now
-        return path
-
-    def _save_evidence(self, path: Path, image: np.ndarray) -> bool:
-        """Write one crop or frame image; on failure remember why (the frame is stored all the same, its
-        row saying which evidence is missing) and return False."""
-        try:
-            write_image_atomic(path, image)
-        except OSError as exc:
-            if self._evidence_problem is None:
-                self._evidence_problem = f"evidence not saved: {exc}"
-            return False
-        return True
+        """Write ``result``'s evidence now and return its annotated frame's path (for a sink fed by hand)."""
+        return self.evidence.write_now(result).image_path
 
     def _store_result(self, result: FrameResult) -> None:
         frame = result.frame
         g = self.geometry
         self._coil_of(frame)
-        self._evidence_problem = None
-        defects = [self._defect_record(frame, d, self._crop(frame, d)) for d in result.new_defects]
-        image_path = self._frame_images(result)
-        evidence_problem = self._evidence_problem
+        # Written by the evidence stage in the daemon; here only when the sink is fed without one.
+        evidence = result.evidence if result.evidence is not None else self.evidence.write_now(result)
+        defects = [self._defect_record(frame, d, evidence.crop_of(d.track_id)) for d in result.new_defects]
+        image_path, evidence_problem = evidence.image_path, evidence.problem
         length_m = None
         start_line, end_line = frame.start_line, frame.end_line  # both set (line-scan) or both None
         if start_line is not None and end_line is not None:
