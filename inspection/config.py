@@ -21,6 +21,7 @@ from inspection import constants as C
 from inspection.alarms.config import AlarmsConfig
 from inspection.preprocess import PreprocessConfig
 from inspection.stages.anomaly import AnomalyStageConfig
+from inspection.storage.grading import GradingRules
 
 SOURCE_SCHEMES = ("folder", "video", "camera", "strip-sim", "genicam")  # as inspection.sources.SCHEMES
 DB_BACKENDS = ("sqlite", "postgresql")
@@ -125,6 +126,9 @@ class InspectionConfig(Section):
     output: OutputConfig = OutputConfig()
     folder: FolderConfig = FolderConfig()
     coils: CoilsConfig = CoilsConfig()
+    grading: GradingRules = Field(
+        default_factory=GradingRules
+    )  # each closed coil's grade (dashboard shows it)
     health: HealthConfig = HealthConfig()
     alarms: AlarmsConfig | None = None  # reject rule and sinks (log, webhook, modbus PLC); None: no signals
 
@@ -160,7 +164,7 @@ class InspectionConfig(Section):
             raise ValueError(f"{value!r}: no database name")
         return value
 
-    @field_validator("preprocess", "alarms")
+    @field_validator("preprocess", "alarms", "grading")
     @classmethod
     def _every_number_finite(cls, value: Any) -> Any:
         """Sections defined elsewhere (alarms, preprocess) get the same rule as this module's."""

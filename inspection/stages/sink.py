@@ -23,6 +23,7 @@ from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
 from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
 from inspection.storage.coil_events import CoilEvent
+from inspection.storage.grading import GradingRules
 from inspection.storage.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
 from inspection.storage.repository import DefectRecord, FrameRecord, GapRecord
 from inspection.storage.writer import ResilientWriter
@@ -86,9 +87,10 @@ class SinkStage(Stage[Message]):
         save_raw: bool = True,
         alarm: AlarmDispatcher | None = None,  # reject signals for each stored frame
         coil_gap_s: float | None = None,  # a coil with no frame for this long ends (None: never)
+        coil_grading: GradingRules | None = None,  # each coil ended is graded by these (None: not graded)
     ) -> None:
         super().__init__("sink", inbox, outbox, abort=abort, metrics=metrics)
-        self.coils = CoilWatch(gap_s=coil_gap_s)
+        self.coils = CoilWatch(gap_s=coil_gap_s, grading=coil_grading)
         self.writer = writer
         self.class_names = class_names
         self.geometry = geometry
