@@ -114,6 +114,9 @@ class InspectionConfig(Section):
     source: str = "strip-sim:across=4,along=12,frame_lines=600,overlap_lines=200"
     line: str = Field("line-1", min_length=1, max_length=200)
     coil: str | None = Field(None, min_length=1, max_length=200)  # None: the source's coil
+    surface: Literal["top", "bottom"] | None = (
+        None  # the strip surface the camera sees, if its source doesn't say
+    )
     db: str = "sqlite:///var/inspection.db"
     mm_per_line: float = Field(C.DEFAULT_MM_PER_LINE, gt=0, le=1000)  # along the strip
     mm_per_px: float = Field(C.DEFAULT_MM_PER_LINE, gt=0, le=1000)  # across the strip

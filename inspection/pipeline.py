@@ -172,6 +172,7 @@ def _build_sink(
         alarm=_build_alarms(cfg, parts),
         coil_gap_s=cfg.coils.close_after_gap_s,
         coil_grading=cfg.grading,
+        surface=cfg.surface,
     )
 
 

@@ -88,6 +88,7 @@ class SinkStage(Stage[Message]):
         alarm: AlarmDispatcher | None = None,  # reject signals for each stored frame
         coil_gap_s: float | None = None,  # a coil with no frame for this long ends (None: never)
         coil_grading: GradingRules | None = None,  # each coil ended is graded by these (None: not graded)
+        surface: str | None = None,  # the strip surface of frames whose source does not say
     ) -> None:
         super().__init__("sink", inbox, outbox, abort=abort, metrics=metrics)
         self.coils = CoilWatch(gap_s=coil_gap_s, grading=coil_grading)
@@ -96,6 +97,7 @@ class SinkStage(Stage[Message]):
         self.geometry = geometry
         self.line = line
         self.coil = coil
+        self.surface = surface
         self.output_dir = output_dir
         self.save_crops = save_crops
         self.save_frames = save_frames
@@ -235,6 +237,7 @@ class SinkStage(Stage[Message]):
                 captured_at=frame.captured_at,
                 line=frame.line_id or self.line,
                 coil=frame.coil or self.coil,
+                surface=frame.surface or self.surface,
                 error="dropped by backpressure (queue full)",
                 width=frame.width,
                 height=frame.height,
@@ -353,6 +356,7 @@ class SinkStage(Stage[Message]):
             captured_at=frame.captured_at,
             line=frame.line_id or self.line,
             coil=frame.coil or self.coil,
+            surface=frame.surface or self.surface,
             width=frame.width,
             height=frame.height,
             start_line=frame.start_line,

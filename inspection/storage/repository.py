@@ -173,6 +173,7 @@ class FrameRecord(_PlainRecord):
     image_path: str | None = None
     model_version: str | None = None
     latency_ms: float | None = None
+    surface: str | None = None  # "top"/"bottom": the strip surface, when the source says
 
     def _check(self) -> None:
         if self.line == "":
@@ -431,6 +432,7 @@ def record_frame(
         "image_path": frame.image_path,
         "model_version_id": model_id,
         "latency_ms": frame.latency_ms,
+        "surface": frame.surface,
         "n_defects": len(defects),
     }
     frame_id = _insert_ignore(session, Frame, values, ["source", "seq"])

@@ -193,7 +193,7 @@ def test_coil_map_switches_to_a_density_grid_for_big_coils(make_app, seeded_url:
     assert n > 100
     grid = page_table(at, "coil_table")
     assert (
-        list(grid.columns) == ["position_m", "cross_m", "class_name", "defects"]
+        list(grid.columns) == ["position_m", "cross_m", "class_name", "surface", "defects"]
         and grid["defects"].sum() == n
     )
 
