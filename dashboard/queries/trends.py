@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     case,
     func,
+    literal_column,
     select,
 )
 
@@ -52,7 +53,21 @@ def grain_s(tz: ZoneInfo) -> int:
     return 3600 if all(o % 3600 == 0 for o in offsets) else 900
 
 
+SQLITE_HOUR_OF: dict[str, str] = {
+    "defects.created_at": "CAST(strftime('%s', defects.created_at) AS INTEGER) / 3600",
+    "frames.processed_at": "CAST(strftime('%s', frames.processed_at) AS INTEGER) / 3600",
+}
+"""The hour of a defect / frame exactly as migration 0005's SQLite indexes write it. Grouping a month of
+defects by hour and class sorted every row (1.1 s a million defects on the shared bench machine); on
+the indexed expression SQLite reads the index in order and sorts nothing. Written out as text because
+SQLite uses an expression index only for the same expression: a bound ``3600`` or a ``BIGINT`` cast (what
+:func:`epoch_s` renders) would not match."""
+
+
 def _grain_index(column: Any, dialect: str, grain: int) -> ColumnElement[int]:
+    indexed = SQLITE_HOUR_OF.get(f"{column.table.name}.{column.name}")
+    if dialect == "sqlite" and grain == 3600 and indexed is not None:
+        return literal_column(indexed)
     return epoch_s(column, dialect) // grain
 
 
