@@ -157,3 +157,19 @@ def test_trends_group_a_sqlite_database_on_its_hour_indexes(seeded_url: str) -> 
     assert "COVERING INDEX ix_defects_hour_class_name" in plans["defects"]
     assert "TEMP B-TREE" not in plans["defects"]
     assert "COVERING INDEX ix_frames_status_hour" in plans["frames"] and "TEMP B-TREE" not in plans["frames"]
+
+
+def test_a_window_with_edges_inside_hours_counts_exactly_its_defects_and_frames(engine, seeded_url) -> None:
+    """The window is also put on the hour index (so SQLite reads only its stretch): the edge hours must
+    still count only what lies inside the window."""
+    con = sqlite_db(seeded_url)
+    times = sorted(parse_utc(t) for (t,) in con.execute("SELECT created_at FROM defects"))
+    start = times[len(times) // 3] + timedelta(minutes=7, seconds=13)
+    end = times[2 * len(times) // 3] - timedelta(minutes=11)
+    assert start.minute != 0 and end.minute != 0 and start < end
+    f = Filters(start=start, end=end)
+    defects = queries.defect_trend(engine, f, bucket="hour")
+    assert defects["defects"].sum() == sum(start <= t < end for t in times)
+    frame_times = [parse_utc(t) for (t,) in con.execute("SELECT processed_at FROM frames WHERE status='ok'")]
+    frames = queries.frame_trend(engine, f, bucket="hour")
+    assert frames["frames"].sum() == sum(start <= t < end for t in frame_times) > 0
