@@ -7,8 +7,9 @@ On SQLite, two indexes on the hour of a defect's / an ok frame's time: the Trend
 defects by hour and class, which without them sorts every row (about 1 s per million defects). With them
 SQLite reads the index in order and sorts nothing, and never the table: each index also holds the
 columns its query reads (the time itself too: SQLite 3.40 counts an expression index as covering only
-when the columns inside the expression are in it as well). The expressions must stay exactly as ``dashboard.queries.trends`` writes them
-(``HOUR_OF_DEFECT``, ``HOUR_OF_FRAME``) or SQLite will not use them. PostgreSQL gets none: its
+when the columns inside the expression are in it as well). The expressions must stay exactly as
+``dashboard.queries.trends.SQLITE_HOUR_OF`` writes them, or SQLite will not use them (a test checks the
+plan). PostgreSQL gets none: its
 ``extract(epoch ...)`` is not immutable, so it cannot be indexed, and it aggregates by hashing anyway.
 Alembic's comparison skips expression indexes on SQLite, so the ORM does not list them.
 
