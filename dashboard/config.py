@@ -18,9 +18,10 @@ from sqlalchemy.exc import ArgumentError
 from dashboard.auth import check_hash_format
 from dashboard.localtime import plant_zone
 from datasets.settings import REPO_ROOT, StrictModel, load_config
-from inspection.storage.grading import GradingRules
+from inspection.storage.grading import GradingRules, read_grading_rules
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "dashboard.yaml"
+DEFAULT_INSPECTION_CONFIG = REPO_ROOT / "configs" / "inspection.yaml"
 DEFAULT_DB_URL = "sqlite:///var/inspection.db"
 
 
@@ -116,8 +117,12 @@ class DashboardConfig(StrictModel):
     csv_max_rows: int = Field(100_000, ge=1)
     coil_map_max_points: int = Field(20_000, ge=100)
     """Above this many defects on a coil, the map shows a density grid instead of single points."""
-    grading: GradingRules = Field(default_factory=GradingRules)
-    """Coil grading rules: closed coils are graded by them and the grade stored in ``coil_grades``."""
+    inspection_config: str | None = None
+    """The daemon's config file (default ``configs/inspection.yaml``): its ``grading:`` section is the
+    rules the daemon grades closed coils by; the pages show grades in its order."""
+    grading: GradingRules | None = None
+    """A copy of the grading rules for a dashboard without the daemon's file (None: read from
+    ``inspection_config``). A writable dashboard grades closed coils that have no grade at all by them."""
     strip_width_m: dict[str, float] = Field(default_factory=dict)
     """Strip width per line name (``"*"``: every other line), for defects per m²; unknown: not shown."""
     line_surface: dict[str, Literal["top", "bottom"]] = Field(default_factory=dict)
@@ -160,6 +165,11 @@ class DashboardConfig(StrictModel):
         return value
 
     @property
+    def grading_rules(self) -> GradingRules:
+        """The rules in force (``load_dashboard_config`` fills ``grading`` in from the daemon's file)."""
+        return self.grading if self.grading is not None else GradingRules()
+
+    @property
     def reviews_enabled(self) -> bool:
         return not self.read_only or self.review_db_url is not None
 
@@ -180,10 +190,14 @@ def load_dashboard_config(
     if path is None and DEFAULT_CONFIG.is_file():
         path = DEFAULT_CONFIG
     cfg = load_config(path, DashboardConfig, overrides) if path is not None else DashboardConfig()
-    updates: dict[str, str] = {}
+    updates: dict[str, object] = {}
+    if cfg.grading is None:
+        rules_file = Path(cfg.inspection_config) if cfg.inspection_config else DEFAULT_INSPECTION_CONFIG
+        if cfg.inspection_config or rules_file.is_file():
+            updates["grading"] = read_grading_rules(rules_file)
     if db_url is not None:
         updates["db_url"] = _check_url(db_url)
-    updates["db_url"] = absolute_sqlite_url(updates.get("db_url", cfg.db_url))
+    updates["db_url"] = absolute_sqlite_url(str(updates.get("db_url", cfg.db_url)))
     if cfg.review_db_url is not None:
         updates["review_db_url"] = absolute_sqlite_url(cfg.review_db_url)
     return cfg.model_copy(update=updates)

@@ -97,11 +97,13 @@ def _grade_pending(url: str, rules_json: str, epoch: int) -> int:
     del epoch  # part of the key: look for newly closed coils once per cache period
     rules = GradingRules.model_validate_json(rules_json)
     with Session(engine(url, False)) as session, session.begin():
-        return grade_closed_coils(session, rules)
+        return grade_closed_coils(session, rules, ungraded_only=True)
 
 
 def grade_pending_coils(ctx: PageContext) -> int:
-    """Grade the closed coils not yet graded under the config's rules; how many were graded.
+    """Grade the closed coils that have no grade at all (closed by an older daemon, or by hand) under the
+    config's rules; how many were graded. The daemon grades every coil it closes, and regrades under new
+    rules when it restarts with them: the dashboard never replaces a grade it stored.
 
     Only a writable dashboard grades (a read-only one shows the grades others stored). Looked for once
     per ``cache_ttl_s``; when coils were graded, cached results are dropped so pages show the grades.
@@ -109,7 +111,7 @@ def grade_pending_coils(ctx: PageContext) -> int:
     if ctx.config.read_only:
         return 0
     epoch = int(time.time() // max(ctx.config.cache_ttl_s, 1.0))
-    graded = _grade_pending(ctx.db_url, ctx.config.grading.model_dump_json(), epoch)
+    graded = _grade_pending(ctx.db_url, ctx.config.grading_rules.model_dump_json(), epoch)
     if graded:
         _cached.clear()
     return graded

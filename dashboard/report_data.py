@@ -17,6 +17,7 @@ from dashboard.filters import Filters
 from dashboard.images import row_crop
 from dashboard.localtime import fmt_time
 from dashboard.reports import CoilPart, CropPart, png_b64, render_report
+from dashboard.surfaces import by_surface
 from dashboard.svgmap import coil_map_svg
 from dashboard.ui import fmt_float
 
@@ -41,14 +42,16 @@ def coil_part(ctx: PageContext, engine: Engine, coil: dict) -> CoilPart:
     width = ctx.config.strip_width_of(str(coil["line"]))
     across = float((points["cross_m"] + points["width_m"].fillna(0)).max()) if not points.empty else 1.0
     zero, far = side_names(ctx)
-    surface = ctx.config.line_surface.get(str(coil["line"]))
-    svg = coil_map_svg(
-        points,
-        length_m=max(length or float(coil.get("metres") or 0.0), reach, 1.0),
-        width_m=width or max(across, 0.1),
-        zero_side=zero,
-        far_side=far,
-        surface=surface,
+    svg = "\n".join(  # one map per strip surface the frames name (else the line's from the settings)
+        coil_map_svg(
+            part,
+            length_m=max(length or float(coil.get("metres") or 0.0), reach, 1.0),
+            width_m=width or max(across, 0.1),
+            zero_side=zero,
+            far_side=far,
+            surface=surface,
+        )
+        for surface, part in by_surface(points, ctx.config.line_surface.get(str(coil["line"])))
     )
     grade = coil.get("grade")
     grade_text = grade if isinstance(grade, str) and grade else None

@@ -21,6 +21,7 @@ from inspection import constants as C
 from inspection.alarms.config import AlarmsConfig
 from inspection.preprocess import PreprocessConfig
 from inspection.stages.anomaly import AnomalyStageConfig
+from inspection.storage.grading import GradingRules
 
 SOURCE_SCHEMES = ("folder", "video", "camera", "strip-sim", "genicam")  # as inspection.sources.SCHEMES
 DB_BACKENDS = ("sqlite", "postgresql")
@@ -117,6 +118,9 @@ class InspectionConfig(Section):
     source: str = "strip-sim:across=4,along=12,frame_lines=600,overlap_lines=200"
     line: str = Field("line-1", min_length=1, max_length=200)
     coil: str | None = Field(None, min_length=1, max_length=200)  # None: the source's coil
+    surface: Literal["top", "bottom"] | None = (
+        None  # the strip surface the camera sees, if its source doesn't say
+    )
     db: str = "sqlite:///var/inspection.db"
     mm_per_line: float = Field(C.DEFAULT_MM_PER_LINE, gt=0, le=1000)  # along the strip
     mm_per_px: float = Field(C.DEFAULT_MM_PER_LINE, gt=0, le=1000)  # across the strip
@@ -129,6 +133,9 @@ class InspectionConfig(Section):
     output: OutputConfig = OutputConfig()
     folder: FolderConfig = FolderConfig()
     coils: CoilsConfig = CoilsConfig()
+    grading: GradingRules = Field(
+        default_factory=GradingRules
+    )  # each closed coil's grade (dashboard shows it)
     health: HealthConfig = HealthConfig()
     alarms: AlarmsConfig | None = None  # reject rule and sinks (log, webhook, modbus PLC); None: no signals
 
@@ -164,7 +171,7 @@ class InspectionConfig(Section):
             raise ValueError(f"{value!r}: no database name")
         return value
 
-    @field_validator("preprocess", "alarms")
+    @field_validator("preprocess", "alarms", "grading")
     @classmethod
     def _every_number_finite(cls, value: Any) -> Any:
         """Sections defined elsewhere (alarms, preprocess) get the same rule as this module's."""

@@ -210,12 +210,18 @@ class Daemon:
         return open_source(cfg.source, **options)
 
     def _backfill_coils(self) -> None:
+        """Close the coils a previous run left open, and grade this source's closed coils not yet graded
+        under the configured rules (those just closed, and all of them after a rules change)."""
         from inspection.storage.coil_events import backfill_open_coils
+        from inspection.storage.grading import grade_closed_coils
 
         with self.repository.transaction() as session:
             closed = backfill_open_coils(session, source=self.source_name)
+            graded = grade_closed_coils(session, self.cfg.grading, source=self.source_name)
         if closed:
             log.info("closed %d coil(s) a previous run left open: %s", len(closed), ", ".join(closed))
+        if graded:
+            log.info("graded %d closed coil(s) under the configured rules", graded)
 
     def _resume_tracks(self) -> None:
         """After a restart, reopen the tracks of the defects the last stored frames hold, so a defect in

@@ -14,11 +14,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 
 from datasets.detections import Detections
+
+Surface: TypeAlias = Literal["top", "bottom"]
+SURFACES: tuple[Surface, ...] = ("top", "bottom")
+"""The strip surfaces a camera can see; a frame says which one when its source knows."""
 
 
 def _check_aware(name: str, value: datetime) -> None:
@@ -49,6 +53,7 @@ class Frame:
         line_id: the production line the source belongs to (may be empty).
         coil: the coil (or run) being inspected, when known.
         meta: source-specific extras (file path, video position, gap flags); treat as read-only.
+        surface: which strip surface the frame shows (``top``/``bottom``), when the source says.
     """
 
     source: str
@@ -59,10 +64,15 @@ class Frame:
     line_id: str = ""
     coil: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    surface: Surface | None = None
 
     def __post_init__(self) -> None:
         _check_image(self.image, f"Frame {self.source}#{self.seq}")
         _check_aware("Frame.captured_at", self.captured_at)
+        if self.surface is not None and self.surface not in SURFACES:
+            raise ValueError(
+                f"Frame {self.source}#{self.seq}: surface {self.surface!r} is not one of {SURFACES}"
+            )
         self.image.setflags(write=False)
 
     @property

@@ -196,6 +196,8 @@ def _build_sink(
         live_every_s=cfg.output.live_every_s,
         alarm=_build_alarms(cfg, parts),
         coil_gap_s=cfg.coils.close_after_gap_s,
+        coil_grading=cfg.grading,
+        surface=cfg.surface,
     )
 
 

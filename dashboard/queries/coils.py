@@ -83,11 +83,14 @@ def list_coils(bind: Bind, f: Filters, *, limit: int = 500) -> pd.DataFrame:
         return to_frame(conn, stmt, COIL_COLUMNS)
 
 
-COIL_DEFECT_COLUMNS = ["id", "class_name", "score", "position_m", "cross_m", "length_m", "width_m"]
+COIL_DEFECT_COLUMNS = [
+    "id", "class_name", "score", "position_m", "cross_m", "length_m", "width_m", "surface",
+]  # fmt: skip
 
 
 def coil_defects(bind: Bind, f: Filters, coil_id: int, *, limit: int = 20_000) -> pd.DataFrame:
-    """Defects of one coil with a known position, along the strip (``COIL_DEFECT_COLUMNS``)."""
+    """Defects of one coil with a known position, along the strip (``COIL_DEFECT_COLUMNS``); ``surface``
+    is the strip surface their frame shows (``top``/``bottom``, null when the source did not say)."""
     stmt = (
         select(
             Defect.id,
@@ -97,7 +100,9 @@ def coil_defects(bind: Bind, f: Filters, coil_id: int, *, limit: int = 20_000) -
             Defect.cross_m,
             Defect.length_m,
             Defect.width_m,
+            Frame.surface,
         )  # fmt: skip
+        .join(Frame, Frame.id == Defect.frame_id)
         .where(
             Defect.coil_id == coil_id,
             Defect.position_m.is_not(None),
@@ -125,7 +130,7 @@ def count_coil_defects(bind: Bind, f: Filters, coil_id: int) -> tuple[int, int]:
 def coil_density(
     bind: Bind, f: Filters, coil_id: int, *, along_bin_m: float, across_bin_m: float
 ) -> pd.DataFrame:
-    """Defect counts on a grid of the coil: columns ``position_m, cross_m, class_name, defects``.
+    """Defect counts on a grid of the coil: columns ``position_m, cross_m, class_name, surface, defects``.
 
     ``position_m``/``cross_m`` are the lower edges of the bins; for coils with too many defects to plot
     one by one.
@@ -135,17 +140,18 @@ def coil_density(
         along = floor_div(Defect.position_m, along_bin_m, dialect).label("a")
         across = floor_div(Defect.cross_m, across_bin_m, dialect).label("c")
         rows = conn.execute(
-            select(along, across, Defect.class_name, func.count())
+            select(along, across, Defect.class_name, Frame.surface, func.count())
+            .join(Frame, Frame.id == Defect.frame_id)
             .where(
                 Defect.coil_id == coil_id,
                 Defect.position_m.is_not(None),
                 Defect.cross_m.is_not(None),
                 *defect_conditions(f, with_coils=False),
             )
-            .group_by(along, across, Defect.class_name)
-            .order_by(along, across, Defect.class_name)
+            .group_by(along, across, Defect.class_name, Frame.surface)
+            .order_by(along, across, Defect.class_name, Frame.surface)
         ).all()
     return pd.DataFrame(
-        [(int(a) * along_bin_m, int(c) * across_bin_m, str(k), int(n)) for a, c, k, n in rows],
-        columns=["position_m", "cross_m", "class_name", "defects"],
+        [(int(a) * along_bin_m, int(c) * across_bin_m, str(k), s, int(n)) for a, c, k, s, n in rows],
+        columns=["position_m", "cross_m", "class_name", "surface", "defects"],
     )

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     case,
     func,
+    literal_column,
     select,
 )
 
@@ -52,8 +53,33 @@ def grain_s(tz: ZoneInfo) -> int:
     return 3600 if all(o % 3600 == 0 for o in offsets) else 900
 
 
+SQLITE_HOUR_OF: dict[str, str] = {
+    "defects.created_at": "CAST(strftime('%s', defects.created_at) AS INTEGER) / 3600",
+    "frames.processed_at": "CAST(strftime('%s', frames.processed_at) AS INTEGER) / 3600",
+}
+"""The hour of a defect / frame exactly as migration 0005's SQLite indexes write it. Grouping a month of
+defects by hour and class sorted every row (1.1 s a million defects on the shared bench machine); on
+the indexed expression SQLite reads the index in order and sorts nothing. Written out as text because
+SQLite uses an expression index only for the same expression: a bound ``3600`` or a ``BIGINT`` cast (what
+:func:`epoch_s` renders) would not match."""
+
+
 def _grain_index(column: Any, dialect: str, grain: int) -> ColumnElement[int]:
+    indexed = SQLITE_HOUR_OF.get(f"{column.table.name}.{column.name}")
+    if dialect == "sqlite" and grain == 3600 and indexed is not None:
+        return literal_column(indexed)
     return epoch_s(column, dialect) // grain
+
+
+def _grain_window(index: ColumnElement[int], f: Filters, grain: int) -> list[ColumnElement[bool]]:
+    """The time window again, on the grain index: redundant with the window on the time column, but it
+    lets SQLite read only the window's stretch of an hour index instead of all of it."""
+    terms: list[ColumnElement[bool]] = []
+    if f.start is not None:
+        terms.append(index >= int(f.start.timestamp()) // grain)
+    if f.end is not None:
+        terms.append(index <= (int(f.end.timestamp()) - 1) // grain)
+    return terms
 
 
 def local_buckets(grain_starts: pd.Series, bucket: str, tz: ZoneInfo, shift_start_hour: int) -> pd.Series:
@@ -118,10 +144,11 @@ def defect_trend(
     check_bucket(bucket)
     zone, grain = plant_zone(tz), grain_s(plant_zone(tz))
     with connect(bind) as conn:
-        idx = _grain_index(Defect.created_at, conn.dialect.name, grain).label("g")
+        hour = _grain_index(Defect.created_at, conn.dialect.name, grain)
+        idx = hour.label("g")
         rows = conn.execute(
             select(idx, Defect.class_name, func.count())
-            .where(*defect_conditions(f))
+            .where(*defect_conditions(f), *_grain_window(hour, f, grain))
             .group_by(idx, Defect.class_name)
         ).all()
     df = _regroup(
@@ -154,7 +181,8 @@ def frame_trend(
     check_bucket(bucket)
     zone, grain = plant_zone(tz), grain_s(plant_zone(tz))
     with connect(bind) as conn:
-        fidx = _grain_index(Frame.processed_at, conn.dialect.name, grain).label("g")
+        frame_hour = _grain_index(Frame.processed_at, conn.dialect.name, grain)
+        fidx = frame_hour.label("g")
         with_defects = func.sum(case((Frame.n_defects > 0, 1), else_=0))
         frames = conn.execute(
             select(
@@ -168,7 +196,7 @@ def frame_trend(
                 func.min(Frame.height),
                 func.max(Frame.height),
             )  # fmt: skip
-            .where(Frame.status == "ok", *frame_conditions(f))
+            .where(Frame.status == "ok", *frame_conditions(f), *_grain_window(frame_hour, f, grain))
             .group_by(fidx)
         ).all()
         if not f.classes and f.min_score <= 0:
@@ -189,12 +217,13 @@ def frame_trend(
 
 def _defects_per_grain(conn: Connection, f: Filters, grain: int) -> dict[int, tuple[int, int]]:
     """Grain index -> (defects, distinct frames with one) for the filtered defects."""
-    idx = _grain_index(Defect.created_at, conn.dialect.name, grain).label("g")
+    hour = _grain_index(Defect.created_at, conn.dialect.name, grain)
+    idx = hour.label("g")
     return {
         int(g): (int(n), int(nf))
         for g, n, nf in conn.execute(
             select(idx, func.count(), func.count(Defect.frame_id.distinct()))
-            .where(*defect_conditions(f))
+            .where(*defect_conditions(f), *_grain_window(hour, f, grain))
             .group_by(idx)
         )
     }

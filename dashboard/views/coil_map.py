@@ -1,5 +1,5 @@
-"""Coil map: every defect of one coil where it is, along the strip (m) and across it (m), by class, with
-the coil's grade and a printable coil report."""
+"""Coil map: every defect of one coil where it is, along the strip (m) and across it (m), by class, one
+map per strip surface (top / bottom, as the frames say), with the coil's grade and a printable report."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from dashboard import queries
 from dashboard.colors import class_color
 from dashboard.data import PageContext, context, grade_pending_coils, q
 from dashboard.report_data import coil_report, side_names
+from dashboard.surfaces import by_surface, surface_title
 from dashboard.ui import csv_button, empty_state, fmt_float, fmt_int
 
 TITLE = "Coil map"
 POINT_NAMES = {
     "id": "Defect", "class_name": "Class", "score": "Score", "position_m": "Along (m)",
-    "cross_m": "Across (m)", "length_m": "Length (m)", "width_m": "Width (m)",
+    "cross_m": "Across (m)", "length_m": "Length (m)", "width_m": "Width (m)", "surface": "Surface",
 }  # fmt: skip
 ACROSS_BIN_M = 0.05
 MAP_WIDTH_PX = 1100
@@ -83,21 +84,37 @@ def _grade(row: pd.Series) -> None:
         st.caption("The coil is still open: it is graded once it is closed.")
 
 
+def _surface_groups(ctx: PageContext, row: pd.Series, table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The coil's rows by strip surface as ``(heading, rows)``: a heading per surface when the frames
+    say; when they do not, one group without a heading, captioned with the line's surface from the
+    settings when there is one."""
+    configured = ctx.config.line_surface.get(str(row["line"]))
+    groups = by_surface(table, configured)
+    if table["surface"].notna().any():
+        return [(surface_title(surface), part) for surface, part in groups]
+    if configured:
+        st.caption(f"The {configured} surface of the strip (line {row['line']}'s camera, from the settings).")
+    return [("", table)]
+
+
 def _points(ctx: PageContext, row: pd.Series, coil_id: int, limit: int) -> None:
     points = q(ctx, queries.coil_defects, ctx.filters, coil_id, limit=limit)
     a = _axes(ctx, row, float(points["position_m"].max()), float(points["cross_m"].max()))
-    chart = (
-        alt.Chart(points, height=a.height)
-        .mark_circle(size=60, opacity=0.8)
-        .encode(
-            x=alt.X("position_m:Q", title=a.x_title, scale=a.x_scale),
-            y=alt.Y("cross_m:Q", title=a.y_title, scale=a.y_scale),
-            color=class_color(points["class_name"]),
-            tooltip=["id:Q", "class_name:N", "score:Q", "position_m:Q", "cross_m:Q", "length_m:Q"],
+    for k, (heading, part) in enumerate(_surface_groups(ctx, row, points)):
+        if heading:
+            st.subheader(heading)
+        chart = (
+            alt.Chart(part, height=a.height)
+            .mark_circle(size=60, opacity=0.8)
+            .encode(
+                x=alt.X("position_m:Q", title=a.x_title, scale=a.x_scale),
+                y=alt.Y("cross_m:Q", title=a.y_title, scale=a.y_scale),
+                color=class_color(points["class_name"]),
+                tooltip=["id:Q", "class_name:N", "score:Q", "position_m:Q", "cross_m:Q", "length_m:Q"],
+            )
+            .interactive()
         )
-        .interactive()
-    )
-    st.altair_chart(chart, width="stretch", height=a.height + 70)
+        st.altair_chart(chart, width="stretch", height=a.height + 70, key=f"coil_map_{k}")
     st.dataframe(points, hide_index=True, key="coil_table", column_config=POINT_NAMES)
     csv_button(points, f"coil-{coil_id}-defects.csv", key="coil_csv")
 
@@ -107,17 +124,20 @@ def _density(ctx: PageContext, row: pd.Series, coil_id: int, n_placed: int) -> N
     grid = q(ctx, queries.coil_density, ctx.filters, coil_id, along_bin_m=step, across_bin_m=ACROSS_BIN_M)
     st.caption(f"{n_placed:,} defects: shown as counts per {step} m × {ACROSS_BIN_M} m cell.")
     a = _axes(ctx, row, float(grid["position_m"].max()) + step, float(grid["cross_m"].max()) + ACROSS_BIN_M)
-    chart = (
-        alt.Chart(grid, height=a.height)
-        .mark_rect()
-        .encode(
-            x=alt.X("position_m:Q", bin=alt.Bin(step=step), title=a.x_title, scale=a.x_scale),
-            y=alt.Y("cross_m:Q", bin=alt.Bin(step=ACROSS_BIN_M), title=a.y_title, scale=a.y_scale),
-            color=alt.Color("sum(defects):Q", title="defects", scale=alt.Scale(scheme="oranges")),
-            tooltip=["position_m:Q", "cross_m:Q", "sum(defects):Q"],
+    for k, (heading, part) in enumerate(_surface_groups(ctx, row, grid)):
+        if heading:
+            st.subheader(heading)
+        chart = (
+            alt.Chart(part, height=a.height)
+            .mark_rect()
+            .encode(
+                x=alt.X("position_m:Q", bin=alt.Bin(step=step), title=a.x_title, scale=a.x_scale),
+                y=alt.Y("cross_m:Q", bin=alt.Bin(step=ACROSS_BIN_M), title=a.y_title, scale=a.y_scale),
+                color=alt.Color("sum(defects):Q", title="defects", scale=alt.Scale(scheme="oranges")),
+                tooltip=["position_m:Q", "cross_m:Q", "sum(defects):Q"],
+            )
         )
-    )
-    st.altair_chart(chart, width="stretch", height=a.height + 70)
+        st.altair_chart(chart, width="stretch", height=a.height + 70, key=f"coil_map_{k}")
     st.dataframe(grid, hide_index=True, key="coil_table")
     csv_button(grid, f"coil-{coil_id}-density.csv", key="coil_csv")
 
@@ -140,8 +160,6 @@ def render(ctx: PageContext) -> None:
     c[2].metric("Metres inspected", fmt_float(float(row["metres"] or 0.0), 1, " m"))
     c[3].metric("Defects", fmt_int(n_placed + n_unplaced))
     c[4].metric("Grade", str(row["grade"]) if isinstance(row["grade"], str) else "—")
-    if surface := ctx.config.line_surface.get(str(row["line"])):
-        st.caption(f"The {surface} surface of the strip (line {row['line']}'s camera).")
     _grade(row)
     st.download_button(
         "Coil report (HTML, prints to PDF)",

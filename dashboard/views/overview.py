@@ -155,7 +155,7 @@ def _grades(ctx: PageContext, coils: pd.DataFrame) -> None:
     if coils.empty:
         return
     st.subheader("Coil grades")
-    grades = list(ctx.config.grading.grades)
+    grades = list(ctx.config.grading_rules.grades)
     counts = coils["grade"].value_counts()
     cols = st.columns(len(grades) + 1)
     for col, grade in zip(cols, grades, strict=False):

@@ -50,7 +50,7 @@ from PIL import Image, UnidentifiedImageError
 
 from datasets.images import IMAGE_EXTENSIONS
 from inspection.constants import FOLDER_POLL_S, SEQ_BITS
-from inspection.messages import FailedFrame, Frame, SourceEvent
+from inspection.messages import FailedFrame, Frame, SourceEvent, Surface
 from inspection.sources.base import BaseSource, SkipSpec, as_skip
 
 _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
@@ -98,6 +98,20 @@ def truncation_reason(data: np.ndarray) -> str | None:
     return None
 
 
+SURFACE_FOLDERS: dict[str, Surface] = {"top": "top", "bottom": "bottom"}
+
+
+def surface_of(root: Path, rel: str) -> Surface | None:
+    """The strip surface a file shows, from folder names: the nearest folder named ``top`` or ``bottom``
+    (any case) among the file's sub-folders of ``root``, else ``root`` itself (``folder:/cams/top``); None
+    when no folder says. Cameras of both surfaces can so share one drop folder (``top/``, ``bottom/``)."""
+    for part in [*reversed(Path(rel).parent.parts), root.name]:
+        surface = SURFACE_FOLDERS.get(part.lower())
+        if surface is not None:
+            return surface
+    return None
+
+
 class FolderSource(BaseSource):
     """Image files of a folder as frames.
 
@@ -118,8 +132,8 @@ class FolderSource(BaseSource):
         line_id, coil: copied into every frame.
         stop, wait, now: see :class:`~inspection.sources.BaseSource`.
 
-    Frames carry ``meta = {"path": absolute path, "name": relative name}`` and ``captured_at`` = the
-    file's modification time.
+    Frames carry ``meta = {"path": absolute path, "name": relative name}``, ``captured_at`` = the
+    file's modification time, and the strip surface when the folders say (:func:`surface_of`).
     """
 
     def __init__(
@@ -284,7 +298,17 @@ class FolderSource(BaseSource):
             eh, ew = self.expected_hw
             reason = f"wrong size: {h}x{w} px, expected {eh}x{ew}"
             return FailedFrame(self.name, seq, captured_at, reason, meta), False
-        frame = Frame(self.name, seq, image, captured_at, line_id=self.line_id, coil=self.coil, meta=meta)
+        surface = surface_of(self.root, rel)
+        frame = Frame(
+            self.name,
+            seq,
+            image,
+            captured_at,
+            line_id=self.line_id,
+            coil=self.coil,
+            meta=meta,
+            surface=surface,
+        )
         return frame, False
 
     def _too_many_pixels(self, data: np.ndarray) -> str | None:

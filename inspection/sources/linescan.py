@@ -23,7 +23,7 @@ from datetime import datetime
 
 import numpy as np
 
-from inspection.messages import Frame, SourceEvent, SourceGap
+from inspection.messages import Frame, SourceEvent, SourceGap, Surface
 from inspection.sources.base import BaseSource
 
 
@@ -159,7 +159,7 @@ class LineScanSource(BaseSource):
         name: source name.
         frame_lines, overlap_lines: see :class:`LineScanAssembler`.
         width: pixels per line; ``None`` takes it from the first block.
-        line_id, coil: copied into every frame.
+        line_id, coil, surface: copied into every frame.
         stop, now: see :class:`~inspection.sources.BaseSource` (checked between blocks).
     """
 
@@ -173,11 +173,13 @@ class LineScanSource(BaseSource):
         width: int | None = None,
         line_id: str = "",
         coil: str | None = None,
+        surface: Surface | None = None,
         stop: threading.Event | None = None,
         now: Callable[[], datetime] | None = None,
     ) -> None:
         super().__init__(name, stop=stop, now=now)
         self._blocks = blocks
+        self.surface = surface
         self.frame_lines, self.overlap_lines = frame_lines, overlap_lines
         self.assembler = LineScanAssembler(frame_lines, overlap_lines, width) if width is not None else None
         if width is None:
@@ -248,4 +250,5 @@ class LineScanSource(BaseSource):
             line_id=self.line_id,
             coil=self.coil,
             meta=meta,
+            surface=self.surface,
         )

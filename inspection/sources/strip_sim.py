@@ -49,7 +49,7 @@ from inspection.constants import (
     DEFAULT_SIM_ALONG,
     DEFAULT_SPLIT_FILE,
 )
-from inspection.messages import SourceEvent
+from inspection.messages import SourceEvent, Surface
 from inspection.sources.base import BaseSource
 from inspection.sources.linescan import LineBlock, LineScanSource
 
@@ -73,6 +73,7 @@ class StripSpec(StrictModel):
     )
     coil: str | None = None
     line_id: str = "sim"
+    surface: Surface | None = Field(None, description="the strip surface the simulated camera sees")
 
     @model_validator(mode="after")
     def _overlap_below_frame(self) -> StripSpec:
@@ -285,6 +286,7 @@ class StripSimulator(BaseSource):
             width=self.strip_hw[1],
             line_id=spec.line_id,
             coil=spec.coil or f"sim-{spec.seed}",
+            surface=spec.surface,
             stop=self._stop,
             now=self._now,
         )

@@ -1,7 +1,8 @@
 """Which coil each source is on, and when a coil starts and ends (the sink stores the events).
 
 A coil ends when its source's frames move on to another coil, when the daemon drains, or when no frame of
-it arrived for ``gap_s`` seconds (the line stopped; a later frame of the same coil reopens it).
+it arrived for ``gap_s`` seconds (the line stopped; a later frame of the same coil reopens it). Each end
+carries the grading rules, so storing it grades the coil.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from inspection.storage.coil_events import CoilEvent
+from inspection.storage.grading import GradingRules
 
 
 @dataclass
@@ -26,8 +28,15 @@ class _OpenCoil:
 class CoilWatch:
     """Per source, the coil it is on; every method returns the coil events to store, in order."""
 
-    def __init__(self, *, gap_s: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        gap_s: float | None,
+        grading: GradingRules | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.gap_s = gap_s
+        self.grading = grading
         self._clock = clock
         self._by_source: dict[str, _OpenCoil] = {}
 
@@ -65,9 +74,11 @@ class CoilWatch:
         self._by_source.clear()
         return events
 
-    @staticmethod
-    def _close(current: _OpenCoil) -> list[CoilEvent]:
+    def _close(self, current: _OpenCoil) -> list[CoilEvent]:
         if not current.open:
             return []
         current.open = False
-        return [CoilEvent(line=current.line, coil=current.coil, kind="end", at=current.last_at)]
+        end = CoilEvent(
+            line=current.line, coil=current.coil, kind="end", at=current.last_at, grading=self.grading
+        )
+        return [end]

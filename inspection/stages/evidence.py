@@ -13,18 +13,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from datasets.palette import class_bgr
 from inspection.messages import Frame, FrameEvidence, FrameResult, TrackedDefect
 from inspection.storage.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
 
 log = logging.getLogger("steel.sink")
 
-CLASS_COLOURS = [(60, 20, 220), (75, 180, 60), (25, 225, 255), (216, 99, 67), (49, 130, 245), (180, 30, 145)]
-
 
 def draw_boxes(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labels: list[str]) -> np.ndarray:
+    """The frame with each box drawn and labelled in its class's colour (the dashboard's, one palette)."""
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy()
     for box, cls in zip(boxes.astype(int), class_ids, strict=True):
-        colour = CLASS_COLOURS[int(cls) % len(CLASS_COLOURS)]
+        colour = class_bgr(labels[int(cls)])
         cv2.rectangle(canvas, (box[0], box[1]), (box[2] - 1, box[3] - 1), colour, 2)
         cv2.putText(
             canvas,

@@ -21,6 +21,7 @@ from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
 from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
 from inspection.storage.coil_events import CoilEvent
+from inspection.storage.grading import GradingRules
 from inspection.storage.records import DefectRecord, FrameRecord, GapRecord
 from inspection.storage.writer import ResilientWriter
 
@@ -83,14 +84,17 @@ class SinkStage(Stage[Message]):
         save_raw: bool = True,
         alarm: AlarmDispatcher | None = None,  # reject signals for each stored frame
         coil_gap_s: float | None = None,  # a coil with no frame for this long ends (None: never)
+        coil_grading: GradingRules | None = None,  # each coil ended is graded by these (None: not graded)
+        surface: str | None = None,  # the strip surface of frames whose source does not say
     ) -> None:
         super().__init__("sink", inbox, outbox, abort=abort, metrics=metrics)
-        self.coils = CoilWatch(gap_s=coil_gap_s)
+        self.coils = CoilWatch(gap_s=coil_gap_s, grading=coil_grading)
         self.writer = writer
         self.class_names = class_names
         self.geometry = geometry
         self.line = line
         self.coil = coil
+        self.surface = surface
         self.output_dir = output_dir
         # save_raw: beside each saved annotated frame, its raw pixels (for retraining)
         options = EvidenceOptions(output_dir, save_crops, save_frames, save_raw, live_every_s)
@@ -227,6 +231,7 @@ class SinkStage(Stage[Message]):
                 captured_at=frame.captured_at,
                 line=frame.line_id or self.line,
                 coil=frame.coil or self.coil,
+                surface=frame.surface or self.surface,
                 error="dropped by backpressure (queue full)",
                 width=frame.width,
                 height=frame.height,
@@ -296,6 +301,7 @@ class SinkStage(Stage[Message]):
             captured_at=frame.captured_at,
             line=frame.line_id or self.line,
             coil=frame.coil or self.coil,
+            surface=frame.surface or self.surface,
             width=frame.width,
             height=frame.height,
             start_line=frame.start_line,

@@ -5,6 +5,9 @@ for a configured gap; it starts (or is reopened, when a coil closed by a gap or 
 its first frame of a run. At the end the coil's ``length_m`` is worked out from its frames: the sum of
 ``frames.length_m`` per source (each frame's newly covered strip), the longest source when two cameras
 see the coil (top and bottom surface). ``backfill_open_coils`` closes what a killed daemon left open.
+
+An end event carries the grading rules in force when the coil closed: storing it grades the coil
+(``inspection.storage.grading``) in the same transaction, also when it is replayed from the spool later.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Literal, Self
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from inspection.storage.grading import GradingRules, grade_coil
 from inspection.storage.lines import get_or_create_coil
 from inspection.storage.schema import Coil, Frame, Line
 
@@ -24,23 +28,38 @@ CoilEventKind = Literal["start", "end"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CoilEvent:
-    """Coil ``coil`` on line ``line`` started (or went on) / ended at ``at``."""
+    """Coil ``coil`` on line ``line`` started (or went on) / ended at ``at``; an end graded by ``grading``
+    (None: not graded when stored)."""
 
     line: str
     coil: str
     kind: CoilEventKind
     at: datetime
+    grading: GradingRules | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "coil": self.coil, "kind": self.kind, "at": self.at.isoformat()}
+        data: dict[str, Any] = {
+            "line": self.line,
+            "coil": self.coil,
+            "kind": self.kind,
+            "at": self.at.isoformat(),
+        }
+        if self.grading is not None:
+            data["grading"] = self.grading.model_dump(mode="json")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         kind = data["kind"]
         if kind not in ("start", "end"):
             raise ValueError(f"coil event kind {kind!r}")
+        rules = data.get("grading")
         return cls(
-            line=str(data["line"]), coil=str(data["coil"]), kind=kind, at=datetime.fromisoformat(data["at"])
+            line=str(data["line"]),
+            coil=str(data["coil"]),
+            kind=kind,
+            at=datetime.fromisoformat(data["at"]),
+            grading=None if rules is None else GradingRules.model_validate(rules),
         )
 
 
@@ -57,13 +76,16 @@ def coil_length_m(session: Session, coil_id: int) -> float | None:
 
 
 def record_coil_event(session: Session, event: CoilEvent) -> bool:
-    """Apply a coil start or end (idempotent: replaying it gives the same row). Always True."""
+    """Apply a coil start or end, grading an end that carries rules (idempotent: replaying it gives the
+    same rows). Always True."""
     coil_id = get_or_create_coil(session, line=event.line, code=event.coil)
     if event.kind == "start":
         values: dict[str, Any] = {"started_at": func.coalesce(Coil.started_at, event.at), "ended_at": None}
     else:
         values = {"ended_at": event.at, "length_m": coil_length_m(session, coil_id)}
     session.execute(update(Coil).where(Coil.id == coil_id).values(**values))
+    if event.kind == "end" and event.grading is not None:
+        grade_coil(session, coil_id, event.grading)
     return True
 
 

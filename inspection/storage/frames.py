@@ -91,6 +91,7 @@ def _frame_row(frame: FrameRecord, refs: _FrameRefs, *, n_defects: int) -> dict[
         "image_path": frame.image_path,
         "model_version_id": refs.model_id,
         "latency_ms": frame.latency_ms,
+        "surface": frame.surface,
         "n_defects": n_defects,
     }
 

@@ -1,11 +1,16 @@
 """Coil grading: the plant's rules (per class: count, count per 100 m, longest defect) turn a closed coil's
 defects into a grade (``A``/``B``/``scrap``, or ``pass``/``hold``), stored in ``coil_grades``.
 
-The rules live in the dashboard's config (``grading:`` in ``configs/dashboard.yaml``); anything with a
-database session can grade (a writable dashboard does on its pages; the daemon can when it closes a
-coil, with :func:`grade_closed_coils`). A rule names the grade a coil gets *at best* when it breaks the
-rule; the coil's grade is the worst such grade, or the best grade when it breaks none. Grading again
-replaces the row, and the rules' digest is stored so coils graded under older rules can be regraded.
+The rules are part of the inspection config (``grading:`` in ``configs/inspection.yaml``): the daemon
+grades each coil when it closes it (the coil's end event carries the rules, so a coil closed while the
+database was away is graded by the rules of that moment when the spool is replayed), and at start-up it
+grades its closed coils not yet graded under its current rules (after a rules change, or a coil closed by
+the restart backfill). The dashboard reads the same section (:func:`read_grading_rules`) to show the
+grades in order, and a writable dashboard grades closed coils that have no grade at all.
+
+A rule names the grade a coil gets *at best* when it breaks the rule; the coil's grade is the worst such
+grade, or the best grade when it breaks none. Grading again replaces the row, and the rules' digest is
+stored so coils graded under older rules can be regraded.
 """
 
 from __future__ import annotations
@@ -13,12 +18,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
+import yaml
 from pydantic import Field, model_validator
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from datasets.settings import StrictModel
+from datasets.settings import ConfigError, StrictModel, validate_config
 from inspection.storage.schema import Coil, CoilGrade, Defect, Frame, utcnow
 
 
@@ -168,23 +175,62 @@ def save_grade(
     session.flush()
 
 
-def coils_to_grade(session: Session, rules: GradingRules, *, limit: int = 500) -> list[int]:
-    """Closed coils (``ended_at`` set) without a grade under these rules, oldest first."""
-    graded = select(CoilGrade.coil_id).where(CoilGrade.rules_digest == rules.digest)
+def coils_to_grade(
+    session: Session,
+    rules: GradingRules,
+    *,
+    limit: int = 500,
+    source: str | None = None,
+    ungraded_only: bool = False,
+) -> list[int]:
+    """Closed coils (``ended_at`` set) without a grade under these rules, oldest first.
+
+    ``source``: only coils that source has frames of (a daemon grades its own line's coils, not another
+    line's under its rules). ``ungraded_only``: only coils with no grade at all (whatever the rules).
+    """
+    graded = select(CoilGrade.coil_id)
+    if not ungraded_only:
+        graded = graded.where(CoilGrade.rules_digest == rules.digest)
+    where = [Coil.ended_at.is_not(None), Coil.id.not_in(graded)]
+    if source is not None:
+        where.append(Coil.id.in_(select(Frame.coil_id).where(Frame.source == source).distinct()))
     return [
         int(i)
-        for i in session.scalars(
-            select(Coil.id)
-            .where(Coil.ended_at.is_not(None), Coil.id.not_in(graded))
-            .order_by(Coil.ended_at, Coil.id)
-            .limit(limit)
-        )
+        for i in session.scalars(select(Coil.id).where(*where).order_by(Coil.ended_at, Coil.id).limit(limit))
     ]
 
 
-def grade_closed_coils(session: Session, rules: GradingRules, *, limit: int = 500) -> int:
-    """Grade every closed coil not yet graded under ``rules`` (a backfill); how many were graded."""
-    pending = coils_to_grade(session, rules, limit=limit)
+def grade_closed_coils(
+    session: Session,
+    rules: GradingRules,
+    *,
+    limit: int = 500,
+    source: str | None = None,
+    ungraded_only: bool = False,
+) -> int:
+    """Grade the closed coils :func:`coils_to_grade` names (a backfill); how many were graded."""
+    pending = coils_to_grade(session, rules, limit=limit, source=source, ungraded_only=ungraded_only)
     for coil_id in pending:
         grade_coil(session, coil_id, rules)
     return len(pending)
+
+
+def read_grading_rules(path: str | Path) -> GradingRules:
+    """The ``grading:`` section of an inspection config file (the defaults when it has none).
+
+    For readers that must not load the whole daemon config (the dashboard); a bad rule is a
+    ``ConfigError`` naming the file and the key path (``grading.rules.0.grade``).
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    section = data.get("grading") if isinstance(data, dict) else None
+    if section is None:
+        return GradingRules()
+    if not isinstance(section, dict):
+        raise ConfigError(f"{path}:\n  grading: a mapping (grades, rules), got {type(section).__name__}")
+    return validate_config(GradingRules, section, source=str(path), prefix="grading")

@@ -138,6 +138,7 @@ class FrameRecord(_PlainRecord):
     image_path: str | None = None
     model_version: str | None = None
     latency_ms: float | None = None
+    surface: str | None = None  # "top"/"bottom": the strip surface, when the source says
 
     def _check(self) -> None:
         if self.line == "":

@@ -31,7 +31,17 @@ from streamlit.testing.v1 import AppTest
 
 from datasets.model import NEU_DET_CLASSES
 from inspection.storage.db import default_sqlite_url, make_engine, upgrade
-from inspection.storage.schema import Coil, Defect, Frame, Gap, Line, ModelVersion, RetrainRun, Review
+from inspection.storage.schema import (
+    Coil,
+    Defect,
+    Frame,
+    Gap,
+    Line,
+    ModelActivation,
+    ModelVersion,
+    RetrainRun,
+    Review,
+)
 
 PG_ENV = "STEEL_TEST_PG_URL"
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -128,6 +138,19 @@ def seed_database(
             ),
         }
         s.add_all(models.values())
+        s.add_all(  # the history the Models page shows (and its screenshot): v1 first, v2 by retraining
+            [
+                ModelActivation(
+                    activated_at=t0 - timedelta(days=3), version="v1", previous_version=None, kind="daemon",
+                    actor="daemon", reason="first model on the line", forced=False,
+                ),
+                ModelActivation(
+                    activated_at=t0 + timedelta(hours=24), version="v2", previous_version="v1",
+                    kind="retrain", actor="retrain-1", reason="mAP@0.5 0.78 against 0.71 on the fixed set",
+                    forced=False,
+                ),
+            ]
+        )  # fmt: skip
         s.flush()
         n_frames = 92 if single_class is None else 6
         k_image = 0

@@ -163,3 +163,51 @@ def test_a_bad_grading_config_names_the_key(tmp_path) -> None:
     text = str(err.value)
     assert "grading" in text and "'scrap' is not one of the lower grades ['hold']" in text
     assert "strip_width_m" in text and "between 0 and 10" in text
+
+
+def test_the_daemon_and_the_dashboard_grade_by_the_same_rules_from_the_inspection_config(tmp_path) -> None:
+    """The rules are the inspection config's ``grading:`` section; the dashboard reads that section (it
+    had its own, separate copy before) unless it is given a copy of its own."""
+    from dashboard.config import load_dashboard_config
+    from datasets.settings import load_config
+    from inspection.config import InspectionConfig
+
+    daemon_file = tmp_path / "inspection.yaml"
+    daemon_file.write_text(
+        "grading:\n  grades: [pass, hold]\n  rules:\n"
+        "    - {grade: hold, classes: [scratches], max_length_m: 0.2}\n",
+        encoding="utf-8",
+    )
+    dashboard_file = tmp_path / "dashboard.yaml"
+    dashboard_file.write_text(f"inspection_config: {daemon_file}\n", encoding="utf-8")
+    daemon_rules = load_config(daemon_file, InspectionConfig).grading
+    shown = load_dashboard_config(dashboard_file).grading_rules
+    assert shown == daemon_rules and shown.grades == ("pass", "hold")
+    assert shown.digest == daemon_rules.digest  # the digest stored with each grade the daemon makes
+
+    copy = tmp_path / "own-copy.yaml"
+    copy.write_text(
+        f"inspection_config: {daemon_file}\ngrading: {{grades: [A, B], rules: []}}\n", encoding="utf-8"
+    )
+    assert load_dashboard_config(copy).grading_rules.grades == ("A", "B")
+
+
+def test_a_bad_grading_rule_in_the_inspection_config_names_the_file_and_key_path(tmp_path) -> None:
+    from dashboard.config import load_dashboard_config
+    from datasets.settings import ConfigError, load_config
+    from inspection.config import InspectionConfig
+
+    daemon_file = tmp_path / "inspection.yaml"
+    daemon_file.write_text(
+        "grading:\n  rules:\n    - {grade: A, max_count: 0}\n    - {grade: B, max_count: -1}\n",
+        encoding="utf-8",
+    )
+    for load in (
+        lambda: load_config(daemon_file, InspectionConfig),
+        lambda: load_dashboard_config(tmp_path / "d.yaml"),
+    ):
+        (tmp_path / "d.yaml").write_text(f"inspection_config: {daemon_file}\n", encoding="utf-8")
+        with pytest.raises(ConfigError) as err:
+            load()
+        text = str(err.value)
+        assert str(daemon_file) in text and "grading.rules.1.max_count: -1 is not >= 0" in text

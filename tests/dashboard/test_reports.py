@@ -169,3 +169,39 @@ def test_maps_name_the_surface_the_line_s_camera_sees(make_app, seeded_url: str,
     assert "bottom surface" in html and html.index("drive side") < html.index(
         "operator side"
     )  # 0 = drive, on top
+
+
+def test_the_coil_map_and_report_show_top_and_bottom_from_the_frames(
+    make_app, seeded_url: str, seed: Seed
+) -> None:
+    """The surface comes from the data (each frame's ``surface``), not from the dashboard's settings:
+    before, the map named at most the one surface configured for the line."""
+    coil_id = seed.coil_ids["C200"]
+    sql(
+        seeded_url,
+        "UPDATE frames SET surface = CASE WHEN id % 2 = 0 THEN 'top' ELSE 'bottom' END WHERE coil_id = ?",
+        (coil_id,),
+    )
+    counts = dict(
+        sql(
+            seeded_url,
+            "SELECT f.surface, COUNT(*) FROM defects d JOIN frames f ON f.id = d.frame_id "
+            "WHERE d.coil_id = ? AND d.position_m IS NOT NULL AND d.cross_m IS NOT NULL GROUP BY f.surface",
+            (coil_id,),
+        )
+    )
+    assert set(counts) == {"top", "bottom"}
+    at = make_app(seeded_url, line_surface={"L2": "bottom"})  # the settings say bottom only: the data wins
+    run_page(at)
+    run_page(at, "coil_map")
+    at.selectbox(key="coil_pick").set_value(coil_id)
+    run_page(at)
+    assert [h.value for h in at.subheader] == ["Top surface", "Bottom surface"]
+    points = page_table(at, "coil_table")
+    assert points["surface"].value_counts().to_dict() == counts
+    assert not any("from the settings" in c.value for c in at.caption)
+
+    html = coil_report(_context(seeded_url, line_surface={"L2": "bottom"}), coil_id)
+    maps = html.split("<svg")[1:]
+    assert len(maps) == 2 and "top surface" in maps[0] and "bottom surface" in maps[1]
+    assert [_parse("<svg" + m).circles for m in maps] == [counts["top"], counts["bottom"]]

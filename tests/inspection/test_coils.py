@@ -1,5 +1,6 @@
 """The daemon closes coils (issue 16.4): when a source moves to the next coil, when it drains, after a
-configured gap without frames, and on restart for coils a killed run left open. Real SQLite, real frames."""
+configured gap without frames, and on restart for coils a killed run left open; and it grades each coil it
+closes by the inspection config's rules (16.13). Real SQLite (and PostgreSQL), real frames."""
 
 from __future__ import annotations
 
@@ -13,13 +14,16 @@ import numpy as np
 from datasets.detections import Detections
 from datasets.settings import data_root
 from inspection.daemon import Daemon
-from inspection.messages import Frame, FrameResult
+from inspection.messages import Frame, FrameResult, TrackedDefect
 from inspection.queues import END, BoundedQueue
 from inspection.stages.sink import Geometry, SinkStage
+from inspection.storage.coil_events import CoilEvent
 from inspection.storage.db import upgrade
 from inspection.storage.frames import record_frame
+from inspection.storage.grading import GradeRule, GradingRules
 from inspection.storage.records import FrameRecord
 from inspection.storage.repository import Repository
+from inspection.storage.spool import Spool, replay
 from inspection.storage.writer import ResilientWriter
 from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     ModelBundle,
@@ -46,19 +50,50 @@ def as_utc(value: object) -> datetime:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp
 
 
-def result(seq: int, coil: str) -> FrameResult:
-    """A 200-line frame of ``coil`` starting at encoder line ``seq * 200`` (no overlap): 0.1 m at 0.5 mm."""
+# a single crazing defect scraps a coil; more than 10 defects per 100 m make it B
+CRITICAL = GradingRules(
+    grades=("A", "B", "scrap"),
+    rules=[
+        GradeRule(grade="scrap", classes=("crazing",), min_score=0.5, max_count=0),
+        GradeRule(grade="B", max_per_100m=10.0),
+    ],
+)
+
+
+def result(seq: int, coil: str, *, crazing: bool = False) -> FrameResult:
+    """A 200-line frame of ``coil`` starting at encoder line ``seq * 200`` (no overlap): 0.1 m at 0.5 mm;
+    with ``crazing``, one new crazing defect scored 0.9."""
     frame = Frame(
         SOURCE, seq, IMAGE, T0 + timedelta(seconds=seq), start_line=seq * 200, line_id="L1", coil=coil
     )
-    return FrameResult(frame, Detections.empty(), ())
+    box = (20.0, 30.0, 80.0, 90.0)
+    strip = (box[0], box[1] + seq * 200, box[2], box[3] + seq * 200)
+    defects = (TrackedDefect(0, "crazing", 0.9, box, strip, f"t{seq}", seq, 0),) if crazing else ()
+    return FrameResult(frame, Detections.empty(), defects)
+
+
+def grade_rows(db: str) -> dict[str, tuple[str, str, str]]:
+    """Coil code -> (grade, reasons, rules digest) of every stored grade."""
+    rows = query(
+        db,
+        "SELECT c.code, g.grade, g.reasons, g.rules_digest "
+        "FROM coil_grades g JOIN coils c ON c.id = g.coil_id",
+    )
+    return {code: (grade, str(reasons), digest) for code, grade, reasons, digest in rows}
 
 
 class RunningSink:
     """A sink stage on a real SQLite database, fed by hand."""
 
-    def __init__(self, tmp_path: Path, *, gap_s: float | None) -> None:
-        self.db = sqlite_db(tmp_path)
+    def __init__(
+        self,
+        tmp_path: Path,
+        *,
+        gap_s: float | None,
+        db: str | None = None,
+        grading: GradingRules | None = None,
+    ) -> None:
+        self.db = db or sqlite_db(tmp_path)
         upgrade(self.db)
         self.inbox = BoundedQueue("sink", 16)
         writer = ResilientWriter(Repository(self.db), tmp_path / "spool.jsonl")
@@ -75,6 +110,7 @@ class RunningSink:
             save_frames="none",
             live_every_s=1e9,
             coil_gap_s=gap_s,
+            coil_grading=grading,
         )
         self.sink.start()
 
@@ -116,6 +152,44 @@ def test_a_coil_silent_for_the_gap_ends_and_reopens_when_it_goes_on(tmp_path: Pa
     assert as_utc(started) == T0 and as_utc(ended) == T0 + timedelta(seconds=2) and np.isclose(length, 0.3)
 
 
+def test_each_coil_the_daemon_closes_is_graded_by_the_configured_rules(tmp_path: Path, db_url: str) -> None:
+    """Before, the daemon closed coils without grading them: no grade until a writable dashboard ran."""
+    run = RunningSink(tmp_path, gap_s=1.0, db=db_url, grading=CRITICAL)
+    run.feed(result(0, "A", crazing=True), result(1, "A"))
+    run.feed(result(2, "B"))  # the next coil: A ends
+    wait_for(lambda: "A" in grade_rows(db_url), timeout=30, what="A graded")
+    wait_for(lambda: "B" in grade_rows(db_url), timeout=30, what="B graded after the gap")
+    run.feed(result(3, "C"), *(result(seq, "C", crazing=seq % 2 == 0) for seq in (4, 5)))
+    run.finish()  # drain: C ends
+    grades = grade_rows(db_url)
+    assert {code: grade for code, (grade, _, _) in grades.items()} == {"A": "scrap", "B": "A", "C": "scrap"}
+    assert {digest for _, _, digest in grades.values()} == {CRITICAL.digest}
+    assert "crazing" in grades["A"][1] and "crazing" in grades["C"][1]
+    ((defects_on_c,),) = query(
+        db_url, "SELECT COUNT(*) FROM defects d JOIN coils c ON c.id = d.coil_id WHERE c.code = 'C'"
+    )
+    assert defects_on_c == 1  # one crazing defect on 0.3 m: 333 per 100 m also breaks the B rule
+    assert "per 100 m" in grades["C"][1]
+
+
+def test_a_coil_end_spooled_while_the_database_was_away_is_graded_when_replayed(tmp_path: Path) -> None:
+    """The end event carries the rules in force when the coil closed: the replay grades by them."""
+    db = sqlite_db(tmp_path)
+    upgrade(db)
+    repository = Repository(db)
+    with repository.transaction() as s:
+        for seq in (0, 1):
+            record_frame(
+                s, FrameRecord(source=SOURCE, seq=seq, line="L1", coil="A", captured_at=T0, length_m=0.1)
+            )
+    spool = Spool(tmp_path / "spool.jsonl")
+    spool.append(CoilEvent(line="L1", coil="A", kind="end", at=T0, grading=CRITICAL))
+    spool.close()
+    assert replay(Spool(tmp_path / "spool.jsonl"), repository).stored == 1
+    repository.dispose()
+    assert grade_rows(db) == {"A": ("A", "[]", CRITICAL.digest)}
+
+
 def test_a_restart_closes_the_coil_a_killed_run_left_open_and_drain_closes_the_new_one(
     tmp_path: Path, model_bundle: ModelBundle
 ) -> None:
@@ -140,3 +214,5 @@ def test_a_restart_closes_the_coil_a_killed_run_left_open_and_drain_closes_the_n
     )[0]
     assert coils["c1"][1] is not None and np.isclose(coils["c1"][2], length) and length > 0
     assert summary.to_dict()["coils_closed"] == 1
+    grades = grade_rows(cfg.db)  # the backfilled coil at start, the drained one at its end
+    assert set(grades) == {"c0", "c1"} and {d for _, _, d in grades.values()} == {cfg.grading.digest}

@@ -74,6 +74,7 @@ class Frame(Base):
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     latency_ms: Mapped[float | None] = mapped_column(Float)  # capture (or arrival) to result
     n_defects: Mapped[int] = mapped_column(Integer, default=0)
+    surface: Mapped[str | None] = mapped_column(String(8))  # "top"/"bottom" when the source says (0005)
 
     defects: Mapped[list[Defect]] = relationship(
         back_populates="frame", cascade="all, delete-orphan", passive_deletes=True
