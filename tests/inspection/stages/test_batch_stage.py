@@ -33,7 +33,9 @@ def batch_stage(abort: threading.Event, max_tiles: int) -> BatchStage:
     return BatchStage(inbox, outbox, abort=abort, max_tiles=max_tiles, wait_ms=60_000)
 
 
-def test_two_frames_fill_a_batch_and_the_third_leaves_at_the_end_of_the_stream(abort: threading.Event) -> None:
+def test_two_frames_fill_a_batch_and_the_third_leaves_at_the_end_of_the_stream(
+    abort: threading.Event,
+) -> None:
     frames = [neu_frame(i, image_index=i) for i in range(3)]
     first, second = run_to_end(batch_stage(abort, max_tiles=8), [tiles_of(f) for f in frames])
     assert isinstance(first, TileBatch) and isinstance(second, TileBatch)

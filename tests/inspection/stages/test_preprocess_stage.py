@@ -36,7 +36,9 @@ def test_a_blur_changes_the_pixels_but_not_the_frame_size_or_key(abort: threadin
 
 
 def test_a_resize_records_the_scale_back_to_source_pixels(abort: threading.Event) -> None:
-    [out] = run_to_end(preprocess_stage([{"op": "resize", "width": 100, "height": 50}], abort), [neu_frame(1)])
+    [out] = run_to_end(
+        preprocess_stage([{"op": "resize", "width": 100, "height": 50}], abort), [neu_frame(1)]
+    )
     assert isinstance(out, Frame) and out.image.shape == (50, 100)
     assert out.meta["preprocess_scale_xy"] == (2.0, 4.0)
 
