@@ -173,7 +173,7 @@ def run_daemon(cfg: InspectionConfig) -> tuple[Usage, dict[str, Any]]:
     return meter.usage, summary.to_dict()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default_model = next(
         (p for p in MODEL_CANDIDATES if (p / "manifest.json").is_file()), MODEL_CANDIDATES[0]
@@ -199,9 +199,28 @@ def main(argv: list[str] | None = None) -> int:
         "--no-evidence", action="store_true", help="store rows only: no crops, frame images or raw frames"
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of raw and saturated (best counts)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
+    return parser.parse_args(argv)
 
+
+@dataclass
+class Runs:
+    """What the three measurements found (the fastest raw and saturated runs)."""
+
+    cfg: InspectionConfig
+    version: str
+    device: str
+    n_frames: int
+    n_tiles: int
+    raw: Usage
+    sat: Usage
+    sat_summary: dict[str, Any]
+    paced: Usage | None
+    paced_summary: dict[str, Any] | None
+    rss_mb: float
+    cuda_mb: float | None
+
+
+def measure(args: argparse.Namespace) -> Runs:
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
         work = Path(tmp)
         cfg = make_config(args, work, source=strip_uri(args), name="saturated")
@@ -219,20 +238,35 @@ def main(argv: list[str] | None = None) -> int:
                 sat, sat_summary = usage, summary
         assert raw is not None
         assert sat is not None
-        raw_tps, sat_tps = n_tiles / raw.wall_s, n_tiles / sat.wall_s
         paced = paced_summary = None
         if args.load > 0:
-            line_rate = args.load * raw_tps * lines / n_tiles
+            line_rate = args.load * (n_tiles / raw.wall_s) * lines / n_tiles
             paced_cfg = make_config(args, work, source=strip_uri(args, line_rate), name="paced")
             paced, paced_summary = run_daemon(paced_cfg)
-        rss = peak_rss_mb()
-        cuda_mb = _cuda_peak_mb()
+        return Runs(
+            cfg=cfg,
+            version=version,
+            device=device,
+            n_frames=n_frames,
+            n_tiles=n_tiles,
+            raw=raw,
+            sat=sat,
+            sat_summary=sat_summary,
+            paced=paced,
+            paced_summary=paced_summary,
+            rss_mb=peak_rss_mb(),
+            cuda_mb=_cuda_peak_mb(),
+        )
 
+
+def print_table(args: argparse.Namespace, runs: Runs) -> None:
+    cfg, raw, sat, n_tiles, n_frames = runs.cfg, runs.raw, runs.sat, runs.n_tiles, runs.n_frames
+    raw_tps, sat_tps = n_tiles / raw.wall_s, n_tiles / sat.wall_s
     tile_px = cfg.tiling.tile_hw[0] * cfg.tiling.tile_hw[1]
     print(
-        f"model {version} on {device}; strip {args.across}x{args.along} images, {n_frames} frames of "
-        f"{args.frame_lines} lines (overlap {args.overlap_lines}), {n_tiles} tiles of {cfg.tiling.tile_hw}, "
-        f"batches of {cfg.detector.batch_tiles}\n"
+        f"model {runs.version} on {runs.device}; strip {args.across}x{args.along} images, {n_frames} frames "
+        f"of {args.frame_lines} lines (overlap {args.overlap_lines}), {n_tiles} tiles of "
+        f"{cfg.tiling.tile_hw}, batches of {cfg.detector.batch_tiles}\n"
     )
     print(
         "| run | wall s | tiles/s | Mpx/s | frames/s | ratio | latency p50 ms | latency p99 ms | CPU cores |"
@@ -244,21 +278,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"| daemon, saturated | {sat.wall_s:.2f} | {sat_tps:.1f} | {sat_tps * tile_px / 1e6:.2f} | "
-        f"{n_frames / sat.wall_s:.2f} | {sat_tps / raw_tps:.2f} | {sat_summary['latency_ms_p50']} | "
-        f"{sat_summary['latency_ms_p99']} | {sat.cores:.2f} |"
+        f"{n_frames / sat.wall_s:.2f} | {sat_tps / raw_tps:.2f} | {runs.sat_summary['latency_ms_p50']} | "
+        f"{runs.sat_summary['latency_ms_p99']} | {sat.cores:.2f} |"
     )
+    paced, paced_summary = runs.paced, runs.paced_summary
     if paced is not None and paced_summary is not None:
         print(
             f"| daemon, paced at {args.load:.0%} | {paced.wall_s:.2f} | {n_tiles / paced.wall_s:.1f} | "
             f"{n_tiles / paced.wall_s * tile_px / 1e6:.2f} | {n_frames / paced.wall_s:.2f} | | "
             f"{paced_summary['latency_ms_p50']} | {paced_summary['latency_ms_p99']} | {paced.cores:.2f} |"
         )
-    memory = f"peak RSS {rss:.0f} MB" + (
-        f", peak CUDA memory {cuda_mb:.0f} MB" if cuda_mb is not None else ""
+    memory = f"peak RSS {runs.rss_mb:.0f} MB" + (
+        f", peak CUDA memory {runs.cuda_mb:.0f} MB" if runs.cuda_mb is not None else ""
     )
     ratio = sat_tps / raw_tps
     verdict = "meets" if ratio >= RATIO_TARGET else "MISSES"
     print(f"\n{memory}\nend-to-end / raw = {ratio:.2f}: {verdict} the {RATIO_TARGET} target")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    print_table(args, measure(args))
     return 0
 
 
