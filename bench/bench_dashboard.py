@@ -206,6 +206,7 @@ def bench_queries(url: str) -> None:
 
 
 def bench_pages(url: str) -> None:
+    # Streamlit takes seconds to import: only the page timings (not --skip-pages) need it
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 

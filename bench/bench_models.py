@@ -35,6 +35,7 @@ from datasets.settings import REPO_ROOT, data_root, load_config  # noqa: E402
 from datasets.torch_dataset import DetectionDataset, collate_detection  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import prepare_data  # noqa: E402
+from training.evaluate_cli import run_eval  # noqa: E402
 from training.optim import build_optimizer  # noqa: E402
 from training.registry import build_model  # noqa: E402
 
@@ -128,8 +129,6 @@ def trainer_throughput(cfg: TrainConfig) -> float | None:
 
 
 def bench_bundle(bundle: Path, split: Path) -> dict[str, Any]:
-    from training.evaluate_cli import run_eval
-
     start = time.perf_counter()
     result = run_eval(
         model=bundle, data=data_root() / "annotations", split=split, device="cpu", show_progress=False
