@@ -46,7 +46,7 @@ def train_command(
     if validate_config:
         typer.echo(f"{config}: ok")
         return
-    from training.trainer import fit
+    from training.trainer import fit  # torch (see above)
 
     result = fit(cfg, resume=resume)
     typer.echo(
