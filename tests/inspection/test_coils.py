@@ -19,10 +19,9 @@ from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.db import upgrade
 from inspection.storage.repository import FrameRecord, Repository
 from inspection.storage.writer import ResilientWriter
-from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
+from tests.inspection.daemon_fixtures import (
     ModelBundle,
     daemon_config,
-    model_bundle_fixture,
     query,
     sqlite_db,
     strip_spec,

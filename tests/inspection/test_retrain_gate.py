@@ -33,7 +33,6 @@ from inspection.sources.strip_sim import StripSimulator
 from inspection.storage.repository import finish_retrain_run, start_retrain_run
 from inspection.storage.retrain_store import newest_review_id
 from inspection.storage.schema import Frame, SnapshotDecision
-from tests.inspection.daemon_fixtures import model_bundle_fixture, swap_bundle_fixture  # noqa: F401
 from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
     CLASSES,
     SOURCE,
