@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -48,6 +48,8 @@ from inspection.messages import Frame  # noqa: E402
 from inspection.sources.strip_sim import StripSimulator  # noqa: E402
 from inspection.tiling import cut_tiles, tile_grid  # noqa: E402
 from training.inference import resolve_device  # noqa: E402
+
+Summary: TypeAlias = dict[str, Any]  # a daemon run's summary, as ``RunSummary.to_dict()`` gives it
 
 RATIO_TARGET = 0.9
 MODEL_CANDIDATES = (REPO_ROOT / "models" / "neu-yolo-n", REPO_ROOT / "runs" / "neu-yolo-n" / "bundle")
@@ -161,7 +163,7 @@ def raw_model(cfg: InspectionConfig, batches: list[np.ndarray], repeat: int) -> 
     return min(runs, key=lambda u: u.wall_s), detector.version, f"{device}, {detector.backend_description}"
 
 
-def run_daemon(cfg: InspectionConfig) -> tuple[Usage, dict[str, Any]]:
+def run_daemon(cfg: InspectionConfig) -> tuple[Usage, Summary]:
     daemon = Daemon(cfg, once=True)
     daemon.start()  # loads and warms up the model, migrates the database (outside the measured run)
     with Meter() as meter:
@@ -209,9 +211,9 @@ class Runs:
     n_tiles: int
     raw: Usage
     sat: Usage
-    sat_summary: dict[str, Any]
+    sat_summary: Summary
     paced: Usage | None
-    paced_summary: dict[str, Any] | None
+    paced_summary: Summary | None
     rss_mb: float
     cuda_mb: float | None
 
@@ -223,7 +225,7 @@ def measure(args: argparse.Namespace) -> Runs:
         batches, n_frames, lines = strip_tiles(cfg)
         n_tiles = sum(len(b) for b in batches)
         raw = sat = None
-        sat_summary: dict[str, Any] = {}
+        sat_summary: Summary = {}
         # Raw and daemon runs alternate, so a neighbour's busy minute slows both alike.
         for i in range(args.repeat):  # a fresh database each time, or the frames would be skipped
             raw_i, version, device = raw_model(cfg, batches, 1)

@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +38,8 @@ from training.data import prepare_data  # noqa: E402
 from training.evaluate_cli import run_eval  # noqa: E402
 from training.optim import build_optimizer  # noqa: E402
 from training.registry import build_model  # noqa: E402
+
+Figures: TypeAlias = dict[str, Any]  # JSON-ready figures (printed, and written with --out)
 
 DEFAULT_RECIPES = ["configs/train/yolo_n.yaml", "configs/train/faster_rcnn_mbv3.yaml"]
 DEFAULT_BUNDLES = ["models/neu-yolo-n", "models/neu-frcnn-mbv3"]
@@ -128,7 +130,7 @@ def trainer_throughput(cfg: TrainConfig) -> float | None:
     return per_epoch * history[-1]["epoch"] / history[-1]["train_seconds"]
 
 
-def bench_bundle(bundle: Path, split: Path) -> dict[str, Any]:
+def bench_bundle(bundle: Path, split: Path) -> Figures:
     start = time.perf_counter()
     result = run_eval(
         model=bundle, data=data_root() / "annotations", split=split, device="cpu", show_progress=False
@@ -163,9 +165,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def bench_speed(args: argparse.Namespace) -> dict[str, Any]:
+def bench_speed(args: argparse.Namespace) -> Figures:
     """Training and inference speed of each recipe's model (untrained weights), as a Markdown table."""
-    speed: dict[str, Any] = {}
+    speed: Figures = {}
     print(
         f"| recipe | size | train img/s (batch {args.train_batch}) | trainer img/s (run log) "
         f"| batch-1 p50 ms | batch-1 p99 ms | img/s (batch {args.infer_batch}) |"
@@ -192,7 +194,7 @@ def bench_speed(args: argparse.Namespace) -> dict[str, Any]:
     return speed
 
 
-def bench_accuracy(args: argparse.Namespace) -> dict[str, Any]:
+def bench_accuracy(args: argparse.Namespace) -> Figures:
     """Each bundle present scored on the split's validation side, as a Markdown table."""
     bundles = [Path(b) for b in (args.bundle or DEFAULT_BUNDLES)]
     present = [b for b in bundles if (b / "manifest.json").is_file()]
@@ -214,7 +216,7 @@ def bench_accuracy(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    figures: dict[str, Any] = {
+    figures: Figures = {
         "machine": {"cpu": _cpu_name(), "threads": args.threads, "torch": torch.__version__},
         "speed": {},
         "accuracy": {},

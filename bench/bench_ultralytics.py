@@ -30,7 +30,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,6 +45,8 @@ from datasets.writers.yolo import write_yolo  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.evaluation import Prediction, evaluate, ground_truth_from_records  # noqa: E402
 from training.registry import build_model  # noqa: E402
+
+Figures: TypeAlias = dict[str, Any]  # JSON-ready figures of one model (printed, and written with --out)
 
 RECIPE = REPO_ROOT / "configs" / "train" / "yolo_n.yaml"
 
@@ -134,9 +136,7 @@ def install_font(config_dir: Path) -> None:
         shutil.copy(next((f for f in fonts if "Sans-Regular" in f.name), fonts[0]), target)
 
 
-def run_ultralytics(
-    args: argparse.Namespace, work: Path, data_yaml: Path, val: AnnotatedSet
-) -> dict[str, Any]:
+def run_ultralytics(args: argparse.Namespace, work: Path, data_yaml: Path, val: AnnotatedSet) -> Figures:
     driver = work / "driver.py"
     driver.write_text(DRIVER)
     job = {
@@ -167,7 +167,7 @@ def run_ultralytics(
     return load_previous(work)
 
 
-def load_previous(work: Path) -> dict[str, Any]:
+def load_previous(work: Path) -> Figures:
     """The summary and predictions the driver left in ``work`` (``--rescore``)."""
     job = json.loads((work / "job.json").read_text())
     summary = json.loads(Path(job["summary"]).read_text())
@@ -175,7 +175,7 @@ def load_previous(work: Path) -> dict[str, Any]:
     return summary
 
 
-def score(predictions: dict[str, dict], val: AnnotatedSet) -> dict[str, Any]:
+def score(predictions: dict[str, dict], val: AnnotatedSet) -> Figures:
     """Ultralytics' detections scored with our evaluator (pycocotools), like our bundles."""
     preds = []
     for record in val.images:
@@ -193,7 +193,7 @@ def score(predictions: dict[str, dict], val: AnnotatedSet) -> dict[str, Any]:
     return {"map50": result.map50, "map50_95": result.map50_95, "images": result.images, "ap50": per_class}
 
 
-def ours_at(run_dir: Path, epochs: int, batch: int) -> dict[str, Any] | None:
+def ours_at(run_dir: Path, epochs: int, batch: int) -> Figures | None:
     """Our run's mAP@0.5 at (or just before) ``epochs`` and its trainer img/s up to there."""
     metrics = run_dir / "metrics.json"
     manifest = run_dir / "bundle" / "manifest.json"
@@ -249,9 +249,9 @@ def print_comparison(
     *,
     train: AnnotatedSet,
     val: AnnotatedSet,
-    theirs: dict[str, Any],
-    theirs_scored: dict[str, Any],
-    ours: dict[str, Any] | None,
+    theirs: Figures,
+    theirs_scored: Figures,
+    ours: Figures | None,
     our_params: int,
 ) -> float:
     """The Markdown table of both models; returns Ultralytics' training images per second."""
@@ -279,7 +279,7 @@ def print_comparison(
     return img_s
 
 
-def print_per_class(val: AnnotatedSet, theirs_scored: dict[str, Any], ours: dict[str, Any] | None) -> None:
+def print_per_class(val: AnnotatedSet, theirs_scored: Figures, ours: Figures | None) -> None:
     rows = [("Ultralytics YOLOv8n", theirs_scored["ap50"])]
     if ours is not None and ours["ap50"]:
         rows.append((f"ours (epoch {ours['epoch']})", ours["ap50"]))
