@@ -30,12 +30,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import torch  # noqa: E402
 
+from datasets.model import ImageRecord  # noqa: E402
 from datasets.readers import read_dataset  # noqa: E402
 from datasets.settings import data_root  # noqa: E402
 from datasets.split import apply_split, read_split  # noqa: E402
-from training.anomaly.fit import CANDIDATES, fit_candidate, load_clean, validate  # noqa: E402
+from training.anomaly.fit import CANDIDATES, CleanData, fit_candidate, load_clean, validate  # noqa: E402
 from training.anomaly.store import save_anomaly  # noqa: E402
-from training.bundle import load_bundle  # noqa: E402
+from training.bundle import Bundle, load_bundle  # noqa: E402
 from training.inference import Predictor  # noqa: E402
 
 
@@ -49,7 +50,7 @@ def _ms_per_tile(fn, tiles, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default="models/neu-yolo-n")
     parser.add_argument("--tiles", default="runs/background/neu-dev")
@@ -63,7 +64,55 @@ def main() -> None:
     parser.add_argument("--ae-steps", type=int, default=800)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/anomaly")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def fit_and_save(
+    kind: str,
+    args: argparse.Namespace,
+    *,
+    detector: Bundle,
+    clean: CleanData,
+    defects: list[ImageRecord],
+    detector_ms: float,
+) -> dict:
+    """Fit one candidate, validate it, time it on the first 32 clean validation tiles and save it."""
+    start = time.perf_counter()
+    scorer = fit_candidate(kind, detector, clean, ae_steps=args.ae_steps, fit_tiles=args.fit_tiles)
+    fit_s = time.perf_counter() - start
+    figures = validate(
+        scorer,
+        clean,
+        defects,
+        budget_per_1000=args.budget,
+        calibration_tiles=args.calibration_tiles,
+    )
+    ms = _ms_per_tile(scorer.maps, clean.val[:32])
+    row = {"kind": kind, "fit_s": fit_s, "ms_per_tile": ms, "detector_ms_per_tile": detector_ms}
+    row |= figures.to_dict()
+    row["cost_vs_detector"] = ms / detector_ms
+    extra = {
+        "architecture": _arch(kind, detector),
+        "threshold": {
+            "score": figures.threshold,
+            "budget_per_1000": args.budget,
+            "fitted_on": args.tiles,
+        },
+        "metrics": row,
+        "source_bundle": detector.version,
+    }
+    saved = save_anomaly(
+        Path(args.out) / kind.replace(":", "-s"),
+        scorer,
+        version=f"{kind.replace(':', '-s')}-{detector.version}",
+        extra=extra,
+    )
+    row["saved"] = str(saved)
+    return row
+
+
+def main() -> None:
+    args = parse_args()
     torch.set_num_threads(args.threads)
     split = read_split(args.split)
     aset = read_dataset(data_root() / "annotations")
@@ -75,42 +124,13 @@ def main() -> None:
         f"clean tiles: {len(clean.train)} train (fit + threshold), {len(clean.val)} val; "
         f"defect images: {len(val_set.images)} val; budget {args.budget} per 1,000\n"
     )
-    timing_tiles = clean.val[:32]
-    detector_ms = _ms_per_tile(predictor, timing_tiles)
+    detector_ms = _ms_per_tile(predictor, clean.val[:32])
     rows = []
     print("fitting ...", flush=True)
     for kind in args.candidates:
-        start = time.perf_counter()
-        scorer = fit_candidate(kind, detector, clean, ae_steps=args.ae_steps, fit_tiles=args.fit_tiles)
-        fit_s = time.perf_counter() - start
-        figures = validate(
-            scorer,
-            clean,
-            val_set.images,
-            budget_per_1000=args.budget,
-            calibration_tiles=args.calibration_tiles,
+        row = fit_and_save(
+            kind, args, detector=detector, clean=clean, defects=val_set.images, detector_ms=detector_ms
         )
-        ms = _ms_per_tile(scorer.maps, timing_tiles)
-        row = {"kind": kind, "fit_s": fit_s, "ms_per_tile": ms, "detector_ms_per_tile": detector_ms}
-        row |= figures.to_dict()
-        row["cost_vs_detector"] = ms / detector_ms
-        extra = {
-            "architecture": _arch(kind, detector),
-            "threshold": {
-                "score": figures.threshold,
-                "budget_per_1000": args.budget,
-                "fitted_on": args.tiles,
-            },
-            "metrics": row,
-            "source_bundle": detector.version,
-        }
-        saved = save_anomaly(
-            Path(args.out) / kind.replace(":", "-s"),
-            scorer,
-            version=f"{kind.replace(':', '-s')}-{detector.version}",
-            extra=extra,
-        )
-        row["saved"] = str(saved)
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
     _print(rows)

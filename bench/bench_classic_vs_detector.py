@@ -32,12 +32,11 @@ from datasets.texture.bundle import load_classic_bundle  # noqa: E402
 from training.classical.metrics import classification_report  # noqa: E402
 from training.classical.run import DataSource, evaluate, read_sides, tile_rule_of  # noqa: E402
 from training.classical.tiles import TILE_CLASSES, cut_tiles  # noqa: E402
+from training.inference import Predictor, read_image  # noqa: E402
 
 
 def detector_answers(model: Path, records: list, conf: float | None) -> tuple[list, float]:
     """Per image: detections as ``(xyxy (N, 4), scores (N,), class ids (N,))``, and the threshold used."""
-    from training.inference import Predictor, read_image
-
     predictor = Predictor(str(model), device="cpu", score_threshold=0.0)
     out = []
     for start in range(0, len(records), 32):

@@ -15,6 +15,7 @@ first visitor of the day would see it.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import sqlite3
@@ -45,10 +46,7 @@ MEAN_DEFECTS_PER_FRAME = 2.47  # E[min(12, floor(Exp(mean 3)))] on the 99.8 % of
 
 def build(path: Path, *, n_defects: int, seed: int = 0) -> None:
     """A migrated SQLite database with exactly ``n_defects`` defects on ~0.4 frame per defect, 30 days."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    upgrade(default_sqlite_url(path))
+    _fresh_database(path)
     rng = random.Random(seed)
     n_frames = max(1, round(n_defects / MEAN_DEFECTS_PER_FRAME))  # an estimate: frames are added until
     end = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)  # the count is reached
@@ -57,21 +55,7 @@ def build(path: Path, *, n_defects: int, seed: int = 0) -> None:
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA synchronous=OFF")
     con.execute("BEGIN")
-    created = start.strftime(TS)
-    con.executemany(
-        "INSERT INTO lines (id, name, mm_per_line, created_at) VALUES (?, ?, 0.5, ?)",
-        [(i + 1, name, created) for i, name in enumerate(LINES)],
-    )
-    versions = [("2025.1", False), ("2025.2", False), ("2025.3", True)]
-    con.executemany(
-        "INSERT INTO model_versions (id, version, name, family, class_names, metrics, manifest, created_at, "
-        "is_active) VALUES (?, ?, 'neu-yolo-n', 'yolo', ?, ?, ?, ?, ?)",
-        [
-            (i + 1, v, '["' + '","'.join(NEU_DET_CLASSES) + '"]', f'{{"map50": {0.7 + 0.02 * i}}}',
-             f'{{"version": "{v}"}}', created, active)
-            for i, (v, active) in enumerate(versions)
-        ],
-    )  # fmt: skip
+    _insert_lines_and_models(con, created=start.strftime(TS))
     frames: list[tuple] = []
     defects: list[tuple] = []
     coils: list[tuple] = []
@@ -115,7 +99,41 @@ def build(path: Path, *, n_defects: int, seed: int = 0) -> None:
         if len(defects) >= CHUNK or defect_id >= n_defects:  # bounded memory: insert in chunks
             _insert(con, coils, frames, defects)
             coils, frames, defects = [], [], []
-    reviewed = rng.sample(range(1, defect_id + 1), min(2000, defect_id))
+    _insert_reviews(con, rng, n_defects=defect_id)
+    con.execute("COMMIT")
+    con.close()
+    print(f"built {path}: {frame_id:,} frames, {defect_id:,} defects", flush=True)
+
+
+def _fresh_database(path: Path) -> None:
+    """An empty, migrated SQLite file at ``path`` (an earlier build and its WAL files removed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    upgrade(default_sqlite_url(path))
+
+
+def _insert_lines_and_models(con: sqlite3.Connection, *, created: str) -> None:
+    """The production lines and three model versions (the last one active)."""
+    con.executemany(
+        "INSERT INTO lines (id, name, mm_per_line, created_at) VALUES (?, ?, 0.5, ?)",
+        [(i + 1, name, created) for i, name in enumerate(LINES)],
+    )
+    versions = [("2025.1", False), ("2025.2", False), ("2025.3", True)]
+    con.executemany(
+        "INSERT INTO model_versions (id, version, name, family, class_names, metrics, manifest, created_at, "
+        "is_active) VALUES (?, ?, 'neu-yolo-n', 'yolo', ?, ?, ?, ?, ?)",
+        [
+            (i + 1, v, '["' + '","'.join(NEU_DET_CLASSES) + '"]', f'{{"map50": {0.7 + 0.02 * i}}}',
+             f'{{"version": "{v}"}}', created, active)
+            for i, (v, active) in enumerate(versions)
+        ],
+    )  # fmt: skip
+
+
+def _insert_reviews(con: sqlite3.Connection, rng: random.Random, *, n_defects: int) -> None:
+    """Up to 2,000 reviews of random defects (confirmed, rejected or relabelled as scratches)."""
+    reviewed = rng.sample(range(1, n_defects + 1), min(2000, n_defects))
     con.executemany(
         "INSERT INTO reviews (defect_id, reviewer, reviewed_at, verdict, old_class, new_class) "
         "SELECT id, 'bench', created_at, ?, class_name, ? FROM defects WHERE id = ?",
@@ -126,9 +144,6 @@ def build(path: Path, *, n_defects: int, seed: int = 0) -> None:
         ],
     )
     con.execute("DELETE FROM reviews WHERE verdict = 'relabelled' AND old_class = new_class")
-    con.execute("COMMIT")
-    con.close()
-    print(f"built {path}: {frame_id:,} frames, {defect_id:,} defects", flush=True)
 
 
 def _insert(con: sqlite3.Connection, coils: list[tuple], frames: list[tuple], defects: list[tuple]) -> None:
@@ -186,13 +201,12 @@ def bench_queries(url: str) -> None:
     print(f"\nqueries ({len(options.classes)} classes, coil {coil}); median of 3 cold calls, seconds")
     print(f"{'query':<28}" + "".join(f"{name:>14}" for name in cases))
     for name, call in calls.items():
-        print(
-            f"{name:<28}" + "".join(f"{timed(lambda f=f, call=call: call(f)):>14.3f}" for f in cases.values())
-        )
+        print(f"{name:<28}" + "".join(f"{timed(functools.partial(call, f)):>14.3f}" for f in cases.values()))
     engine.dispose()
 
 
 def bench_pages(url: str) -> None:
+    # Streamlit takes seconds to import: only the page timings (not --skip-pages) need it
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 
@@ -202,7 +216,7 @@ def bench_pages(url: str) -> None:
     AppTest.from_file(app, default_timeout=120).run()  # imports and the engine, once
     print("\npages (AppTest, caches emptied before each run), seconds")
     print(f"{'page':<12}{'last 7 days':>14}{'all time':>14}")
-    runs = [
+    runs: list[tuple[str, str, dict[str, str]]] = [
         (p, p, {})
         for p in ("overview", "trends", "pareto", "coil_map", "gallery", "review", "models", "live")
     ]

@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,8 +35,11 @@ from datasets.settings import REPO_ROOT, data_root, load_config  # noqa: E402
 from datasets.torch_dataset import DetectionDataset, collate_detection  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import prepare_data  # noqa: E402
+from training.evaluate_cli import run_eval  # noqa: E402
 from training.optim import build_optimizer  # noqa: E402
 from training.registry import build_model  # noqa: E402
+
+Figures: TypeAlias = dict[str, Any]  # JSON-ready figures (printed, and written with --out)
 
 DEFAULT_RECIPES = ["configs/train/yolo_n.yaml", "configs/train/faster_rcnn_mbv3.yaml"]
 DEFAULT_BUNDLES = ["models/neu-yolo-n", "models/neu-frcnn-mbv3"]
@@ -127,9 +130,7 @@ def trainer_throughput(cfg: TrainConfig) -> float | None:
     return per_epoch * history[-1]["epoch"] / history[-1]["train_seconds"]
 
 
-def bench_bundle(bundle: Path, split: Path) -> dict[str, Any]:
-    from training.evaluate_cli import run_eval
-
+def bench_bundle(bundle: Path, split: Path) -> Figures:
     start = time.perf_counter()
     result = run_eval(
         model=bundle, data=data_root() / "annotations", split=split, device="cpu", show_progress=False
@@ -147,7 +148,7 @@ def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="*", default=DEFAULT_RECIPES, help="training recipes (YAML)")
     parser.add_argument("--bundle", action="append", default=None, help="bundle to score (repeatable)")
@@ -161,56 +162,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batched-iters", type=int, default=5)
     parser.add_argument("--skip-speed", action="store_true", help="only score the bundles")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def bench_speed(args: argparse.Namespace) -> Figures:
+    """Training and inference speed of each recipe's model (untrained weights), as a Markdown table."""
+    speed: Figures = {}
+    print(
+        f"| recipe | size | train img/s (batch {args.train_batch}) | trainer img/s (run log) "
+        f"| batch-1 p50 ms | batch-1 p99 ms | img/s (batch {args.infer_batch}) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for recipe in args.recipes:
+        cfg = load_config(REPO_ROOT / recipe, TrainConfig)
+        train = bench_training(cfg, batch=args.train_batch, warmup=args.train_warmup, steps=args.train_steps)
+        infer = bench_inference(
+            cfg,
+            batch=args.infer_batch,
+            latency_iters=args.latency_iters,
+            batched_iters=args.batched_iters,
+        )
+        logged = trainer_throughput(cfg)
+        speed[cfg.name] = {"train_img_s": train, "trainer_img_s": logged, **infer}
+        size = f"{cfg.model.image_size}x{cfg.model.image_size}x{cfg.model.in_channels}"
+        print(
+            f"| {cfg.name} | {size} | {train:.1f} | {_fmt(logged)} | {infer['p50_ms']:.1f} "
+            f"| {infer['p99_ms']:.1f} | {infer['batched_img_s']:.1f} |",
+            flush=True,
+        )
+    print()
+    return speed
+
+
+def bench_accuracy(args: argparse.Namespace) -> Figures:
+    """Each bundle present scored on the split's validation side, as a Markdown table."""
+    bundles = [Path(b) for b in (args.bundle or DEFAULT_BUNDLES)]
+    present = [b for b in bundles if (b / "manifest.json").is_file()]
+    for missing in sorted(set(bundles) - set(present)):
+        print(f"(bundle {missing} not found: skipped)")
+    if not present:
+        return {}
+    scored = {str(b): bench_bundle(b, Path(args.split)) for b in present}
+    classes = list(next(iter(scored.values()))["per_class_ap50"])
+    print(f"\nValidation side of {args.split}:\n")
+    print("| bundle | images | mAP@0.5 | mAP@0.5:0.95 | " + " | ".join(classes) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(classes))
+    for name, s in scored.items():
+        per_class = " | ".join(_fmt(s["per_class_ap50"].get(c), 3) for c in classes)
+        print(f"| {name} | {s['images']} | {s['map50']:.3f} | {s['map50_95']:.3f} | {per_class} |")
+    return scored
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    figures: dict[str, Any] = {
+    figures: Figures = {
         "machine": {"cpu": _cpu_name(), "threads": args.threads, "torch": torch.__version__},
         "speed": {},
         "accuracy": {},
     }
     print(f"{_cpu_name()}, torch {torch.__version__}, {args.threads} threads\n")
-
     if not args.skip_speed and args.recipes:
-        print(
-            f"| recipe | size | train img/s (batch {args.train_batch}) | trainer img/s (run log) "
-            f"| batch-1 p50 ms | batch-1 p99 ms | img/s (batch {args.infer_batch}) |"
-        )
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for recipe in args.recipes:
-            cfg = load_config(REPO_ROOT / recipe, TrainConfig)
-            train = bench_training(
-                cfg, batch=args.train_batch, warmup=args.train_warmup, steps=args.train_steps
-            )
-            infer = bench_inference(
-                cfg,
-                batch=args.infer_batch,
-                latency_iters=args.latency_iters,
-                batched_iters=args.batched_iters,
-            )
-            logged = trainer_throughput(cfg)
-            figures["speed"][cfg.name] = {"train_img_s": train, "trainer_img_s": logged, **infer}
-            size = f"{cfg.model.image_size}x{cfg.model.image_size}x{cfg.model.in_channels}"
-            print(
-                f"| {cfg.name} | {size} | {train:.1f} | {_fmt(logged)} | {infer['p50_ms']:.1f} "
-                f"| {infer['p99_ms']:.1f} | {infer['batched_img_s']:.1f} |",
-                flush=True,
-            )
-        print()
-
-    bundles = [Path(b) for b in (args.bundle or DEFAULT_BUNDLES)]
-    present = [b for b in bundles if (b / "manifest.json").is_file()]
-    for missing in sorted(set(bundles) - set(present)):
-        print(f"(bundle {missing} not found: skipped)")
-    if present:
-        scored = {str(b): bench_bundle(b, Path(args.split)) for b in present}
-        figures["accuracy"] = scored
-        classes = list(next(iter(scored.values()))["per_class_ap50"])
-        print(f"\nValidation side of {args.split}:\n")
-        print("| bundle | images | mAP@0.5 | mAP@0.5:0.95 | " + " | ".join(classes) + " |")
-        print("|---|---:|---:|---:|" + "---:|" * len(classes))
-        for name, s in scored.items():
-            per_class = " | ".join(_fmt(s["per_class_ap50"].get(c), 3) for c in classes)
-            print(f"| {name} | {s['images']} | {s['map50']:.3f} | {s['map50_95']:.3f} | {per_class} |")
+        figures["speed"] = bench_speed(args)
+    figures["accuracy"] = bench_accuracy(args)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0

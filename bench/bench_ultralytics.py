@@ -30,7 +30,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,6 +45,8 @@ from datasets.writers.yolo import write_yolo  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.evaluation import Prediction, evaluate, ground_truth_from_records  # noqa: E402
 from training.registry import build_model  # noqa: E402
+
+Figures: TypeAlias = dict[str, Any]  # JSON-ready figures of one model (printed, and written with --out)
 
 RECIPE = REPO_ROOT / "configs" / "train" / "yolo_n.yaml"
 
@@ -112,6 +114,8 @@ def prepare(work: Path, train: AnnotatedSet, val: AnnotatedSet) -> Path:
             shutil.rmtree(folder, ignore_errors=True)
         images.mkdir(parents=True)
         for record in aset.images:
+            if record.path is None:
+                raise ValueError(f"{record.name}: no image file to link")
             (images / record.name).symlink_to(Path(record.path).resolve())
         write_yolo(aset, labels)
         (labels / "classes.txt").unlink()  # ours, not Ultralytics': keep its label folder to labels only
@@ -132,9 +136,7 @@ def install_font(config_dir: Path) -> None:
         shutil.copy(next((f for f in fonts if "Sans-Regular" in f.name), fonts[0]), target)
 
 
-def run_ultralytics(
-    args: argparse.Namespace, work: Path, data_yaml: Path, val: AnnotatedSet
-) -> dict[str, Any]:
+def run_ultralytics(args: argparse.Namespace, work: Path, data_yaml: Path, val: AnnotatedSet) -> Figures:
     driver = work / "driver.py"
     driver.write_text(DRIVER)
     job = {
@@ -165,7 +167,7 @@ def run_ultralytics(
     return load_previous(work)
 
 
-def load_previous(work: Path) -> dict[str, Any]:
+def load_previous(work: Path) -> Figures:
     """The summary and predictions the driver left in ``work`` (``--rescore``)."""
     job = json.loads((work / "job.json").read_text())
     summary = json.loads(Path(job["summary"]).read_text())
@@ -173,7 +175,7 @@ def load_previous(work: Path) -> dict[str, Any]:
     return summary
 
 
-def score(predictions: dict[str, dict], val: AnnotatedSet) -> dict[str, Any]:
+def score(predictions: dict[str, dict], val: AnnotatedSet) -> Figures:
     """Ultralytics' detections scored with our evaluator (pycocotools), like our bundles."""
     preds = []
     for record in val.images:
@@ -191,7 +193,7 @@ def score(predictions: dict[str, dict], val: AnnotatedSet) -> dict[str, Any]:
     return {"map50": result.map50, "map50_95": result.map50_95, "images": result.images, "ap50": per_class}
 
 
-def ours_at(run_dir: Path, epochs: int, batch: int) -> dict[str, Any] | None:
+def ours_at(run_dir: Path, epochs: int, batch: int) -> Figures | None:
     """Our run's mAP@0.5 at (or just before) ``epochs`` and its trainer img/s up to there."""
     metrics = run_dir / "metrics.json"
     manifest = run_dir / "bundle" / "manifest.json"
@@ -219,8 +221,7 @@ def ours_at(run_dir: Path, epochs: int, batch: int) -> dict[str, Any] | None:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    recipe = load_config(RECIPE, TrainConfig)
+def parse_args(recipe: TrainConfig, argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench-python", default=str(REPO_ROOT / ".bench-venv" / "bin" / "python"))
     parser.add_argument("--epochs", type=int, default=recipe.train.epochs)
@@ -240,24 +241,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cache == "False":
         args.cache = False
-    if not Path(args.bench_python).is_file():
-        print(f"{args.bench_python}: no bench venv; see bench/README.md", file=sys.stderr)
-        return 2
+    return args
 
-    work = args.work.resolve()
-    work.mkdir(parents=True, exist_ok=True)
-    aset = read_dataset(data_root() / "annotations", class_names=recipe.data.classes)
-    train, val = apply_split(aset, read_split(args.split))
-    if args.rescore:
-        theirs = load_previous(work)
-    else:
-        theirs = run_ultralytics(args, work, prepare(work, train, val), val)
-    theirs_scored = score(theirs.pop("predictions"), val)
-    ours = ours_at(args.ours, args.epochs, args.batch)
-    our_params = sum(
-        p.numel() for p in build_model(recipe.model, num_classes=len(recipe.data.classes)).parameters()
-    )
 
+def print_comparison(
+    args: argparse.Namespace,
+    *,
+    train: AnnotatedSet,
+    val: AnnotatedSet,
+    theirs: Figures,
+    theirs_scored: Figures,
+    ours: Figures | None,
+    our_params: int,
+) -> float:
+    """The Markdown table of both models; returns Ultralytics' training images per second."""
     own = theirs["own_metrics"].get("metrics/mAP50(B)")
     print(
         f"\n{len(train.images)} train / {len(val.images)} val images of {args.split.name}, "
@@ -279,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             f"| {ours['map50']:.3f} "
             f"| {ours['map50_95']:.3f} | - |"
         )
+    return img_s
+
+
+def print_per_class(val: AnnotatedSet, theirs_scored: Figures, ours: Figures | None) -> None:
     rows = [("Ultralytics YOLOv8n", theirs_scored["ap50"])]
     if ours is not None and ours["ap50"]:
         rows.append((f"ours (epoch {ours['epoch']})", ours["ap50"]))
@@ -289,6 +290,38 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"| {label} | " + " | ".join(f"{ap50.get(n, float('nan')):.3f}" for n in val.class_names) + " |"
         )
+
+
+def main(argv: list[str] | None = None) -> int:
+    recipe = load_config(RECIPE, TrainConfig)
+    args = parse_args(recipe, argv)
+    if not Path(args.bench_python).is_file():
+        print(f"{args.bench_python}: no bench venv; see bench/README.md", file=sys.stderr)
+        return 2
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    aset = read_dataset(data_root() / "annotations", class_names=recipe.data.classes)
+    train, val = apply_split(aset, read_split(args.split))
+    if args.rescore:
+        theirs = load_previous(work)
+    else:
+        theirs = run_ultralytics(args, work, prepare(work, train, val), val)
+    theirs_scored = score(theirs.pop("predictions"), val)
+    ours = ours_at(args.ours, args.epochs, args.batch)
+    our_params = sum(
+        p.numel() for p in build_model(recipe.model, num_classes=len(recipe.data.classes)).parameters()
+    )
+    img_s = print_comparison(
+        args,
+        train=train,
+        val=val,
+        theirs=theirs,
+        theirs_scored=theirs_scored,
+        ours=ours,
+        our_params=our_params,
+    )
+    print_per_class(val, theirs_scored, ours)
     if args.out:
         figures = {"ultralytics": {**theirs, **theirs_scored, "img_s": img_s}, "ours": ours}
         args.out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")

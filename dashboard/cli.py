@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
+
+from dashboard.auth import hash_password
+from datasets.settings import ConfigError
 
 APP_PATH = Path(__file__).resolve().with_name("app.py")
 DEFAULT_PORT = 8501
@@ -41,7 +45,6 @@ def streamlit_command(
     ]  # fmt: skip
     cmd += ["--server.address", address, "--"]
     env: dict[str, str] = {}
-    from sqlalchemy.engine import make_url
 
     if make_url(db_url).password:
         env["STEEL_DASHBOARD_DB"] = db_url
@@ -74,8 +77,7 @@ def dashboard_command(
     ] = False,
 ) -> None:
     """Open the QA dashboard (Streamlit) on the inspection database."""
-    from dashboard.config import load_dashboard_config
-    from datasets.settings import ConfigError
+    from dashboard.config import load_dashboard_config  # pandas and the filters: ~0.5 s, this command only
 
     try:
         cfg = load_dashboard_config(config, db_url=db)
@@ -117,8 +119,6 @@ def hash_password_command() -> None:
     The prompts go to the terminal (or stderr), so ``steel dashboard-hash-password > hash.txt`` keeps the
     hash alone on stdout.
     """
-    from dashboard.auth import hash_password
-
     password = typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     typer.echo(hash_password(password))  # click re-prompts on an empty answer and aborts at end of input
 

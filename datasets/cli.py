@@ -12,6 +12,7 @@ import dataclasses
 import enum
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from datasets.audit import DEFAULT_NEAR_DUP_DISTANCE, AuditResult, audit
+from datasets.background import BackgroundRule, select_clean_tiles, write_manifest, write_tiles
+from datasets.background_report import write_background_report
 from datasets.model import AnnotatedSet
 from datasets.problems import AnnotationError, Problem
 from datasets.readers import FORMATS, detect_format, read_dataset
@@ -256,22 +259,7 @@ def background_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
     """Cut defect-free tiles (at a margin from every box, never up-scaled) with an audit-style report."""
-    from datasets.background import BackgroundRule, select_clean_tiles, write_manifest, write_tiles
-    from datasets.background_report import write_background_report
-
-    try:
-        side_list = tuple(int(s) for s in sizes.split(",") if s.strip())
-        rule = BackgroundRule(
-            margin_px=margin,
-            tile_sizes_px=side_list,
-            min_tile_px=min(side_list, default=0),
-            max_box_cover=max_box_cover,
-            max_tiles_per_image=per_image,
-        )
-        if exclude is not None:  # else the rule's default classes
-            rule = dataclasses.replace(rule, exclude_classes=tuple(e for e in exclude if e != "none"))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--sizes/--margin/--max-box-cover") from None
+    rule = _background_rule(margin, sizes, max_box_cover, per_image, exclude)
     try:
         aset = _read(path, format, images, False)
     except AnnotationFailure:
@@ -285,10 +273,36 @@ def background_command(
     if as_json:
         print(json.dumps(summary))
         return
-    table = Table(title=f"Clean tiles (margin {margin} px) from {result.images} images")
+    _print_background_table(summary, aset.class_names, margin=margin, images=result.images)
+
+
+def _background_rule(
+    margin: int, sizes: str, max_box_cover: float, per_image: int, exclude: list[str] | None
+) -> BackgroundRule:
+    """The options as a :class:`BackgroundRule`; a bad value is a usage error naming the options."""
+    try:
+        side_list = tuple(int(s) for s in sizes.split(",") if s.strip())
+        rule = BackgroundRule(
+            margin_px=margin,
+            tile_sizes_px=side_list,
+            min_tile_px=min(side_list, default=0),
+            max_box_cover=max_box_cover,
+            max_tiles_per_image=per_image,
+        )
+        if exclude is not None:  # else the rule's default classes
+            rule = dataclasses.replace(rule, exclude_classes=tuple(e for e in exclude if e != "none"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sizes/--margin/--max-box-cover") from None
+    return rule
+
+
+def _print_background_table(
+    summary: dict[str, Any], class_names: Sequence[str], *, margin: int, images: int
+) -> None:
+    table = Table(title=f"Clean tiles (margin {margin} px) from {images} images")
     for col in ("source class", "tiles", "excluded images", "images too covered", "images without room"):
         table.add_column(col, justify="left" if col == "source class" else "right")
-    for name in aset.class_names:
+    for name in class_names:
         table.add_row(
             name,
             str(summary["per_class"].get(name, 0)),

@@ -27,16 +27,21 @@ import numpy as np
 
 from inspection.config import InspectionConfig
 from inspection.detector import TileDetector
+from inspection.health import health_report
 from inspection.metrics import DaemonMetrics
+from inspection.pipeline import PipelineParts, build_pipeline
 from inspection.sources.base import Source
+from inspection.sources.registry import open_source
 from inspection.stages.sink import Tally
-from inspection.storage.coil_events import CoilEvent
+from inspection.storage.coil_events import CoilEvent, backfill_open_coils
 from inspection.storage.db import make_engine
 from inspection.storage.frames import processed_seqs
+from inspection.storage.grading import grade_closed_coils
 from inspection.storage.link import DatabaseLink
 from inspection.storage.model_registry import activate_model, active_model, register_model_version
 from inspection.storage.repository import Repository
 from inspection.storage.spool import SpooledFrame, SpoolEntry, is_connection_error
+from inspection.storage.tracks import open_tracks
 from inspection.storage.writer import ResilientWriter
 
 log = logging.getLogger("steel.daemon")
@@ -198,8 +203,6 @@ class Daemon:
             self._register_model()
 
     def _open_source(self) -> Source:
-        from inspection.sources.registry import open_source
-
         cfg = self.cfg
         options: dict[str, Any] = {"stop": self.stop_event, **self.source_options}
         if cfg.source.startswith("folder:"):
@@ -212,9 +215,6 @@ class Daemon:
     def _backfill_coils(self) -> None:
         """Close the coils a previous run left open, and grade this source's closed coils not yet graded
         under the configured rules (those just closed, and all of them after a rules change)."""
-        from inspection.storage.coil_events import backfill_open_coils
-        from inspection.storage.grading import grade_closed_coils
-
         with self.repository.transaction() as session:
             closed = backfill_open_coils(session, source=self.source_name)
             graded = grade_closed_coils(session, self.cfg.grading, source=self.source_name)
@@ -226,8 +226,6 @@ class Daemon:
     def _resume_tracks(self) -> None:
         """After a restart, reopen the tracks of the defects the last stored frames hold, so a defect in
         the overlap between the last stored frame and the next one is not stored a second time."""
-        from inspection.storage.tracks import open_tracks
-
         with self.repository.transaction() as session:
             tracks = open_tracks(session, self.source_name)
         reopened = self.track_stage.resume(self.source_name, tracks)
@@ -289,8 +287,6 @@ class Daemon:
 
     # -- pipeline --------------------------------------------------------------------------------
     def _build_pipeline(self, *, skip: Callable[[int], bool]) -> None:
-        from inspection.pipeline import PipelineParts, build_pipeline
-
         assert self.detector is not None
         parts = PipelineParts(
             source=self.source,
@@ -312,8 +308,6 @@ class Daemon:
 
     def health(self) -> dict[str, Any]:
         """The ``/health`` body: stage heartbeats against their budget, queue depths, spooling."""
-        from inspection.health import health_report
-
         if not self.started:
             return {"status": "starting"}
         assert self.detector is not None

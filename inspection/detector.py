@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from datasets.detections import Detections
 from training.inference import Predictor
@@ -32,8 +33,6 @@ class TileDetector:
         int8: bool = False,
     ):
         if threads:
-            import torch
-
             torch.set_num_threads(threads)
         self.device = device
         self.batch_size = batch_size

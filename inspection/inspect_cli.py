@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from datasets.settings import REPO_ROOT, ConfigError
+from datasets.settings import REPO_ROOT, ConfigError, load_config
+from inspection.log_format import configure_logging
 
 if TYPE_CHECKING:
     from inspection.config import InspectionConfig
@@ -41,7 +42,8 @@ def inspect_command(
     ] = "json",
 ) -> None:
     """Run the inspection daemon: frames in, defects in SQL out."""
-    from datasets.settings import load_config
+    # The daemon's config models and preflight cost ~0.1 s each to import: `steel --help` and the other
+    # commands do without them.
     from inspection.config import InspectionConfig
 
     overrides = list(set_ or [])
@@ -64,16 +66,14 @@ def inspect_command(
     if validate_config:
         typer.echo(f"{config}: ok")
         return
-    from inspection.log_format import configure_logging
-
     configure_logging(log_level, "text" if log_format == "text" else "json")
     _run_daemon(cfg, once=once, model=model, as_json=as_json)
 
 
 def _run_daemon(cfg: InspectionConfig, *, once: bool, model: str | None, as_json: bool) -> None:
     """Start the daemon with signals wired for a service manager, run it, print its summary."""
-    from inspection.daemon import Daemon
-    from inspection.metrics_factory import make_metrics
+    from inspection.daemon import Daemon  # torch and the whole pipeline: seconds to import
+    from inspection.metrics_factory import make_metrics  # the Prometheus client and its HTTP server
 
     metrics, health_server = make_metrics(cfg)
     daemon = Daemon(cfg, once=once, model=model, metrics=metrics)

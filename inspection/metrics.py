@@ -67,7 +67,12 @@ class DaemonMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, *, namespace: str = "steel") -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r, ns = self.registry, namespace
+        self._add_counters(self.registry, namespace)
+        self._add_gauges(self.registry, namespace)
+        self._model_version: str | None = None
+
+    def _add_counters(self, r: CollectorRegistry, ns: str) -> None:
+        """The ``_total`` counters and the stage latency histogram."""
         self.frames = Counter(
             "frames", "Frames by final status.", ["source", "status"], namespace=ns, registry=r
         )
@@ -105,6 +110,9 @@ class DaemonMetrics:
             namespace=ns,
             registry=r,
         )
+
+    def _add_gauges(self, r: CollectorRegistry, ns: str) -> None:
+        """The gauges: queue depths, storage health, the model in use, the last frame's time."""
         self.queue_depth = Gauge(
             "queue_depth", "Messages waiting in a queue.", ["queue"], namespace=ns, registry=r
         )
@@ -126,7 +134,6 @@ class DaemonMetrics:
         self.last_frame_timestamp = Gauge(
             "last_frame_timestamp_seconds", "Unix time of the last frame finished.", namespace=ns, registry=r
         )
-        self._model_version: str | None = None
 
     # --- counters ---------------------------------------------------------------------------------
 

@@ -6,11 +6,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from inspection.alarm_dispatch import AlarmDispatcher
 from inspection.config import InspectionConfig
 from inspection.detector import TileDetector
 from inspection.metrics import DaemonMetrics
+from inspection.preprocess import build_preprocess
 from inspection.queues import BoundedQueue
 from inspection.sources.base import Source
 from inspection.stages.anomaly import ANOMALY_CLASS, AnomalyStage, resolve_anomaly_model
@@ -26,9 +27,6 @@ from inspection.stages.source import SourceStage
 from inspection.stages.tile import TileStage
 from inspection.stages.track import TrackerOptions, TrackStage
 from inspection.storage.writer import ResilientWriter
-
-if TYPE_CHECKING:
-    from inspection.alarm_dispatch import AlarmDispatcher
 
 STAGE_ORDER = ("preprocess", "tile", "batch", "detect", "merge", "anomaly", "track", "evidence", "sink")
 
@@ -61,32 +59,42 @@ class PipelineParts:
 
 def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
     """Queues and stages for ``cfg``; every queue's drops are reported to the sink (a 'dropped' row)."""
-    from inspection.preprocess import build_preprocess
-
     q = {name: BoundedQueue(name, cfg.queues.size, policy=cfg.queues.policy) for name in STAGE_ORDER}
-    abort, metrics = parts.abort, parts.metrics
     # Regions the anomaly model flags and no detection explains are stored as one more class.
     class_names = [*parts.detector.class_names, ANOMALY_CLASS]
     sink = _build_sink(cfg, parts, q["sink"], class_names)
     anomaly = _build_anomaly_stage(cfg, parts, q)
     for queue in q.values():
         queue.on_drop = sink.on_drop
-    source_stage = SourceStage(parts.source, q["preprocess"], skip=parts.skip, stop=parts.stop, abort=abort)
-    evidence = _build_evidence_stage(cfg, parts, q, class_names)
-    track = TrackStage(
-        q["track"],
-        q["evidence"] if evidence is not None else q["sink"],
-        abort=abort,
-        metrics=metrics,
-        class_names=class_names,
-        enabled=cfg.tracking.enabled,
-        tracker_options=TrackerOptions(
-            iou_threshold=cfg.tracking.iou_threshold,
-            hash_iou_threshold=cfg.tracking.hash_iou_threshold,
-            max_hamming=cfg.tracking.max_hamming,
-        ),
+    source_stage = SourceStage(
+        parts.source, q["preprocess"], skip=parts.skip, stop=parts.stop, abort=parts.abort
     )
-    stages: list[Stage] = [
+    evidence = _build_evidence_stage(cfg, parts, q, class_names)
+    track = _build_track_stage(
+        cfg, parts, q, q["evidence"] if evidence is not None else q["sink"], class_names
+    )
+    return Pipeline(
+        source_stage=source_stage,
+        stages=[
+            *_build_detection_stages(cfg, parts, q),
+            anomaly,
+            track,
+            *([evidence] if evidence is not None else []),
+            sink,
+        ],
+        queues=q,
+        track_stage=track,
+        anomaly_stage=anomaly,
+        sink=sink,
+    )
+
+
+def _build_detection_stages(
+    cfg: InspectionConfig, parts: PipelineParts, q: dict[str, BoundedQueue]
+) -> list[Stage]:
+    """Frames to merged detections: preprocess, tile, batch, detect, merge (in pipeline order)."""
+    abort, metrics = parts.abort, parts.metrics
+    return [
         PreprocessStage(
             q["preprocess"],
             q["tile"],
@@ -120,18 +128,28 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
             method=cfg.tiling.merge,
             iou_threshold=cfg.tiling.merge_iou,
         ),
-        anomaly,
-        track,
-        *([evidence] if evidence is not None else []),
-        sink,
     ]
-    return Pipeline(
-        source_stage=source_stage,
-        stages=stages,
-        queues=q,
-        track_stage=track,
-        anomaly_stage=anomaly,
-        sink=sink,
+
+
+def _build_track_stage(
+    cfg: InspectionConfig,
+    parts: PipelineParts,
+    q: dict[str, BoundedQueue],
+    outbox: BoundedQueue,
+    class_names: list[str],
+) -> TrackStage:
+    return TrackStage(
+        q["track"],
+        outbox,
+        abort=parts.abort,
+        metrics=parts.metrics,
+        class_names=class_names,
+        enabled=cfg.tracking.enabled,
+        tracker_options=TrackerOptions(
+            iou_threshold=cfg.tracking.iou_threshold,
+            hash_iou_threshold=cfg.tracking.hash_iou_threshold,
+            max_hamming=cfg.tracking.max_hamming,
+        ),
     )
 
 
@@ -204,8 +222,6 @@ def _build_sink(
 def _build_alarms(cfg: InspectionConfig, parts: PipelineParts) -> AlarmDispatcher | None:
     if not cfg.alarms:
         return None
-    from inspection.alarm_dispatch import AlarmDispatcher
-
     return AlarmDispatcher(
         cfg.alarms,
         repository_writer=parts.writer,

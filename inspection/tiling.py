@@ -285,8 +285,31 @@ def merge_tile_detections(
     """
     if len(per_tile) != len(grid):
         raise ValueError(f"{len(per_tile)} tile results for {len(grid)} tiles")
-    if not grid:
+    shifted = _in_frame_pixels(per_tile, grid, tile_hw)
+    if shifted is None:
         return Detections.empty()
+    dets, tile_of, tile_edges = shifted
+    if frame_hw is not None:
+        h, w = frame_hw
+        clipped = np.clip(dets.xyxy, 0, np.array([w, h, w, h], dtype=np.float32))
+        dets = Detections(clipped, dets.scores, dets.class_ids)
+        alive = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        dets, tile_of, tile_edges = dets[alive], tile_of[alive], tile_edges[alive]
+    order = _canonical_order(dets)
+    dets, tile_of, tile_edges = dets[order], tile_of[order], tile_edges[order]
+    joined, joined_tiles = _join(dets, tile_of, tile_edges, edge_px=edge_px)
+    merged = remove_duplicates(joined, method=method, iou_threshold=iou_threshold, tile_of=joined_tiles)
+    return merged[_canonical_order(merged)]
+
+
+def _in_frame_pixels(
+    per_tile: Sequence[Detections], grid: Sequence[tuple[int, int]], tile_hw: tuple[int, int]
+) -> tuple[Detections, np.ndarray, np.ndarray] | None:
+    """Step 1: every tile's boxes shifted into frame pixels, with the tile each came from ``(N,)`` and
+    that tile's interior edges ``(N, 4)`` as ``x1, y1, x2, y2`` (NaN where the edge is the frame's);
+    ``None`` when no tile has a box."""
+    if not grid:
+        return None
     th, tw = tile_hw
     corners = np.asarray(grid, dtype=np.float64).reshape(-1, 2)
     min_x, min_y = corners.min(axis=0)
@@ -305,18 +328,5 @@ def merge_tile_detections(
         ]
         edges.append(np.tile(np.asarray(edge, dtype=np.float64), (len(dets), 1)))
     if not parts:
-        return Detections.empty()
-    dets = Detections.merge(parts)
-    tile_of = np.concatenate(tile_ids)
-    tile_edges = np.concatenate(edges)
-    if frame_hw is not None:
-        h, w = frame_hw
-        clipped = np.clip(dets.xyxy, 0, np.array([w, h, w, h], dtype=np.float32))
-        dets = Detections(clipped, dets.scores, dets.class_ids)
-        alive = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-        dets, tile_of, tile_edges = dets[alive], tile_of[alive], tile_edges[alive]
-    order = _canonical_order(dets)
-    dets, tile_of, tile_edges = dets[order], tile_of[order], tile_edges[order]
-    joined, joined_tiles = _join(dets, tile_of, tile_edges, edge_px=edge_px)
-    merged = remove_duplicates(joined, method=method, iou_threshold=iou_threshold, tile_of=joined_tiles)
-    return merged[_canonical_order(merged)]
+        return None
+    return Detections.merge(parts), np.concatenate(tile_ids), np.concatenate(edges)

@@ -37,7 +37,7 @@ def ort_available() -> bool:
 def ort_providers() -> list[str]:
     if not ort_available():
         return []
-    import onnxruntime as ort
+    import onnxruntime as ort  # may be absent: auto then runs torch (ort_available)
 
     return list(ort.get_available_providers())
 
@@ -102,7 +102,7 @@ class OrtRunner:
         input_chw: tuple[int, int, int] = (1, 224, 224),
         max_batch: int = 32,
     ):
-        import onnxruntime as ort
+        import onnxruntime as ort  # may be absent: only an ONNX Runtime backend needs it
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -19,6 +19,7 @@ from datasets.background import CleanTile, read_background, read_gray_image, til
 from datasets.detections import Detections
 from datasets.model import ImageRecord
 from training.config import BackgroundConfig
+from training.inference import Predictor
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,6 @@ def background_records(
     available = len(tiles)
     dropped = 0
     if cfg.check_bundle:
-        from training.inference import Predictor
-
         canvases = load_canvases(folder, train_sources)
         predictor = Predictor(cfg.check_bundle, device="cpu", score_threshold=cfg.check_score)
         kept, gone = detector_check(canvases, detections_on(predictor, canvases), cfg.check_score)

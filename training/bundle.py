@@ -34,6 +34,7 @@ from training.manifest import (
     validate_manifest,
 )
 from training.provenance import code_version
+from training.registry import build_model
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -203,8 +204,6 @@ def _read_tensors(weights_path: Path) -> dict[str, torch.Tensor]:
 
 
 def _build(bundle_dir: Path, spec: ModelManifest) -> tuple[nn.Module, ModelConfig]:
-    from training.registry import build_model
-
     # The bundle's own weights are loaded next; a fine-tuning start file named in the config is not needed.
     cfg = spec.architecture
     cfg = cfg.model_copy(
@@ -230,7 +229,7 @@ def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bund
     bundle_dir = path if path.is_dir() else path.parent
     spec, raw = parse_manifest(bundle_dir / MANIFEST)
     if isinstance(spec, EnsembleManifest):
-        from training.ensemble import load_ensemble
+        from training.ensemble import load_ensemble  # ensemble_boxes is slow to import: ensembles only
 
         ensemble = load_ensemble(bundle_dir, spec, device=device, load_member=load_bundle)
         return Bundle(path=bundle_dir, manifest=raw, model=ensemble, model_config=None, validated=spec)

@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Annotated, TypedDict
 
 import typer
+from pydantic import ValidationError
 
-from datasets.settings import ConfigError
+from datasets.settings import ConfigError, load_config
+from training.operating_point import CalibrationConfig
+from training.plots import plot_confusion_matrix, plot_pr_curves
 
 app = typer.Typer(add_completion=False)
 BACKEND_HELP = "auto | torch | onnxruntime (auto: ONNX Runtime for YOLO when installed, else torch)"
@@ -33,7 +36,7 @@ def train_command(
     ] = False,
 ) -> None:
     """Train a detector; runs the same under `torchrun --nproc_per_node=N` (DistributedDataParallel)."""
-    from datasets.settings import load_config
+    # training.config and the trainer load torch (seconds): only `steel train` needs them
     from training.config import TrainConfig
 
     try:
@@ -43,7 +46,7 @@ def train_command(
     if validate_config:
         typer.echo(f"{config}: ok")
         return
-    from training.trainer import fit
+    from training.trainer import fit  # torch (see above)
 
     result = fit(cfg, resume=resume)
     typer.echo(
@@ -73,7 +76,7 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """COCO mAP@0.5 and mAP@0.5:0.95, per-class AP, P/R/F1 and a confusion matrix for a bundle."""
-    from training.evaluate_cli import BackendOptions, run_eval
+    from training.evaluate_cli import BackendOptions, print_eval, run_eval  # loads torch: this command only
 
     try:
         result = run_eval(
@@ -90,16 +93,12 @@ def eval_command(
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     if plots:
-        from training.plots import plot_confusion_matrix, plot_pr_curves
-
         plots.mkdir(parents=True, exist_ok=True)
         plot_pr_curves(result, plots / "pr_curves.png")
         plot_confusion_matrix(result, plots / "confusion_matrix.png")
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
-    from training.evaluate_cli import print_eval
-
     print_eval(result)
 
 
@@ -122,11 +121,9 @@ def calibrate_thresholds_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Choose a score threshold per class on validation data and store them in the bundle's manifest."""
-    from pydantic import ValidationError
-
+    # scoring loads torch (seconds): only this command needs it
     from training.calibrate_cli import report_dict, run_calibration
-    from training.evaluate_cli import score_dataset
-    from training.operating_point import CalibrationConfig
+    from training.evaluate_cli import print_eval, score_dataset
 
     try:
         cfg = CalibrationConfig(method=method, target_recall=target_recall, floor=floor)
@@ -144,8 +141,6 @@ def calibrate_thresholds_command(
     if as_json:
         sys.stdout.write(json.dumps(report_dict(report)) + "\n")
         return
-    from training.evaluate_cli import print_eval
-
     typer.echo("before (the bundle's operating point so far):")
     print_eval(report.before)
     typer.echo("after:")
@@ -173,6 +168,7 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Boxes, classes and scores for each image."""
+    # the model loads torch (seconds): only this command needs it
     from training.bundle import BundleError
     from training.inference import Predictor, read_image
 
@@ -219,6 +215,7 @@ def export_command(
         raise _fail(f"--format: {format!r} is not supported (allowed: onnx)", 2)
     if int8 and data is None:
         raise _fail("--int8: needs --data (training images to calibrate on)", 2)
+    # the model loads torch (seconds): only this command needs it
     from training.bundle import BundleError, load_bundle
     from training.export import export_onnx
 
@@ -226,7 +223,7 @@ def export_command(
         bundle = load_bundle(model)
         path = export_onnx(bundle, out or model / "model.onnx")
         if int8 and data is not None:
-            from training.quantize import quantize_from_dataset
+            from training.quantize import quantize_from_dataset  # onnxruntime.quantization: int8 only
 
             typer.echo(f"wrote {quantize_from_dataset(bundle, data=data, split=split)}")
     except (BundleError, ValueError) as exc:

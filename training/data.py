@@ -10,6 +10,7 @@ from typing import Any
 from datasets.model import AnnotatedSet, ImageRecord
 from datasets.readers import read_dataset
 from datasets.settings import data_root
+from datasets.split import apply_split, make_split, read_split, verify_split, write_split
 from training.background import background_records
 from training.config import DataConfig
 
@@ -30,8 +31,6 @@ def annotations_path(cfg: DataConfig) -> Path:
 def prepare_data(cfg: DataConfig, *, out_dir: Path | None, write: bool = True) -> PreparedData:
     """Read the annotations, then use ``split_file`` (verified by content hash) or make a seeded split
     and write it to ``out_dir/split.json`` so the run can prove which images it trained on."""
-    from datasets.split import apply_split, make_split, read_split, verify_split, write_split
-
     aset = read_dataset(
         annotations_path(cfg), format=cfg.format, images_dir=cfg.images, class_names=cfg.classes
     )

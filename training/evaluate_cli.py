@@ -10,9 +10,11 @@ from rich.table import Table
 from tqdm import tqdm
 
 from datasets.readers import read_dataset
+from datasets.split import apply_split, read_split
 from training.bundle import load_bundle
 from training.evaluation import EvalResult, GroundTruth, Prediction, evaluate, ground_truth_from_records
 from training.inference import Predictor, read_image
+from training.quantize import calibration_records, quantize_int8
 
 CALIBRATION_IMAGES = 128  # training images for int8 calibration, spread evenly over the training side
 
@@ -58,15 +60,11 @@ def score_dataset(
     records = train_records = aset.images
     described = str(data)
     if split is not None:
-        from datasets.split import apply_split, read_split
-
         chosen = read_split(split)
         train, val = apply_split(aset, chosen)
         records, train_records = val.images, train.images
         described = f"{data} (val side of {split.name}, split_sha256 {chosen.split_sha256[:12]})"
     if runtime.int8:
-        from training.quantize import calibration_records, quantize_int8
-
         calibration = calibration_records(train_records, runtime.calibration_images)
         quantize_int8(bundle, [read_image(str(r.path)) for r in calibration])
     predictor = Predictor(

@@ -11,6 +11,7 @@ from torch import nn
 
 from training.bundle import Bundle
 from training.models.yolo.model import YOLO, as_yolo
+from training.onnx_cache import cached_path, ensure_cached
 
 
 class _RawYolo(nn.Module):
@@ -53,8 +54,6 @@ def cached_onnx(bundle: Bundle, *, int8: bool = False) -> Path:
 
     With ``int8``, the statically quantised export, which ``steel export --int8`` (or ``steel eval
     --backend onnxruntime --int8``) makes from calibration images; it is never made implicitly here."""
-    from training.onnx_cache import cached_path, ensure_cached
-
     if int8:
         path = cached_path(bundle, "int8")
         if not path.is_file():

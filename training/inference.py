@@ -17,6 +17,7 @@ import torch
 from datasets.detections import Detections
 from training.backends import OrtRunner, choose_backend
 from training.bundle import Bundle, load_bundle
+from training.export import cached_onnx
 from training.models.yolo.model import as_yolo
 from training.models.yolo.postprocess import postprocess_arrays
 
@@ -95,8 +96,6 @@ class Predictor:
         log.info("%s runs on %s (%s)", self.bundle.version, self.describe(), self.backend_reason)
 
     def _ort_runner(self, *, int8: bool, threads: int | None) -> OrtRunner:
-        from training.export import cached_onnx
-
         return OrtRunner(
             cached_onnx(self.bundle, int8=int8),
             device_type=self.device.type,

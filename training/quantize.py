@@ -14,8 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from datasets.model import ImageRecord
+from datasets.readers import read_dataset
+from datasets.split import apply_split, read_split
 from training.bundle import Bundle
-from training.inference import to_model_input
+from training.export import cached_onnx
+from training.inference import read_image, to_model_input
+from training.onnx_cache import ensure_cached
 
 # Ops quantised; everything after the head's last convolutions (decode) stays float32.
 QUANTISED_OPS = ["Conv", "Mul", "Add", "Sigmoid", "Concat", "MaxPool", "Resize", "Split", "Slice"]
@@ -42,7 +46,7 @@ class _Calibration:
 def _decode_nodes(model_path: Path) -> list[str]:
     """The head's last Conv on every path to the outputs and the decode tail after it, kept in float:
     quantised too, they cost 0.0125 mAP@0.5 on NEU-DET val (0.7133 vs fp32 0.7258; 0.7184 kept float)."""
-    import onnx
+    import onnx  # about 0.1 s to import: only int8 exports need it
 
     graph = onnx.load(str(model_path)).graph
     producers = {out: node for node in graph.node for out in node.output}
@@ -62,11 +66,9 @@ def _decode_nodes(model_path: Path) -> list[str]:
 
 def quantize_int8(bundle: Bundle, calibration_images: Sequence[np.ndarray]) -> Path:
     """The cached int8 export of ``bundle`` (made now from ``calibration_images`` when missing)."""
+    # onnxruntime.quantization takes about 0.2 s to import: only int8 exports need it
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from training.export import cached_onnx
-    from training.onnx_cache import ensure_cached
 
     if not calibration_images:
         raise ValueError("int8: no calibration images")
@@ -110,13 +112,8 @@ def quantize_from_dataset(
     count: int = 128,
 ) -> Path:
     """The int8 export calibrated on ``count`` images of the split's training side (all without a split)."""
-    from datasets.readers import read_dataset
-    from training.inference import read_image
-
     aset = read_dataset(data, format=format, images_dir=images, class_names=bundle.class_names)
     records = aset.images
     if split is not None:
-        from datasets.split import apply_split, read_split
-
         records = apply_split(aset, read_split(split))[0].images
     return quantize_int8(bundle, [read_image(str(r.path)) for r in calibration_records(records, count)])

@@ -20,6 +20,7 @@ import numpy as np
 
 from datasets.settings import load_config
 from training.config import TrainConfig
+from training.trainer import fit
 
 DONE = "done.json"
 Status = Literal["trained", "resumed", "already done"]
@@ -77,8 +78,6 @@ def run_seed(recipe: Path, seed: int, out: Path, overrides: Sequence[str]) -> Se
     run_dir = Path(cfg.train.out_dir)
     if (run_dir / DONE).is_file():
         return _read_scores(run_dir, seed, "already done")
-    from training.trainer import fit
-
     resume = (run_dir / "last.pt").is_file()
     result = fit(cfg, resume=resume)
     if result.bundle_dir is None:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from datasets.augment import reseed_transform
 from datasets.model import ImageRecord
 from datasets.torch_dataset import Batch, DetectionDataset, Target
-from training.bundle import save_bundle
+from training.bundle import load_bundle, save_bundle
 from training.checkpoint import save_checkpoint
 from training.config import TrainConfig
 from training.data import PreparedData, write_json
@@ -29,6 +29,7 @@ from training.distributed import barrier, broadcast_flag, cleanup
 from training.ema import ModelEMA, unwrap
 from training.evaluation import EvalResult, Prediction, evaluate, ground_truth_from_records
 from training.fit_setup import DetectionLoader, Progress, Run, build_run, resume_progress
+from training.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
 
 
 class NonFiniteLossError(RuntimeError):
@@ -194,8 +195,6 @@ def _write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(history)
     try:
-        from training.plots import plot_training_curves
-
         plot_training_curves(history, out_dir / "training_curves.png")
     except Exception as exc:  # a plot must never kill a long run
         print(f"warning: could not plot training curves: {exc}")
@@ -347,9 +346,6 @@ def _final_report(
     cfg: TrainConfig, bundle_dir: Path, val_loader: DetectionLoader, data: PreparedData, device: torch.device
 ) -> None:
     """PR curves and confusion matrix of the best bundle on the validation split."""
-    from training.bundle import load_bundle
-    from training.plots import plot_confusion_matrix, plot_pr_curves
-
     bundle = load_bundle(bundle_dir, device=device)
     result = evaluate_model(
         bundle.model,

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from datasets.model import AnnotatedSet
+from datasets.readers.coco import read_coco
 from datasets.readers.detect import FORMATS, detect_format
-
-if TYPE_CHECKING:  # the readers themselves are imported when a format needs them
-    from datasets.readers.voc import VocConvention
+from datasets.readers.voc import VocConvention, read_voc
+from datasets.readers.vott_csv import read_vott_csv
+from datasets.readers.vott_json import read_vott_json
+from datasets.readers.vott_project import read_vott_project
 
 __all__ = ["FORMATS", "detect_format", "read_dataset"]
 
@@ -49,25 +50,15 @@ def read_dataset(
     if format == "auto":
         format = detect_format(path)
     if format == "voc":
-        from datasets.readers.voc import read_voc
-
         return read_voc(
             path, convention=voc_convention, images_dir=images_dir, class_names=class_names, strict=strict
         )
     if format == "vott-json":
-        from datasets.readers.vott_json import read_vott_json
-
         return read_vott_json(path, images_dir=images_dir, class_names=class_names, strict=strict)
     if format == "vott-project":
-        from datasets.readers.vott_project import read_vott_project
-
         return read_vott_project(path, images_dir=images_dir, class_names=class_names, strict=strict)
     if format == "vott-csv":
-        from datasets.readers.vott_csv import read_vott_csv
-
         return read_vott_csv(path, images_dir=images_dir, class_names=class_names, strict=strict)
     if format == "coco":
-        from datasets.readers.coco import read_coco
-
         return read_coco(path, images_dir=images_dir, class_names=class_names, strict=strict)
     raise ValueError(f"unknown annotation format {format!r}; expected 'auto' or one of {FORMATS}")

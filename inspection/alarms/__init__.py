@@ -26,6 +26,8 @@ from inspection.alarms.config import (
     RejectRule,
     WebhookSinkConfig,
 )
+from inspection.alarms.log_sink import LogSink
+from inspection.alarms.webhook import WebhookSink
 
 __all__ = [
     "AlarmError",
@@ -58,12 +60,8 @@ def build_sinks(cfg: AlarmsConfig) -> list[AlarmSink]:
     sinks: list[AlarmSink] = []
     for sink_cfg in cfg.sinks:
         if isinstance(sink_cfg, LogSinkConfig):
-            from inspection.alarms.log_sink import LogSink
-
             sinks.append(LogSink(sink_cfg))
         elif isinstance(sink_cfg, WebhookSinkConfig):
-            from inspection.alarms.webhook import WebhookSink
-
             sinks.append(WebhookSink(sink_cfg))
         else:
             from inspection.alarms.modbus_plc import ModbusPlcSink  # pymodbus is an optional extra

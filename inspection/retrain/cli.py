@@ -20,16 +20,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from datasets.settings import ConfigError
+from inspection.retrain.config import RetrainConfig, load_retrain_config
 from inspection.retrain.models_cli import DEFAULT_CONFIG, database_error, fail, models_app
-
-if TYPE_CHECKING:
-    from inspection.retrain.config import RetrainConfig
 
 EXIT_PROMOTED = 0
 EXIT_FAILED = 1
@@ -49,7 +47,7 @@ __all__ = ["EXIT_CODES", "models_app", "retrain_command"]
 
 def _dry_run(cfg: RetrainConfig, as_json: bool) -> None:
     """Print what the next pass would do (``--dry-run``); its errors are one line, exit 1."""
-    from inspection.retrain.status import retrain_status
+    from inspection.retrain.status import retrain_status  # reads the recipe: torch, seconds to import
 
     try:
         status = retrain_status(cfg)
@@ -84,8 +82,6 @@ def retrain_command(
     """Retrain on operators' reviews: collect, fine-tune a challenger, compare with the champion, promote or
     reject, record it. Idempotent: run it from cron or a systemd timer; a killed run resumes. Exit codes:
     0 promoted, 3 rejected, 4 nothing to do, 1 failed, 2 bad config, 75 another run holds the lock."""
-    from inspection.retrain.config import load_retrain_config
-
     try:
         cfg = load_retrain_config(config, set_ or [])
     except ConfigError as exc:
@@ -96,7 +92,7 @@ def retrain_command(
     if dry_run:
         _dry_run(cfg, as_json)
         return
-    from inspection.retrain.job import RetrainBusyError, run_retrain
+    from inspection.retrain.job import RetrainBusyError, run_retrain  # training: torch, seconds to import
 
     try:
         # Progress and the summary on stdout (cron mails it); on stderr when stdout carries the JSON.

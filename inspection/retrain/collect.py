@@ -48,7 +48,9 @@ from sqlalchemy.orm import Session
 
 from datasets.images import sha256_file
 from datasets.model import AnnotatedSet, ImageRecord, Origin
-from datasets.split import Split
+from datasets.readers import read_dataset
+from datasets.split import Split, apply_split, read_split, write_split
+from datasets.writers.vott_json import write_vott_json
 from inspection.retrain.config import CollectConfig
 from inspection.retrain.leakage import FixedSetGuard
 from inspection.retrain.windows import VisibleDefect, contains, label_window, place_window
@@ -323,9 +325,6 @@ def collect_snapshot(
 ) -> Snapshot:
     """Cut, label, check against the fixed set (``guard``), split by group and write the snapshot of
     ``reviews`` into ``out_dir`` (replaced if present)."""
-    from datasets.split import apply_split, write_split
-    from datasets.writers.vott_json import write_vott_json
-
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)  # a half-written snapshot of a killed run: start it again
@@ -364,9 +363,6 @@ def collect_snapshot(
 def load_snapshot(out_dir: Path, class_names: Sequence[str]) -> Snapshot | None:
     """A snapshot written whole by :func:`collect_snapshot` (None when absent or half-written), its images
     checked against the split file's content hashes."""
-    from datasets.readers import read_dataset
-    from datasets.split import apply_split, read_split
-
     out_dir = Path(out_dir)
     marker = out_dir / SNAPSHOT_MARKER
     if not marker.is_file():

@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from datasets.settings import REPO_ROOT, StrictModel
+from datasets.settings import REPO_ROOT, StrictModel, load_config
 
 
 def project_file(path: str | None) -> str | None:
@@ -166,6 +166,4 @@ class RetrainConfig(StrictModel):
 
 def load_retrain_config(path: str | Path, overrides: list[str] | None = None) -> RetrainConfig:
     """Read ``configs/retrain.yaml`` (``key.path=value`` overrides applied first); ConfigError if invalid."""
-    from datasets.settings import load_config
-
     return load_config(path, RetrainConfig, overrides or [])

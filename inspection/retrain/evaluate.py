@@ -10,6 +10,8 @@ from typing import Any
 from datasets.model import ImageRecord
 from inspection.retrain.operating import Matched, match_predictions
 from training.bundle import Bundle
+from training.evaluation import Prediction, evaluate, ground_truth_from_records
+from training.inference import Predictor, read_image
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,6 @@ def score_bundle(
 ) -> ModelOnSet:
     """Run ``bundle`` once over ``records`` (boxes labelled with its classes): the COCO summary (P/R/F1
     and false alarms at the bundle's own score threshold) and the matches for any other threshold."""
-    from training.evaluation import Prediction, evaluate, ground_truth_from_records
-    from training.inference import Predictor, read_image
-
     predictor = Predictor(bundle, device=device, score_threshold=0.0, batch_size=batch_size)
     preds: list[Prediction] = []
     for start in range(0, len(records), batch_size):

@@ -25,6 +25,7 @@ import numpy as np
 
 from datasets.dhash import detail_signature, dhash_array, hamming, read_gray
 from datasets.model import ImageRecord
+from inspection.sources.strip_sim import StripSimulator
 
 SIM_SCHEME = "strip-sim:"
 MAX_DHASH_DISTANCE = 12  # candidate filter only: NEU textures put many unrelated images within 4 bits
@@ -96,8 +97,6 @@ def build_guard(fixed: Sequence[ImageRecord]) -> FixedSetGuard:
 def _placements(source: str) -> tuple[tuple[str, int, int, int, int], ...] | None:
     """``(image, x0, line0, x1, line1)`` of every image of the strip a ``strip-sim:`` URI plays (lines are
     encoder counts, as ``frames.start_line``); None when the strip cannot be rebuilt."""
-    from inspection.sources.strip_sim import StripSimulator
-
     try:
         sim = StripSimulator.from_spec(source[len(SIM_SCHEME) :])
     except (ValueError, OSError):

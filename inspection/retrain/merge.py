@@ -16,9 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from datasets.dhash import read_gray
 from datasets.model import AnnotatedSet, ImageRecord
+from datasets.readers import read_dataset
 from datasets.settings import data_root
-from datasets.split import Split, write_split
+from datasets.split import Split, apply_split, read_split, write_split
+from datasets.writers.vott_json import write_vott_json
 from inspection.retrain.collect import Snapshot
 from inspection.retrain.config import DataSourceConfig
 from inspection.retrain.leakage import FixedSetGuard, build_guard
@@ -28,8 +31,6 @@ SPLIT_NAME = "split.json"
 
 
 def read_annotations(cfg: DataSourceConfig, class_names: Sequence[str]) -> AnnotatedSet:
-    from datasets.readers import read_dataset
-
     path = Path(cfg.path) if cfg.path else data_root() / "annotations"
     aset = read_dataset(path, format=cfg.format, images_dir=cfg.images, class_names=list(class_names))
     errors = [p for p in aset.problems if p.severity == "error"]
@@ -43,8 +44,6 @@ def read_source(
 ) -> list[ImageRecord]:
     """The configured side of a labelled set, checked against its split file, optionally sampled
     (``aset``: the set already read from the same annotations)."""
-    from datasets.split import apply_split, read_split
-
     aset = aset if aset is not None else read_annotations(cfg, class_names)
     records = aset.images
     if cfg.side != "all" and cfg.split_file is not None:  # the config refuses a side without a split file
@@ -132,9 +131,6 @@ def build_training_set(
     snapshot's image replaces an earlier one of the same name (a frame reviewed again). Every image (base
     ones too: another dataset may hold copies across its split; snapshots cut before the fixed-set check
     existed) is checked against ``guard`` for near-duplicates; the calibration ``holdout`` never trains."""
-    from datasets.dhash import read_gray
-    from datasets.writers.vott_json import write_vott_json
-
     out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)

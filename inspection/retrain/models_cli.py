@@ -17,10 +17,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from datasets.settings import ConfigError
+from inspection.retrain.config import check_database_url, load_retrain_config
+from inspection.retrain.report import format_summary
+from inspection.storage.db import upgrade
+from inspection.storage.model_history import (
+    activation_history,
+    gate_rejected,
+    model_version,
+    model_versions,
+    run_of_challenger,
+)
+from inspection.storage.model_registry import activate_model
 from inspection.storage.repository import Repository
+from inspection.storage.retrain_store import AUDIT_NAME_CHARS, recent_retrain_runs, record_snapshot_decision
 
 DEFAULT_CONFIG = Path("configs/retrain.yaml")
 DEFAULT_DB = "sqlite:///var/inspection.db"
@@ -41,8 +54,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def _who(by: str | None) -> str:
     """The ``--by`` name recorded in the audit tables (default: the login), within their column width."""
-    from inspection.storage.retrain_store import AUDIT_NAME_CHARS as width
-
+    width = AUDIT_NAME_CHARS
     name = by if by is not None else f"cli:{getpass.getuser()}"
     if not name.strip() or len(name) > width:
         raise fail(f"--by: a name of 1 to {width} characters is recorded, got {len(name)} characters", 2)
@@ -51,15 +63,11 @@ def _who(by: str | None) -> str:
 
 def _db_url(db: str | None, config: Path) -> str:
     if db:
-        from inspection.retrain.config import check_database_url
-
         try:
             return check_database_url(db)
         except ValueError as exc:
             raise fail(f"--db: {exc}", 2) from None
     if config.is_file():
-        from inspection.retrain.config import load_retrain_config
-
         try:
             return load_retrain_config(config).db
         except ConfigError as exc:
@@ -81,10 +89,6 @@ def database_error(exc: Exception) -> str:
 
 
 def _repository(db: str | None, config: Path) -> Repository:
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from inspection.storage.db import upgrade
-
     url = _db_url(db, config)
     try:
         repo = Repository(url)
@@ -123,8 +127,6 @@ def list_command(
     db: DbOption = None, config: ConfigOption = DEFAULT_CONFIG, as_json: JsonOption = False
 ) -> None:
     """Every registered model version, newest first; the active one marked."""
-    from inspection.storage.model_history import model_versions
-
     with _session(db, config) as s:
         items: list[dict[str, Any]] = [
             {
@@ -152,8 +154,6 @@ def list_command(
 
 
 def _version_info(s: Session, version: str) -> dict[str, Any]:
-    from inspection.storage.model_history import activation_history, model_version, run_of_challenger
-
     row = model_version(s, version)
     if row is None:
         raise fail(f"model version {version!r} is not registered")
@@ -205,13 +205,12 @@ def show_command(
         typer.echo(f"  activated {a['activated_at'][:19]} by {a['actor']} ({a['kind']}): {a['reason'] or ''}")
     run = info["retrain_run"]
     if run is not None:
-        from inspection.retrain.report import format_summary
-
         typer.echo("")
         typer.echo(format_summary({**(run["summary"] or {}), "status": run["status"], "run_id": run["id"]}))
 
 
 def _check_loads(version: str, path: str | None) -> None:
+    # loading a bundle needs torch (seconds to import): only `activate` checks one
     from inspection.retrain.plan import resolve_bundle_path
     from training.bundle import BundleError, load_bundle
 
@@ -240,9 +239,6 @@ def activate_command(
 ) -> None:
     """Make VERSION the active model; running daemons swap to it at their next promotion check. Recorded in
     the activation history. A version the gate rejected needs --force and --reason."""
-    from inspection.storage.model_history import gate_rejected, model_version
-    from inspection.storage.model_registry import activate_model
-
     who = _who(by)
     with _session(db, config) as s:
         row = model_version(s, version)
@@ -276,8 +272,6 @@ def history_command(
     as_json: JsonOption = False,
 ) -> None:
     """Every activation, newest first: when, which version, from which, by whom, by hand or by a run, why."""
-    from inspection.storage.model_history import activation_history
-
     with _session(db, config) as s:
         items = [a.to_dict() for a in activation_history(s, version=version, limit=limit)]
     if as_json:
@@ -299,8 +293,6 @@ def runs_command(
     as_json: JsonOption = False,
 ) -> None:
     """The latest retrain runs with their decisions."""
-    from inspection.storage.retrain_store import recent_retrain_runs
-
     with _session(db, config) as s:
         items: list[dict[str, Any]] = [
             {
@@ -328,8 +320,6 @@ def runs_command(
 def _snapshot_decision(
     action: str, run_id: int, reason: str, by: str | None, db: str | None, config: Path
 ) -> None:
-    from inspection.storage.retrain_store import record_snapshot_decision
-
     who = _who(by)
     repo = _repository(db, config)
     try:

@@ -10,13 +10,16 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from datasets.settings import load_config
+from datasets.split import SplitError, read_split
 from inspection.retrain.collect import SNAPSHOT_MARKER, ReviewRange, verdict_counts
 from inspection.retrain.config import RetrainConfig, project_file
+from inspection.retrain.merge import read_annotations, read_source
 from inspection.retrain.plan import reading, resolve_champion
 from inspection.storage import retrain_store as store
 from inspection.storage.db import upgrade
 from inspection.storage.repository import Repository
 from inspection.storage.reviews import review_high_water
+from training.bundle import read_manifest
 from training.config import TrainConfig
 
 
@@ -31,8 +34,6 @@ def _snapshot_images(cfg: RetrainConfig, run_ids: list[int]) -> int:
 
 def _data_images(cfg: RetrainConfig) -> tuple[int, int, int]:
     """``(base replayed, calibration holdout, fixed set)`` image counts, as the job would take them."""
-    from inspection.retrain.merge import read_annotations, read_source
-
     base_side = len(
         read_source(cfg.base.model_copy(update={"max_images": None}), [], aset=read_annotations(cfg.base, []))
     )
@@ -60,9 +61,6 @@ def _seconds_per_image_epoch(session: Session) -> tuple[float | None, str]:
 
 def _champion_rate(champion_path: str | None) -> tuple[float | None, str]:
     """Seconds per image and epoch of the champion's own training (its manifest), when it says enough."""
-    from datasets.split import SplitError, read_split
-    from training.bundle import read_manifest
-
     if champion_path is None:
         return None, "no finished run and no champion to estimate from"
     manifest = read_manifest(champion_path)

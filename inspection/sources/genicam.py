@@ -44,7 +44,7 @@ _MONO_BITS = {"Mono8": 8, "Mono10": 10, "Mono12": 12, "Mono14": 14, "Mono16": 16
 def import_harvester() -> Callable[[], Any]:
     """``harvesters.core.Harvester``, or a :class:`MissingExtraError` naming the extra to install."""
     try:
-        from harvesters.core import Harvester
+        from harvesters.core import Harvester  # an optional extra (.[genicam]): only GenICam cameras need it
     except ImportError as exc:
         raise MissingExtraError(MISSING_EXTRA_MESSAGE) from exc
     return Harvester

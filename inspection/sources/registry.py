@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from inspection.sources.base import Source, split_uri
+from inspection.sources.folder import FolderSource
+from inspection.sources.genicam import GenICamSource  # harvesters itself is imported when a camera opens
+from inspection.sources.strip_sim import StripSimulator
+from inspection.sources.video import VideoSource
 
 
 def open_source(uri: str, **options: Any) -> Source:
@@ -24,12 +28,8 @@ def open_source(uri: str, **options: Any) -> Source:
     if not rest and scheme != "strip-sim":
         raise ValueError(f"source {uri!r}: nothing after {scheme + ':'!r}")
     if scheme == "folder":
-        from inspection.sources.folder import FolderSource
-
         return FolderSource(rest, **options)
     if scheme in ("video", "camera"):
-        from inspection.sources.video import VideoSource
-
         if scheme == "camera":
             try:
                 index = int(rest)
@@ -40,11 +40,7 @@ def open_source(uri: str, **options: Any) -> Source:
         options.setdefault("name", uri)
         return VideoSource(rest, **options)
     if scheme == "strip-sim":
-        from inspection.sources.strip_sim import StripSimulator
-
         options.setdefault("name", uri)
         return StripSimulator.from_spec(rest, **options)
-    from inspection.sources.genicam import GenICamSource
-
     options.setdefault("name", uri)
     return GenICamSource(rest, **options)

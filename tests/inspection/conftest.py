@@ -22,6 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from inspection.storage.db import default_sqlite_url, upgrade
 from inspection.storage.repository import Repository
+from tests.inspection.daemon_fixtures import model_bundle_fixture, swap_bundle_fixture  # noqa: F401 - registers them
 
 PG_ENV = "STEEL_TEST_PG_URL"
 

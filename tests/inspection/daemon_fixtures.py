@@ -1,8 +1,7 @@
 """Shared fixtures and helpers for the daemon's end-to-end and reliability tests.
 
-Import the fixtures into a test module (``from tests.inspection.daemon_fixtures import
-model_bundle_fixture``): pytest registers fixtures found in a module's namespace, under their ``name``
-(``model_bundle``), so the import does not clash with the test's parameter.
+The fixtures (``model_bundle``, ``swap_bundle``) are registered once, by ``tests/inspection/conftest.py``
+importing them: a test names them as parameters and imports only the helpers it calls.
 
 The model. Tests prefer the shipped bundle (``models/neu-yolo-n``, committed with the repository), then a
 copy of the bundle a local training run keeps rewriting (``runs/neu-yolo-n/bundle``, copied and verified
@@ -23,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -31,10 +30,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from datasets.settings import REPO_ROOT
+from datasets.settings import REPO_ROOT, data_root
 from inspection.config import InspectionConfig
 from inspection.inspect_cli import DEFAULT_CONFIG
 from inspection.messages import Frame
+
+if TYPE_CHECKING:  # the daemon loads torch: the conftest imports this module for every inspection test
+    from inspection.daemon import Daemon, RunSummary
 
 SHIPPED_BUNDLE = REPO_ROOT / "models" / "neu-yolo-n"
 TRAINING_BUNDLE = REPO_ROOT / "runs" / "neu-yolo-n" / "bundle"
@@ -258,6 +260,20 @@ def wait_for(predicate, *, timeout: float, every: float = 0.2, what: str = "cond
             return
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def neu_images(count: int) -> list[Path]:
+    """The first ``count`` NEU-DET images of the development split, in name order."""
+    paths = sorted((data_root() / "images").glob("*.jpg"))
+    assert len(paths) >= count, f"NEU-DET images missing under {data_root()}"
+    return paths[:count]
+
+
+def finished(daemon: Daemon) -> RunSummary:
+    """``daemon.run()`` to its end, every stage thread stopped."""
+    summary = daemon.run()
+    assert not any(stage.is_alive() for stage in [daemon.source_stage, *daemon.stages])
+    return summary
 
 
 def frames_stored(db: str) -> int:

@@ -25,10 +25,9 @@ from inspection.storage.records import FrameRecord
 from inspection.storage.repository import Repository
 from inspection.storage.spool import Spool, replay
 from inspection.storage.writer import ResilientWriter
-from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
+from tests.inspection.daemon_fixtures import (
     ModelBundle,
     daemon_config,
-    model_bundle_fixture,
     query,
     sqlite_db,
     strip_spec,

@@ -14,30 +14,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspection.daemon import Daemon, RunSummary
-from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
+from inspection.daemon import Daemon
+from tests.inspection.daemon_fixtures import (
     ModelBundle,
     assert_each_once,
     daemon_config,
+    finished,
     frame_rows,
     frames_stored,
-    model_bundle_fixture,
     query,
     run_cli,
     source_frames,
     sqlite_db,
     strip_spec,
-    swap_bundle_fixture,
     wait_for,
 )
 
 IOU_MATCH = 0.5  # a detection finds a ground-truth box (same class) at this IoU
-
-
-def run_daemon(daemon: Daemon) -> RunSummary:
-    summary = daemon.run()
-    assert not daemon.source_stage.is_alive() and not any(s.is_alive() for s in daemon.stages)
-    return summary
 
 
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -107,7 +100,7 @@ def test_strip_defects_stored_once_at_their_position_with_single_image_recall(
 
     spec = strip_spec(across=4, along=8, frame_lines=600, overlap_lines=200)
     cfg = daemon_config(tmp_path, source=spec, bundle=model_bundle)
-    summary = run_daemon(Daemon(cfg, once=True))
+    summary = finished(Daemon(cfg, once=True))
     assert summary.tally.frames == len(source_frames(spec)) == 4
 
     sim = StripSimulator.from_spec(spec.partition(":")[2])
@@ -194,7 +187,7 @@ def test_reload_model_mid_run_switches_version_between_frames(
 
     helper = threading.Thread(target=swap)
     helper.start()
-    summary = run_daemon(daemon)
+    summary = finished(daemon)
     helper.join()
     assert swapped == [True]
     rows = frame_rows(cfg.db)

@@ -24,21 +24,21 @@ import typer
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner, Result
 
-from datasets.settings import data_root
-from inspection.daemon import Daemon, RunSummary
+from inspection.daemon import Daemon
 from inspection.inspect_cli import inspect_command
 from inspection.sources.folder import FolderSource, folder_seq
 from inspection.storage.db import upgrade
 from inspection.storage.paths import raw_frame_path, safe_name, source_dir_name
-from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
+from tests.inspection.daemon_fixtures import (
     CLI_TIMEOUT_S,
     ModelBundle,
     assert_each_once,
     cli_command,
     daemon_config,
+    finished,
     frame_rows,
     frames_stored,
-    model_bundle_fixture,
+    neu_images,
     query,
     run_cli,
     scratch_pg_database,
@@ -47,19 +47,6 @@ from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     strip_spec,
     wait_for,
 )
-
-
-def finished(daemon: Daemon) -> RunSummary:
-    summary = daemon.run()
-    assert not any(stage.is_alive() for stage in [daemon.source_stage, *daemon.stages])
-    return summary
-
-
-def neu_images(count: int) -> list[Path]:
-    """The first ``count`` NEU-DET images of the development split, in name order."""
-    paths = sorted((data_root() / "images").glob("*.jpg"))
-    assert len(paths) >= count, f"NEU-DET images missing under {data_root()}"
-    return paths[:count]
 
 
 def sqlite_files(db_path: Path) -> list[Path]:

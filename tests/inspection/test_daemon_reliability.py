@@ -23,19 +23,20 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from datasets.settings import REPO_ROOT, data_root
-from inspection.daemon import Daemon, RunSummary
+from datasets.settings import REPO_ROOT
+from inspection.daemon import Daemon
 from inspection.sources.folder import folder_seq
 from inspection.storage import spool as spool_module
-from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
+from tests.inspection.daemon_fixtures import (
     CLI_TIMEOUT_S,
     ModelBundle,
     assert_each_once,
     cli_command,
     daemon_config,
+    finished,
     frame_rows,
     frames_stored,
-    model_bundle_fixture,
+    neu_images,
     query,
     renamed_bundle,
     scratch_pg_database,
@@ -44,19 +45,6 @@ from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
     strip_spec,
     wait_for,
 )
-
-
-def neu_images(count: int) -> list[Path]:
-    """The first ``count`` NEU-DET images of the development split, in name order."""
-    paths = sorted((data_root() / "images").glob("*.jpg"))
-    assert len(paths) >= count, f"NEU-DET images missing under {data_root()}"
-    return paths[:count]
-
-
-def finished(daemon: Daemon) -> RunSummary:
-    summary = daemon.run()
-    assert not any(stage.is_alive() for stage in [daemon.source_stage, *daemon.stages])
-    return summary
 
 
 def assert_ids_follow_seqs(rows: list[tuple]) -> None:

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from datasets.settings import data_root
 from inspection.log_format import JsonFormatter
-from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
+from tests.inspection.daemon_fixtures import (
     ModelBundle,
-    model_bundle_fixture,
     run_cli,
 )
 

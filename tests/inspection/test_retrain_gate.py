@@ -34,7 +34,6 @@ from inspection.storage.model_registry import activate_model, active_model, regi
 from inspection.storage.retrain_store import newest_review_id
 from inspection.storage.reviews import add_review, finish_retrain_run, start_retrain_run
 from inspection.storage.schema import Frame, SnapshotDecision
-from tests.inspection.daemon_fixtures import model_bundle_fixture, swap_bundle_fixture  # noqa: F401
 from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
     CLASSES,
     SOURCE,

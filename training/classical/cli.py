@@ -14,6 +14,10 @@ from typing import Annotated
 import typer
 from pydantic import JsonValue
 
+from datasets.texture.settings import FeatureSettings
+from training.classical.show import print_result
+from training.classical.tiles import TileRule
+
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Classical texture baseline (no deep learning)"
 )
@@ -30,8 +34,6 @@ def _emit(result: dict[str, JsonValue], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    from training.classical.show import print_result
-
     print_result(result)
 
 
@@ -55,9 +57,7 @@ def train_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Fit scaler + linear classifier on texture features; report val accuracy and the group ablation."""
-    from datasets.texture.settings import FeatureSettings
-    from training.classical.run import DataSource, train
-    from training.classical.tiles import TileRule
+    from training.classical.run import DataSource, train  # scikit-learn and scikit-image: ~2 s to import
 
     if task not in ("image-class", "defect-tile"):
         raise _fail(f"--task: {task!r} is not image-class or defect-tile", 2)
@@ -94,7 +94,7 @@ def eval_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Accuracy, per-class precision/recall/F1, confusion matrix and per-group reliance of a bundle."""
-    from training.classical.run import DataSource, evaluate
+    from training.classical.run import DataSource, evaluate  # scikit-learn and scikit-image: ~2 s
 
     try:
         result = evaluate(DataSource(data, images, split, format), model_dir=model, plots=plots)
@@ -110,7 +110,7 @@ def predict_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Class, scores and which feature groups pushed the decision, for each image."""
-    from training.classical.run import predict
+    from training.classical.run import predict  # scikit-learn and scikit-image: ~2 s to import
 
     try:
         result = predict(model, images)

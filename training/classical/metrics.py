@@ -41,6 +41,7 @@ def plot_confusion(
     targets: np.ndarray, predicted: np.ndarray, class_names: tuple[str, ...], path: Path, *, title: str
 ) -> Path:
     """The confusion matrix as counts with row-normalised colour (true class per row), written to ``path``."""
+    # pyplot takes about a second to import and picks a global backend: only this plot needs it
     import matplotlib
 
     matplotlib.use("Agg")

@@ -44,6 +44,7 @@ from typing import Literal
 
 import torch
 from pydantic import Field
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from torchvision.models import mobilenet_v3_large, resnet18, resnet50
 from torchvision.models.detection import FasterRCNN
@@ -162,8 +163,6 @@ def _read_state_dict(path: str, what: str) -> dict[str, Tensor]:
     if not file.is_file():
         raise FileNotFoundError(f"Faster R-CNN {what} file not found: {file}")
     if file.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(file))
     state = torch.load(file, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -19,6 +19,7 @@ from training.models.yolo.backbone import BackboneNeck
 from training.models.yolo.head import DetectHead
 from training.models.yolo.loss import YoloLoss
 from training.models.yolo.postprocess import decode_predictions, postprocess
+from training.weights import load_local_weights
 
 # (depth multiplier, width multiplier, max channels) per size, after YOLOv8's scaling table.
 SCALES: dict[str, tuple[float, float, int]] = {
@@ -104,7 +105,5 @@ def build_yolo(cfg: YoloConfig, *, num_classes: int, in_channels: int, image_siz
         raise ValueError(f"model.image_size: {image_size} is not a multiple of {max(STRIDES)}")
     model = YOLO(cfg, num_classes=num_classes, in_channels=in_channels, image_size=image_size)
     if cfg.weights:
-        from training.weights import load_local_weights
-
         load_local_weights(model, cfg.weights)
     return model
