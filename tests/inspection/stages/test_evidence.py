@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from inspection.stages.evidence import CLASS_COLOURS, draw_boxes, raw_pixels, write_image_atomic
+from datasets.palette import class_bgr
+from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
 from tests.inspection.stages.conftest import neu_frame, neu_image
 
 
@@ -33,7 +34,7 @@ def test_boxes_are_drawn_in_their_class_colour_on_a_colour_copy() -> None:
     boxes = np.array([[20, 30, 80, 90]], np.float32)
     canvas = draw_boxes(image, boxes, np.array([2]), ["crazing", "inclusion", "patches"])
     assert canvas.shape == (200, 200, 3) and np.array_equal(image, neu_image(0))  # input untouched
-    assert tuple(canvas[60, 20]) == CLASS_COLOURS[2]  # the left side of the box
+    assert tuple(canvas[60, 20]) == class_bgr("patches")  # the left side of the box, in patches' colour
     assert tuple(canvas[150, 150]) == (image[150, 150],) * 3  # outside: the frame's own grey
 
 
