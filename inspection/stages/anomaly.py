@@ -29,6 +29,7 @@ from datasets.settings import StrictModel
 from inspection.messages import FrameDetections
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue
+from inspection.stages.anomaly_evidence import MAP_META_KEY, frame_map_u8
 from inspection.stages.base import Stage
 from inspection.tiling import cut_tiles, tile_grid
 
@@ -173,6 +174,8 @@ class AnomalyStage(Stage[FrameDetections]):
         new = self._unexplained(found, msg.detections, frame.width, frame.height)
         self._count(frame_score, found, new)
         meta = {**frame.meta, "anomaly_score": frame_score, "anomaly_threshold": self.threshold}
+        if len(new):  # the sink crops it beside each anomaly defect's crop (its evidence)
+            meta[MAP_META_KEY] = frame_map_u8(maps, grid, (frame.height, frame.width), threshold)
         return [
             replace(msg, frame=replace(frame, meta=meta), detections=Detections.merge([msg.detections, new]))
         ]

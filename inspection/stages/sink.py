@@ -19,6 +19,8 @@ import numpy as np
 from inspection.messages import FailedFrame, Frame, FrameResult, Message, SourceGap, TrackedDefect
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue, Empty, EndOfStream
+from inspection.stages.anomaly import ANOMALY_CLASS
+from inspection.stages.anomaly_evidence import crop_window, heat_map_crop, map_crop_path
 from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
 from inspection.stages.evidence import draw_boxes, raw_pixels, write_image_atomic
@@ -257,7 +259,9 @@ class SinkStage(Stage[Message]):
         if self.metrics is not None:
             self.metrics.count_frame(msg.source, "failed")
 
-    def _defect_record(self, frame: Frame, d: TrackedDefect, crop_path: str | None) -> DefectRecord:
+    def _defect_record(
+        self, frame: Frame, d: TrackedDefect, crop_path: str | None, map_path: str | None = None
+    ) -> DefectRecord:
         g = self.geometry
         x1, y1, x2, y2 = d.xyxy
         strip = d.strip_xyxy
@@ -274,22 +278,22 @@ class SinkStage(Stage[Message]):
             first_frame_seq=d.first_frame_seq,
             last_frame_seq=frame.seq,
             crop_path=crop_path,
+            map_path=map_path,
         )
 
-    def _crop(self, frame: Frame, d: TrackedDefect) -> str | None:
-        if not self.save_crops:
-            return None
-        h, w = frame.height, frame.width
-        x1, y1, x2, y2 = d.xyxy
-        pad = 8
-        xa, ya = int(max(0, x1 - pad)), int(max(0, y1 - pad))
-        xb, yb = int(min(w, x2 + pad)), int(min(h, y2 + pad))
-        if xb <= xa or yb <= ya:
-            return None
+    def _crop(self, frame: Frame, d: TrackedDefect) -> tuple[str | None, str | None]:
+        """The defect's crop, and for an ``anomaly`` defect the anomaly map's heat-map crop beside it."""
+        window = crop_window(d.xyxy, (frame.height, frame.width)) if self.save_crops else None
+        if window is None:
+            return None, None
+        xa, ya, xb, yb = window
         path = crop_path(self.output_dir, frame.source, frame.seq, d.track_id)
         if not self._save_evidence(path, frame.image[ya:yb, xa:xb]):
-            return None
-        return str(path)
+            return None, None
+        heat = heat_map_crop(frame, window) if d.class_name == ANOMALY_CLASS else None
+        if heat is None or not self._save_evidence(map_crop_path(path), heat):
+            return str(path), None
+        return str(path), str(map_crop_path(path))
 
     def _frame_images(self, result: FrameResult) -> str | None:
         frame = result.frame
@@ -334,7 +338,7 @@ class SinkStage(Stage[Message]):
         g = self.geometry
         self._coil_of(frame)
         self._evidence_problem = None
-        defects = [self._defect_record(frame, d, self._crop(frame, d)) for d in result.new_defects]
+        defects = [self._defect_record(frame, d, *self._crop(frame, d)) for d in result.new_defects]
         image_path = self._frame_images(result)
         evidence_problem = self._evidence_problem
         length_m = None

@@ -143,6 +143,7 @@ class DefectRecord(_PlainRecord):
     first_frame_seq: int | None = None
     last_frame_seq: int | None = None
     crop_path: str | None = None
+    map_path: str | None = None  # ``anomaly`` defects: the heat-map crop of the anomaly map beside the crop
     created_at: datetime | None = None
 
 
@@ -501,6 +502,7 @@ def _defect_row(
         "last_frame_seq": d.last_frame_seq,
         "model_version_id": model_id,
         "crop_path": d.crop_path,
+        "map_path": d.map_path,
         "created_at": d.created_at or default_created_at,
     }
 
