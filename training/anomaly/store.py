@@ -7,6 +7,7 @@ The folder can stand alone or sit inside a detector bundle (``<bundle>/anomaly/`
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,26 @@ def find_anomaly_dir(path: str | Path) -> Path | None:
         if (candidate / ANOMALY_JSON).is_file():
             return candidate
     return None
+
+
+def carry_anomaly(src_bundle: str | Path, dst_bundle: str | Path) -> AnomalyModel | None:
+    """Copy ``src_bundle``'s anomaly model into ``dst_bundle/anomaly`` (checked by loading the copy).
+
+    Right for a retrained detector: the model holds its own copy of the backbone stages it scores with
+    (``backbone.*`` tensors; the autoencoder is independent of the detector altogether), so its memory
+    and calibrated threshold stay valid whatever new weights the detector gets. None when ``src_bundle``
+    has none (the copy in ``dst_bundle``, if any, is removed: a bundle never keeps a stale one).
+    """
+    found = find_anomaly_dir(src_bundle)
+    dst = Path(dst_bundle) / BUNDLE_SUBDIR
+    if found is not None and found.resolve() == dst.resolve():
+        return load_anomaly(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    if found is None:
+        return None
+    shutil.copytree(found, dst)
+    return load_anomaly(dst)
 
 
 def read_anomaly_manifest(path: str | Path) -> dict[str, Any]:
