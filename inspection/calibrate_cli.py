@@ -32,8 +32,14 @@ def calibrate_command(
         Path | None, typer.Option("--model", help="Bundle (default: active, else config)")
     ] = None,
     budget: Annotated[
-        float, typer.Option("--budget", min=0, help="False alarms per 1,000 clean tiles")
-    ] = 1.0,
+        float | None, typer.Option("--budget", min=0, help="False alarms per 1,000 clean tiles (1)")
+    ] = None,
+    budget_per_100m: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-per-100m", min=0, help="False alarms per 100 m of strip (config's mm_per_line, tiling)"
+        ),
+    ] = None,
     version: Annotated[
         str | None, typer.Option("--version", help="New version (default: <src>-cal<time>)")
     ] = None,
@@ -54,6 +60,9 @@ def calibrate_command(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if budget is not None and budget_per_100m is not None:
+        typer.echo("error: give --budget (per 1,000 tiles) or --budget-per-100m, not both", err=True)
+        raise typer.Exit(2)
     from inspection.calibrate_run import run_calibration
 
     try:
@@ -63,6 +72,7 @@ def calibrate_command(
             defects=defects,
             model=model,
             budget=budget,
+            budget_per_100m=budget_per_100m,
             version=version or "",
             registry=registry,
             split=split,
@@ -80,14 +90,22 @@ def calibrate_command(
 
 
 def _print(result: CalibrationResult, path: Path) -> None:
+    strip = result.strip
     typer.echo(
-        f"{result.clean_tiles} clean tiles; budget {result.budget_per_1000} false alarms per 1,000 tiles"
+        f"{result.clean_tiles} clean tiles; budget {result.budget_per_1000:.4g} false alarms per 1,000 tiles"
+        f" = {strip['budget_per_100m']:.4g} per 100 m of strip ({strip['tiles_per_100m']:.0f} tiles per"
+        f" 100 m: {strip['tiles_across']} across {strip['frame_width_px']} px, rows every"
+        f" {strip['tile_hw'][0] - strip['overlap_hw'][0]} lines of {strip['mm_per_line']} mm)"
     )
     typer.echo("class thresholds (before -> after):")
     for name, after in result.after.items():
         typer.echo(f"  {name:<16} {result.before[name]:.3f} -> {after:.3f}")
     d = result.detector_alarms_per_1000
-    typer.echo(f"detector alarms per 1,000 clean tiles: {d['before']:.1f} -> {d['after']:.1f}")
+    m = strip["detector_alarms_per_100m"]
+    typer.echo(
+        f"detector alarms per 1,000 clean tiles: {d['before']:.1f} -> {d['after']:.1f}"
+        f" (per 100 m: {m['before']:.1f} -> {m['after']:.1f})"
+    )
     a = result.anomaly
     if a:
         typer.echo(
