@@ -108,9 +108,12 @@ def _print(result: CalibrationResult, path: Path) -> None:
     )
     a = result.anomaly
     if a:
+        before = "none" if a["threshold_before"] is None else f"{a['threshold_before']:.3f}"
+        per_m = strip["anomaly_alarms_per_100m"]
         typer.echo(
-            f"anomaly threshold {a['threshold_before']} -> {a['threshold_after']:.3f}; alarms per 1,000 "
-            f"clean tiles {a['alarms_before']:.1f} -> {a['alarms_after']:.1f}"
+            f"anomaly threshold {before} -> {a['threshold_after']:.3f}; alarms per 1,000 clean tiles "
+            f"{a['alarms_before'] or 0.0:.1f} -> {a['alarms_after']:.1f} (per 100 m: "
+            f"{per_m['before'] or 0.0:.1f} -> {per_m['after']:.1f})"
         )
     for name, figures in result.validation.items():
         typer.echo(

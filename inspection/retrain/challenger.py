@@ -158,7 +158,7 @@ def publish_bundle(
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     load_bundle(tmp)
     if (tmp / ANOMALY_SUBDIR).is_dir():
-        load_anomaly(tmp / ANOMALY_SUBDIR)
+        load_anomaly(tmp / ANOMALY_SUBDIR, backend="torch")  # a check that it loads: no export
     if dst.exists():
         shutil.rmtree(dst)
     os.replace(tmp, dst)

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
@@ -47,6 +47,8 @@ class AnomalyStageConfig(StrictModel):
     threshold: float | None = Field(None, gt=0)  # None: the threshold calibrated into the model
     min_area_px: int = Field(64, ge=1)  # smaller regions above the threshold are ignored
     explained_iou: float = Field(0.0, ge=0, lt=1)  # a region overlapping a detection by more is explained
+    backend: Literal["auto", "torch"] = "auto"  # auto: the backbone stages under ONNX Runtime when installed
+    threads: int | None = Field(None, ge=1, le=1024)  # ONNX Runtime intra-op threads (None: its default)
 
 
 @dataclass
@@ -130,7 +132,7 @@ class AnomalyStage(Stage[FrameDetections]):
             return
         from training.anomaly.store import load_anomaly
 
-        model = load_anomaly(self.model_path)
+        model = load_anomaly(self.model_path, backend=self.cfg.backend, threads=self.cfg.threads)
         threshold = self.cfg.threshold or model.threshold
         if threshold is None:
             raise ValueError(f"{self.model_path}: anomaly.json has no threshold.score; run `steel calibrate`")

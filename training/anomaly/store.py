@@ -108,13 +108,13 @@ def carry_anomaly(src_bundle: str | Path, dst_bundle: str | Path) -> AnomalyMode
     found = find_anomaly_dir(src_bundle)
     dst = Path(dst_bundle) / BUNDLE_SUBDIR
     if found is not None and found.resolve() == dst.resolve():
-        return load_anomaly(dst)
+        return load_anomaly(dst, backend="torch")
     if dst.exists():
         shutil.rmtree(dst)
     if found is None:
         return None
     shutil.copytree(found, dst)
-    return load_anomaly(dst)
+    return load_anomaly(dst, backend="torch")  # a check that the copy loads: no ONNX export
 
 
 def read_anomaly_manifest(path: str | Path) -> dict[str, Any]:
@@ -136,8 +136,14 @@ def read_anomaly_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_anomaly(path: str | Path) -> AnomalyModel:
-    """Rebuild the scorer the JSON describes from its safetensors file (sha256 checked)."""
+def load_anomaly(path: str | Path, *, backend: str = "auto", threads: int | None = None) -> AnomalyModel:
+    """Rebuild the scorer the JSON describes from its safetensors file (sha256 checked).
+
+    ``backend="auto"`` runs a backbone scorer's stages under ONNX Runtime when it is installed (as the
+    detector on CPU: several times faster than torch there, same features to 1e-5); ``"torch"`` never.
+    """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend: {backend!r} is not 'auto' or 'torch'")
     manifest = read_anomaly_manifest(path)
     folder = find_anomaly_dir(path)
     assert folder is not None
@@ -153,6 +159,8 @@ def load_anomaly(path: str | Path) -> AnomalyModel:
         raise AnomalyStoreError(
             f"{folder / ANOMALY_JSON}: architecture and tensors disagree: {exc}"
         ) from None
+    if backend == "auto" and not isinstance(scorer, AutoencoderScorer):
+        scorer.use_onnxruntime(threads)
     return AnomalyModel(path=folder, manifest=manifest, scorer=scorer)
 
 
