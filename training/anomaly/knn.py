@@ -91,7 +91,8 @@ class FeatureKNN:
         b, d, h, w = feats.shape
         queries = feats.permute(0, 2, 3, 1).reshape(-1, d).numpy()
         dist, _ = self._index.kneighbors(queries)
-        return dist[:, 0].astype(np.float32).reshape(b, h, w)
+        out: np.ndarray = np.asarray(dist[:, 0], dtype=np.float32).reshape(b, h, w)
+        return out
 
     def maps(self, tiles: Sequence[np.ndarray]) -> list[np.ndarray]:
         dist = self.distance_maps(self.features(tiles))

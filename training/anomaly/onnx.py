@@ -28,6 +28,9 @@ class MahalanobisHead(nn.Module):
     ``P = L L^T`` (Cholesky), ``(f - mean)^T P (f - mean) = |L^T (f - mean)|^2``, a 1x1 convolution and a
     sum of squares. (B, 1, S, S) -> (B, S/8, S/8)."""
 
+    mean: torch.Tensor  # buffers, named for the type checker (register_buffer sets them)
+    whiten: torch.Tensor
+
     def __init__(self, extractor: EarlyBackbone, mean: torch.Tensor, precision: torch.Tensor):
         super().__init__()
         self.extractor = extractor.eval()
@@ -55,7 +58,7 @@ def ort_runner(module: nn.Module, input_size: int, threads: int | None = None) -
         torch.onnx.export(
             module.eval(),
             (dummy,),
-            buffer,
+            buffer,  # type: ignore[arg-type]  # the TorchScript exporter writes to file objects; stubs say paths
             dynamo=False,
             opset_version=17,
             input_names=["images"],
