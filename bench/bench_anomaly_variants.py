@@ -102,6 +102,7 @@ def main() -> None:
     )
     parser.add_argument("--fit-tiles", type=int, default=0, help="0: every clean training tile")
     parser.add_argument("--last-stages", type=int, nargs="+", default=[3], choices=[3, 4])
+    parser.add_argument("--pools", type=int, nargs="+", default=[3], help="local aggregation sides (odd)")
     parser.add_argument("--torch", action="store_true", help="run the backbone in torch, not ONNX Runtime")
     parser.add_argument("--calibration-tiles", type=int, default=400)
     parser.add_argument("--budget", type=float, default=1.0)
@@ -122,8 +123,11 @@ def main() -> None:
     print(f"detector {detector_ms:.1f} ms/tile; fit {len(fit)}, calib {len(tile_sets['calib'])}, "
           f"val clean {len(clean.val)}, val defect {len(defects)}", flush=True)  # fmt: skip
     rows = []
-    for size, stage in [(size, stage) for stage in args.last_stages for size in args.input_sizes]:
-        extractor = EarlyBackbone(as_yolo(detector.model).backbone, last_stage=stage)
+    grid = [
+        (size, stage, pool) for stage in args.last_stages for pool in args.pools for size in args.input_sizes
+    ]
+    for size, stage, pool in grid:
+        extractor = EarlyBackbone(as_yolo(detector.model).backbone, last_stage=stage, pool=pool)
         candidates: list[tuple[str, Scorer]] = [("gaussian", FeatureGaussian(extractor, input_size=size))]
         candidates += [(f"knn-{m}", FeatureKNN(extractor, input_size=size)) for m in args.memory]
         for _, scorer in candidates if not args.torch else []:
@@ -142,7 +146,13 @@ def main() -> None:
             ms = _ms_per_tile(scorer.maps, timing)
             maps = {k: _maps(scorer, feats, shapes) for k, (feats, shapes) in sets.items() if k != "fit"}
             for score_name, score in SCORES.items():
-                row = {"memory": name, "stages": f"2-{stage}", "input": size, "score": score_name}
+                row = {
+                    "memory": name,
+                    "stages": f"2-{stage}",
+                    "pool": pool,
+                    "input": size,
+                    "score": score_name,
+                }
                 row |= {"ms_per_tile": ms, "fit_s": fit_s}
                 row |= _figures(maps, boxes, score, args.budget)
                 row["cost_vs_detector"] = ms / detector_ms
@@ -152,12 +162,14 @@ def main() -> None:
 
 
 def _print(rows: list[dict], detector_ms: float) -> None:
-    print("\n| memory | stages | input px | tile score | tile AUROC | pixel AUROC | val false alarms /1000 | "
-          "defect images above thr. | ms/tile | cost vs detector | fit s |")  # fmt: skip
-    print("|---|---|--:|---|--:|--:|--:|--:|--:|--:|--:|")
+    print("\n| memory | stages | pool | input px | tile score | tile AUROC | pixel AUROC | "
+          "val false alarms /1000 | defect images above thr. | ms/tile | cost vs detector | "
+          "fit s |")  # fmt: skip
+    print("|---|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|")
     for r in rows:
         print(
-            f"| {r['memory']} | {r['stages']} | {r['input']} | {r['score']} | {r['tile_auroc']:.3f} | "
+            f"| {r['memory']} | {r['stages']} | {r['pool']} | {r['input']} | {r['score']} | "
+            f"{r['tile_auroc']:.3f} | "
             f"{r['pixel_auroc']:.3f} | "
             f"{r['val_false_alarms_per_1000']:.1f} | {r['defect_recall']:.1%} | {r['ms_per_tile']:.1f} | "
             f"{r['cost_vs_detector']:.0%} | {r['fit_s']:.0f} |"

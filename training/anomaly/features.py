@@ -24,11 +24,14 @@ FEATURE_PREFIXES = ("stem.", "stage2.", "stage3.", "stage4.")
 
 
 class EarlyBackbone(nn.Module):
-    def __init__(self, backbone: BackboneNeck, *, last_stage: int = 3):
+    def __init__(self, backbone: BackboneNeck, *, last_stage: int = 3, pool: int = 3):
         super().__init__()
         if last_stage not in (3, 4):
             raise ValueError(f"last_stage: {last_stage} is not 3 or 4")
+        if pool < 1 or pool % 2 == 0:
+            raise ValueError(f"pool: {pool} is not an odd number >= 1")
         self.last_stage = last_stage
+        self.pool = pool  # the local aggregation's side (PatchCore: 3)
         self.stem, self.stage2, self.stage3 = backbone.stem, backbone.stage2, backbone.stage3
         self.stage4 = backbone.stage4 if last_stage == 4 else None
 
@@ -37,13 +40,14 @@ class EarlyBackbone(nn.Module):
         p2 = self.stage2(self.stem(images))
         p3 = self.stage3(p2)
         size = p3.shape[-2:]
-        p2 = F.avg_pool2d(p2, 3, stride=1, padding=1)
+        k = self.pool
+        p2 = F.avg_pool2d(p2, k, stride=1, padding=k // 2)
         # stride 4 -> 8: a 2x2 mean (what adaptive pooling does at exactly twice the size; exportable)
         exact = p2.shape[-2] == 2 * size[0] and p2.shape[-1] == 2 * size[1]
         parts = [F.avg_pool2d(p2, 2) if exact else F.adaptive_avg_pool2d(p2, size)]
-        parts.append(F.avg_pool2d(p3, 3, stride=1, padding=1))
+        parts.append(F.avg_pool2d(p3, k, stride=1, padding=k // 2))
         if self.stage4 is not None:
-            p4 = F.avg_pool2d(self.stage4(p3), 3, stride=1, padding=1)
+            p4 = F.avg_pool2d(self.stage4(p3), k, stride=1, padding=k // 2)
             parts.append(F.interpolate(p4, size=size, mode="bilinear", align_corners=False))
         return torch.cat(parts, dim=1)
 

@@ -67,6 +67,7 @@ def save_anomaly(
             "input_size": scorer.input_size,
             "feature_dims": int(scorer.mean.numel()),
             "last_stage": scorer.extractor.last_stage,
+            "pool": scorer.extractor.pool,
         }
     else:
         tensors = {
@@ -174,7 +175,7 @@ def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Featur
     neck = BackboneNeck(
         in_channels=int(arch["in_channels"]), width_mult=width, depth_mult=depth, max_channels=max_channels
     )
-    extractor = EarlyBackbone(neck, last_stage=int(arch.get("last_stage", 3)))
+    extractor = EarlyBackbone(neck, last_stage=int(arch.get("last_stage", 3)), pool=int(arch.get("pool", 3)))
     state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
     missing = set(extractor.feature_state()) - set(state)
     if missing:
