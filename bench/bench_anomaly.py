@@ -54,7 +54,7 @@ def _ms_per_tile(fns: list, tiles, repeats: int = 7) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default="models/neu-yolo-n")
     parser.add_argument("--tiles", default="runs/background/neu-dev")
@@ -73,11 +73,14 @@ def main() -> None:
     parser.add_argument("--ae-steps", type=int, default=800)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/anomaly")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _args()
     torch.set_num_threads(args.threads)
     split = read_split(args.split)
-    aset = read_dataset(data_root() / "annotations")
-    _, val_set = apply_split(aset, split)
+    _, val_set = apply_split(read_dataset(data_root() / "annotations"), split)
     clean = load_clean(args.tiles, train_names=set(split.train), val_names=set(split.val))
     detector = load_bundle(args.bundle, device="cpu")
     predictor = Predictor(detector, device="cpu")
@@ -85,56 +88,43 @@ def main() -> None:
         f"clean tiles: {len(clean.train)} train (fit + threshold), {len(clean.val)} val; "
         f"defect images: {len(val_set.images)} val; budget {args.budget} per 1,000\n"
     )
-    timing_tiles = clean.val[:32]
     rows = []
     print("fitting ...", flush=True)
     for kind in args.candidates:
-        start = time.perf_counter()
-        scorer = fit_candidate(
-            kind,
-            detector,
-            clean,
-            ae_steps=args.ae_steps,
-            fit_tiles=args.fit_tiles,
-            input_size=args.input_size,
-        )
-        fit_s = time.perf_counter() - start
-        if isinstance(scorer, FeatureGaussian):
-            scorer.use_onnxruntime(
-                args.threads
-            )  # the fitted memory into the ONNX graph, as the daemon runs it
-        figures = validate(
-            scorer,
-            clean,
-            val_set.images,
-            budget_per_1000=args.budget,
-            calibration_tiles=args.calibration_tiles,
-        )
-        detector_ms, ms = _ms_per_tile([predictor, scorer.maps], timing_tiles)
-        row = {"kind": kind, "fit_s": fit_s, "ms_per_tile": ms, "detector_ms_per_tile": detector_ms}
-        row |= figures.to_dict()
-        row["cost_vs_detector"] = ms / detector_ms
-        extra = {
-            "architecture": _arch(kind, detector),
-            "threshold": {
-                "score": figures.threshold,
-                "budget_per_1000": args.budget,
-                "fitted_on": args.tiles,
-            },
-            "metrics": row,
-            "source_bundle": detector.version,
-        }
-        saved = save_anomaly(
-            Path(args.out) / kind.replace(":", "-s"),
-            scorer,
-            version=f"{kind.replace(':', '-s')}{_size_tag(scorer)}-{detector.version}",
-            extra=extra,
-        )
-        row["saved"] = str(saved)
+        row = _bench(kind, args, detector, predictor, clean, val_set.images)
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
     _print(rows)
     (Path(args.out) / "bench.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+
+
+def _bench(kind: str, args: argparse.Namespace, detector, predictor, clean, defects) -> dict:
+    """Fit one candidate, validate it, time it against the detector, save it; its table row."""
+    start = time.perf_counter()
+    scorer = fit_candidate(
+        kind, detector, clean, ae_steps=args.ae_steps, fit_tiles=args.fit_tiles, input_size=args.input_size
+    )
+    fit_s = time.perf_counter() - start
+    if isinstance(scorer, FeatureGaussian):
+        scorer.use_onnxruntime(args.threads)  # the fitted memory into the ONNX graph, as the daemon runs it
+    figures = validate(
+        scorer, clean, defects, budget_per_1000=args.budget, calibration_tiles=args.calibration_tiles
+    )
+    detector_ms, ms = _ms_per_tile([predictor, scorer.maps], clean.val[:32])
+    row = {"kind": kind, "fit_s": fit_s, "ms_per_tile": ms, "detector_ms_per_tile": detector_ms}
+    row |= figures.to_dict()
+    row["cost_vs_detector"] = ms / detector_ms
+    threshold = {"score": figures.threshold, "budget_per_1000": args.budget, "fitted_on": args.tiles}
+    extra = {
+        "architecture": _arch(kind, detector),
+        "threshold": threshold,
+        "metrics": row,
+        "source_bundle": detector.version,
+    }
+    name = kind.replace(":", "-s")
+    version = f"{name}{_size_tag(scorer)}-{detector.version}"
+    row["saved"] = str(save_anomaly(Path(args.out) / name, scorer, version=version, extra=extra))
+    return row
 
 
 def _size_tag(scorer) -> str:

@@ -91,7 +91,7 @@ def _figures(
     }
 
 
-def main() -> None:
+def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default="models/neu-yolo-n")
     parser.add_argument("--tiles", default="runs/background/neu-dev")
@@ -107,7 +107,11 @@ def main() -> None:
     parser.add_argument("--calibration-tiles", type=int, default=400)
     parser.add_argument("--budget", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _args()
     torch.set_num_threads(args.threads)
     split = read_split(args.split)
     _, val_set = apply_split(read_dataset(data_root() / "annotations"), split)
@@ -123,9 +127,7 @@ def main() -> None:
     print(f"detector {detector_ms:.1f} ms/tile; fit {len(fit)}, calib {len(tile_sets['calib'])}, "
           f"val clean {len(clean.val)}, val defect {len(defects)}", flush=True)  # fmt: skip
     rows = []
-    grid = [
-        (size, stage, pool) for stage in args.last_stages for pool in args.pools for size in args.input_sizes
-    ]
+    grid = [(s, st, p) for st in args.last_stages for p in args.pools for s in args.input_sizes]
     for size, stage, pool in grid:
         extractor = EarlyBackbone(as_yolo(detector.model).backbone, last_stage=stage, pool=pool)
         candidates: list[tuple[str, Scorer]] = [("gaussian", FeatureGaussian(extractor, input_size=size))]
@@ -135,30 +137,33 @@ def main() -> None:
         first = candidates[0][1]
         sets = {k: (first.features(v), [t.shape[:2] for t in v]) for k, v in tile_sets.items()}
         for name, scorer in candidates:
-            start = time.perf_counter()
-            if isinstance(scorer, FeatureKNN):
-                scorer.fit_features(sets["fit"][0], memory_size=int(name.split("-")[1]))
-            else:
-                scorer.fit_features(sets["fit"][0])
-            fit_s = time.perf_counter() - start
-            if not args.torch:  # the fitted memory into the graph too (the Gaussian's distances)
-                scorer.use_onnxruntime(args.threads)
-            ms = _ms_per_tile(scorer.maps, timing)
-            maps = {k: _maps(scorer, feats, shapes) for k, (feats, shapes) in sets.items() if k != "fit"}
-            for score_name, score in SCORES.items():
-                row = {
-                    "memory": name,
-                    "stages": f"2-{stage}",
-                    "pool": pool,
-                    "input": size,
-                    "score": score_name,
-                }
-                row |= {"ms_per_tile": ms, "fit_s": fit_s}
-                row |= _figures(maps, boxes, score, args.budget)
-                row["cost_vs_detector"] = ms / detector_ms
+            base = {"memory": name, "stages": f"2-{stage}", "pool": pool, "input": size}
+            for row in _measure(scorer, name, sets, boxes, args, timing):
+                row = base | row
+                row["cost_vs_detector"] = row["ms_per_tile"] / detector_ms
                 rows.append(row)
                 print(row, flush=True)
     _print(rows, detector_ms)
+
+
+def _measure(
+    scorer: Scorer, name: str, sets: dict, boxes: list[np.ndarray], args: argparse.Namespace, timing: list
+) -> list[dict]:
+    """Fit one memory on the cached features, time its real ``maps`` path, score it both ways."""
+    start = time.perf_counter()
+    if isinstance(scorer, FeatureKNN):
+        scorer.fit_features(sets["fit"][0], memory_size=int(name.split("-")[1]))
+    else:
+        scorer.fit_features(sets["fit"][0])
+    fit_s = time.perf_counter() - start
+    if not args.torch:  # the fitted memory into the graph too (the Gaussian's distances)
+        scorer.use_onnxruntime(args.threads)
+    ms = _ms_per_tile(scorer.maps, timing)
+    maps = {k: _maps(scorer, feats, shapes) for k, (feats, shapes) in sets.items() if k != "fit"}
+    return [
+        {"score": score_name, "ms_per_tile": ms, "fit_s": fit_s} | _figures(maps, boxes, score, args.budget)
+        for score_name, score in SCORES.items()
+    ]
 
 
 def _print(rows: list[dict], detector_ms: float) -> None:

@@ -24,6 +24,7 @@ from inspection.config import InspectionConfig
 
 if TYPE_CHECKING:  # imported for real inside run_calibration, like the model code it runs with
     from inspection.storage.repository import Repository
+    from training.inference import Predictor
 
 LOW_SCORE = 0.01  # score the clean tiles this low, so every threshold above it can be priced
 
@@ -85,13 +86,8 @@ def run_calibration(
             "after": alarms_per_1000(dets, after, names),
         },
     )
-    val_images, val_gts = _validation(split)
-    val_dets = predictor([read_gray_image(p) for p in val_images])
-    result.validation["neu_val"] = _recall_cost(val_dets, val_gts, names, before, after)
-    if defects is not None:
-        images, gts = _annotated(defects)
-        result.validation["line_defects"] = _recall_cost(predictor(images), gts, names, before, after)
-    result.anomaly = _calibrate_anomaly(src, tiles, [read_gray_image(p) for p in val_images], budget)
+    val_images = _price_on_validation(result, predictor, split, defects)
+    result.anomaly = _calibrate_anomaly(src, tiles, val_images, budget)
     result.budget_per_100m = budget_per_100m
     result.strip = _strip_record(geometry, budget, result)
     target = registry / result.version
@@ -110,6 +106,21 @@ def _geometry(cfg: InspectionConfig, frames: list[np.ndarray]) -> StripGeometry:
         tile_hw=cfg.tiling.tile_hw,
         overlap_hw=cfg.tiling.overlap_hw,
     )
+
+
+def _price_on_validation(
+    result: CalibrationResult, predictor: Predictor, split: Path, defects: Path | None
+) -> list[np.ndarray]:
+    """Box recall before and after on the split's validation side (and ``--defects``) into
+    ``result.validation``; returns the validation images (the anomaly model is priced on them too)."""
+    names, before, after = predictor.class_names, result.before, result.after
+    val_paths, val_gts = _validation(split)
+    val_images = [read_gray_image(p) for p in val_paths]
+    result.validation["neu_val"] = _recall_cost(predictor(val_images), val_gts, names, before, after)
+    if defects is not None:
+        images, gts = _annotated(defects)
+        result.validation["line_defects"] = _recall_cost(predictor(images), gts, names, before, after)
+    return val_images
 
 
 def _per_1000_tiles(geometry: StripGeometry, budget: float | None, per_100m: float | None) -> float:
