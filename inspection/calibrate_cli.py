@@ -15,6 +15,7 @@ from datasets.settings import ConfigError, load_config
 
 if TYPE_CHECKING:  # the CLI loads the calibration code (numpy, images) only when the command runs
     from inspection.calibration import CalibrationResult
+    from inspection.config import InspectionConfig
 
 DEFAULT_CONFIG = Path("configs/inspection.yaml")
 DEFAULT_SPLIT = Path("configs/splits/neu-det-dev.json")
@@ -32,8 +33,14 @@ def calibrate_command(
         Path | None, typer.Option("--model", help="Bundle (default: active, else config)")
     ] = None,
     budget: Annotated[
-        float, typer.Option("--budget", min=0, help="False alarms per 1,000 clean tiles")
-    ] = 1.0,
+        float | None, typer.Option("--budget", min=0, help="False alarms per 1,000 clean tiles (1)")
+    ] = None,
+    budget_per_100m: Annotated[
+        float | None,
+        typer.Option(
+            "--budget-per-100m", min=0, help="False alarms per 100 m of strip (config's mm_per_line, tiling)"
+        ),
+    ] = None,
     version: Annotated[
         str | None, typer.Option("--version", help="New version (default: <src>-cal<time>)")
     ] = None,
@@ -46,13 +53,7 @@ def calibrate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object")] = False,
 ) -> None:
     """Measure false alarms on clean frames, set thresholds for the budget, register a new bundle version."""
-    from inspection.config import InspectionConfig  # ~0.1 s to import: the other commands do without it
-
-    try:
-        cfg = load_config(config, InspectionConfig, [f"db={db}"] if db else [])
-    except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    cfg = _checked_config(config, db, budget, budget_per_100m)
     from inspection.calibrate_run import run_calibration  # the detector and scoring: torch, seconds
 
     try:
@@ -62,6 +63,7 @@ def calibrate_command(
             defects=defects,
             model=model,
             budget=budget,
+            budget_per_100m=budget_per_100m,
             version=version or "",
             registry=registry,
             split=split,
@@ -78,20 +80,48 @@ def calibrate_command(
     _print(result, path)
 
 
+def _checked_config(
+    config: Path, db: str | None, budget: float | None, budget_per_100m: float | None
+) -> InspectionConfig:
+    """The inspection config with ``--db`` applied; a bad config or two budgets exit 2 with one line."""
+    from inspection.config import InspectionConfig  # ~0.1 s to import: the other commands do without it
+
+    try:
+        cfg = load_config(config, InspectionConfig, [f"db={db}"] if db else [])
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if budget is not None and budget_per_100m is not None:
+        typer.echo("error: give --budget (per 1,000 tiles) or --budget-per-100m, not both", err=True)
+        raise typer.Exit(2)
+    return cfg
+
+
 def _print(result: CalibrationResult, path: Path) -> None:
+    strip = result.strip
     typer.echo(
-        f"{result.clean_tiles} clean tiles; budget {result.budget_per_1000} false alarms per 1,000 tiles"
+        f"{result.clean_tiles} clean tiles; budget {result.budget_per_1000:.4g} false alarms per 1,000 tiles"
+        f" = {strip['budget_per_100m']:.4g} per 100 m of strip ({strip['tiles_per_100m']:.0f} tiles per"
+        f" 100 m: {strip['tiles_across']} across {strip['frame_width_px']} px, rows every"
+        f" {strip['tile_hw'][0] - strip['overlap_hw'][0]} lines of {strip['mm_per_line']} mm)"
     )
     typer.echo("class thresholds (before -> after):")
     for name, after in result.after.items():
         typer.echo(f"  {name:<16} {result.before[name]:.3f} -> {after:.3f}")
     d = result.detector_alarms_per_1000
-    typer.echo(f"detector alarms per 1,000 clean tiles: {d['before']:.1f} -> {d['after']:.1f}")
+    m = strip["detector_alarms_per_100m"]
+    typer.echo(
+        f"detector alarms per 1,000 clean tiles: {d['before']:.1f} -> {d['after']:.1f}"
+        f" (per 100 m: {m['before']:.1f} -> {m['after']:.1f})"
+    )
     a = result.anomaly
     if a:
+        before = "none" if a["threshold_before"] is None else f"{a['threshold_before']:.3f}"
+        per_m = strip["anomaly_alarms_per_100m"]
         typer.echo(
-            f"anomaly threshold {a['threshold_before']} -> {a['threshold_after']:.3f}; alarms per 1,000 "
-            f"clean tiles {a['alarms_before']:.1f} -> {a['alarms_after']:.1f}"
+            f"anomaly threshold {before} -> {a['threshold_after']:.3f}; alarms per 1,000 clean tiles "
+            f"{a['alarms_before'] or 0.0:.1f} -> {a['alarms_after']:.1f} (per 100 m: "
+            f"{per_m['before'] or 0.0:.1f} -> {per_m['after']:.1f})"
         )
     for name, figures in result.validation.items():
         typer.echo(

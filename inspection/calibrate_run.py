@@ -15,13 +15,16 @@ from inspection.calibration import (
     alarms_per_1000,
     apply_class_thresholds,
     class_thresholds,
-    clean_tiles,
+    clean_frames,
+    tiles_of,
     write_calibrated_bundle,
 )
+from inspection.calibration_budget import StripGeometry
 from inspection.config import InspectionConfig
 
 if TYPE_CHECKING:  # imported for real inside run_calibration, like the model code it runs with
     from inspection.storage.repository import Repository
+    from training.inference import Predictor
 
 LOW_SCORE = 0.01  # score the clean tiles this low, so every threshold above it can be priced
 
@@ -44,12 +47,15 @@ def run_calibration(
     clean: Path,
     defects: Path | None,
     model: Path | None,
-    budget: float,
+    budget: float | None,
     version: str,
     registry: Path,
     split: Path,
     stamp: str,
+    budget_per_100m: float | None = None,
 ) -> tuple[CalibrationResult, Path]:
+    """``budget`` false alarms per 1,000 clean tiles, or ``budget_per_100m`` per 100 m of strip (the
+    config's frame geometry converts it); one of them, 1 per 1,000 tiles when neither is given."""
     from inspection.storage.db import upgrade
     from inspection.storage.model_registry import register_model_version
     from inspection.storage.repository import Repository
@@ -65,7 +71,10 @@ def run_calibration(
     current = predictor.bundle.class_thresholds(None)  # the bundle's operating point, per class
     before = {n: float(t) for n, t in zip(names, current, strict=True)}
 
-    tiles = clean_tiles(clean, cfg.tiling.tile_hw, cfg.tiling.overlap_hw)
+    frames = clean_frames(clean)
+    tiles = tiles_of(frames, cfg.tiling.tile_hw, cfg.tiling.overlap_hw)
+    geometry = _geometry(cfg, frames)
+    budget = _per_1000_tiles(geometry, budget, budget_per_100m)
     dets = predictor(tiles)
     after = class_thresholds(dets, names, budget_per_1000=budget, floor=floor)
     after = {n: max(t, before[n]) for n, t in after.items()}  # never below the bundle's operating point
@@ -81,19 +90,66 @@ def run_calibration(
             "after": alarms_per_1000(dets, after, names),
         },
     )
-    val_images, val_gts = _validation(split)
-    val_dets = predictor([read_gray_image(p) for p in val_images])
-    result.validation["neu_val"] = _recall_cost(val_dets, val_gts, names, before, after)
-    if defects is not None:
-        images, gts = _annotated(defects)
-        result.validation["line_defects"] = _recall_cost(predictor(images), gts, names, before, after)
-    result.anomaly = _calibrate_anomaly(src, tiles, [read_gray_image(p) for p in val_images], budget)
+    val_images = _price_on_validation(result, predictor, split, defects)
+    result.anomaly = _calibrate_anomaly(src, tiles, val_images, budget)
+    result.budget_per_100m = budget_per_100m
+    result.strip = _strip_record(geometry, budget, result)
     target = registry / result.version
     registry.mkdir(parents=True, exist_ok=True)
     written = write_calibrated_bundle(src, target, result)
     with repository.transaction() as session:
         register_model_version(session, written, str(target.resolve()))
     return result, target
+
+
+def _geometry(cfg: InspectionConfig, frames: list[np.ndarray]) -> StripGeometry:
+    """The strip geometry of the line: the config's pitch and tiling, the clean frames' (median) width."""
+    return StripGeometry(
+        mm_per_line=cfg.mm_per_line,
+        mm_per_px=cfg.mm_per_px,
+        frame_width_px=int(np.median([f.shape[1] for f in frames])),
+        tile_hw=cfg.tiling.tile_hw,
+        overlap_hw=cfg.tiling.overlap_hw,
+    )
+
+
+def _price_on_validation(
+    result: CalibrationResult, predictor: Predictor, split: Path, defects: Path | None
+) -> list[np.ndarray]:
+    """Box recall before and after on the split's validation side (and ``--defects``) into
+    ``result.validation``; returns the validation images (the anomaly model is priced on them too)."""
+    names, before, after = predictor.class_names, result.before, result.after
+    val_paths, val_gts = _validation(split)
+    val_images = [read_gray_image(p) for p in val_paths]
+    result.validation["neu_val"] = _recall_cost(predictor(val_images), val_gts, names, before, after)
+    if defects is not None:
+        images, gts = _annotated(defects)
+        result.validation["line_defects"] = _recall_cost(predictor(images), gts, names, before, after)
+    return val_images
+
+
+def _per_1000_tiles(geometry: StripGeometry, budget: float | None, per_100m: float | None) -> float:
+    if budget is not None and per_100m is not None:
+        raise ValueError("give --budget (per 1,000 tiles) or --budget-per-100m, not both")
+    if per_100m is not None:
+        return geometry.per_1000_tiles(per_100m)
+    return 1.0 if budget is None else budget
+
+
+def _strip_record(geometry: StripGeometry, budget: float, result: CalibrationResult) -> dict[str, Any]:
+    """The geometry, the budget and the alarms before/after per 100 m of strip (the calibration record)."""
+    a = result.anomaly
+    return {
+        **geometry.to_dict(),
+        "budget_per_100m": round(geometry.per_100m(budget), 4),
+        "detector_alarms_per_100m": {
+            k: round(geometry.per_100m(v), 3) for k, v in result.detector_alarms_per_1000.items()
+        },
+        "anomaly_alarms_per_100m": {
+            k: None if a.get(f"alarms_{k}") is None else round(geometry.per_100m(a[f"alarms_{k}"]), 3)
+            for k in ("before", "after")
+        },
+    }
 
 
 def _recall_cost(

@@ -33,17 +33,27 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MANIFEST_METHOD = "clean-steel false-alarm budget"  # thresholds.calibration.method of `steel calibrate`
 
 
-def clean_tiles(folder: Path, tile_hw: tuple[int, int], overlap_hw: tuple[int, int]) -> list[np.ndarray]:
-    """Every frame in ``folder`` cut into the daemon's tiles (uint8 gray); a bad file is named."""
+def clean_frames(folder: Path) -> list[np.ndarray]:
+    """Every frame in ``folder`` (uint8 gray); a bad file is named."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return [read_gray_image(path) for path in files]
+
+
+def tiles_of(
+    frames: Sequence[np.ndarray], tile_hw: tuple[int, int], overlap_hw: tuple[int, int]
+) -> list[np.ndarray]:
+    """The frames cut into the daemon's tiles."""
     tiles: list[np.ndarray] = []
-    for path in files:
-        image = read_gray_image(path)
-        grid = tile_grid(image.shape[:2], tile_hw, overlap_hw)
-        tiles.extend(cut_tiles(image, grid, tile_hw))
+    for image in frames:
+        tiles.extend(cut_tiles(image, tile_grid(image.shape[:2], tile_hw, overlap_hw), tile_hw))
     return tiles
+
+
+def clean_tiles(folder: Path, tile_hw: tuple[int, int], overlap_hw: tuple[int, int]) -> list[np.ndarray]:
+    """Every frame in ``folder`` cut into the daemon's tiles (uint8 gray); a bad file is named."""
+    return tiles_of(clean_frames(folder), tile_hw, overlap_hw)
 
 
 def class_thresholds(
@@ -102,11 +112,15 @@ class CalibrationResult:
     detector_alarms_per_1000: dict[str, float]
     anomaly: dict[str, Any] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
+    budget_per_100m: float | None = None  # the budget as asked per 100 m of strip (None: per 1,000 tiles)
+    strip: dict[str, Any] = field(default_factory=dict)  # geometry and alarms per 100 m of strip
 
     def manifest_field(self) -> dict[str, Any]:
         return {
             "class_score_thresholds": self.after,
             "budget_per_1000_tiles": self.budget_per_1000,
+            "budget_per_100m": self.budget_per_100m,
+            "strip": self.strip,
             "clean_tiles": self.clean_tiles,
             "calibrated_from": self.source_version,
             "detector_alarms_per_1000": self.detector_alarms_per_1000,

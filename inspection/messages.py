@@ -244,9 +244,13 @@ class FrameEvidence:
     image_path: str | None
     crop_paths: tuple[tuple[str, str | None], ...] = ()  # (track id, crop path or None)
     problem: str | None = None  # "evidence not saved: ..." when a file could not be written
+    map_paths: tuple[tuple[str, str], ...] = ()  # (track id, heat-map crop) for ``anomaly`` defects
 
     def crop_of(self, track_id: str) -> str | None:
         return dict(self.crop_paths).get(track_id)
+
+    def map_of(self, track_id: str) -> str | None:
+        return dict(self.map_paths).get(track_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from inspection.metrics import DaemonMetrics
 from inspection.preprocess import build_preprocess
 from inspection.queues import BoundedQueue
 from inspection.sources.base import Source
-from inspection.stages.anomaly import ANOMALY_CLASS, AnomalyStage, resolve_anomaly_model
+from inspection.stages.anomaly import AnomalyStage, resolve_anomaly_model
+from inspection.stages.anomaly_evidence import ANOMALY_CLASS
 from inspection.stages.base import Stage
 from inspection.stages.batch import BatchStage
 from inspection.stages.detect import DetectStage

@@ -72,7 +72,7 @@ DEFECT_COLUMNS = [
     "id", "created_at", "line", "coil_id", "coil", "class_name", "score", "position_m", "cross_m", "length_m",
     "width_m", "x1", "y1", "x2", "y2", "crop_path", "frame_id", "frame_source", "frame_seq",
     "frame_image_path", "frame_width", "frame_height", "model_version", "track_id",
-    "review_verdict", "review_new_class", "reviewer", "reviewed_at",
+    "review_verdict", "review_new_class", "reviewer", "reviewed_at", "map_path",
 ]  # fmt: skip
 
 
@@ -121,6 +121,7 @@ def _detail_stmt() -> Select[*tuple[Any, ...]]:
             Review.new_class,
             Review.reviewer,
             Review.reviewed_at,
+            Defect.map_path,
         )  # fmt: skip
         .join(Frame, Frame.id == Defect.frame_id)
         .outerjoin(Line, Line.id == Defect.line_id)

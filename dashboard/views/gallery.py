@@ -66,6 +66,9 @@ def show_defect(ctx: PageContext, defect_id: int) -> None:
         st.image(crop, caption=caption(detail), width="stretch" if frame is None else "content")
     if frame is None and crop is None:
         st.caption("No image of this defect is on disk.")
+    heat = load_rgb(media_path(ctx, detail.get("map_path")))  # ``anomaly`` defects: the map's evidence
+    if heat is not None:
+        st.image(heat, caption="anomaly map (threshold: green; red: far above)", width="content")
     st.table(defect_facts(detail, ctx.tz))
 
 

@@ -16,6 +16,8 @@ from typing import Any
 from datasets.settings import REPO_ROOT, load_config
 from inspection.retrain.config import RetrainConfig
 from inspection.retrain.merge import MergedData
+from training.anomaly.store import BUNDLE_SUBDIR as ANOMALY_SUBDIR
+from training.anomaly.store import load_anomaly
 from training.bundle import MANIFEST, load_bundle, read_manifest
 from training.config import TrainConfig
 
@@ -151,8 +153,12 @@ def publish_bundle(
     tmp.mkdir(parents=True)
     weights = manifest["weights"]["file"]
     shutil.copy2(src / weights, tmp / weights)
+    if (src / ANOMALY_SUBDIR).is_dir():  # the anomaly model carried from the champion (job.carry_anomaly)
+        shutil.copytree(src / ANOMALY_SUBDIR, tmp / ANOMALY_SUBDIR)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     load_bundle(tmp)
+    if (tmp / ANOMALY_SUBDIR).is_dir():
+        load_anomaly(tmp / ANOMALY_SUBDIR, backend="torch")  # a check that it loads: no export
     if dst.exists():
         shutil.rmtree(dst)
     os.replace(tmp, dst)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets.settings import load_config
+from inspection.retrain.anomaly import carry_champion_anomaly
 from inspection.retrain.challenger import build_train_config, publish_bundle, train_challenger, write_json
 from inspection.retrain.collect import Snapshot, collect_snapshot, load_snapshot
 from inspection.retrain.config import RetrainConfig
@@ -253,6 +254,7 @@ def _execute(
     _set_phase(repo, plan.run_id, "evaluating")
     with reading(repo) as s:
         champion_version, champion_path = resolve_champion(s, cfg)
+    summary["anomaly"] = carry_champion_anomaly(champion_path or plan.fine_tune_path, bundle_dir, log)
     judged = judge(
         load_bundle(champion_path) if champion_path else None,
         load_bundle(bundle_dir),
@@ -335,6 +337,7 @@ def _manifest_facts(
         "fine_tuned_from": plan.fine_tune_from,
         "snapshot_split_sha256": snapshot.stats["split_sha256"],
         "reviews": summary["reviews"],
+        "anomaly": summary.get("anomaly"),
         "operating_point": {
             "thresholds": judged.challenger_thresholds,
             "target_recall": cfg.calibration.target_recall,

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
@@ -29,13 +29,12 @@ from datasets.settings import StrictModel
 from inspection.messages import FrameDetections
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue
+from inspection.stages.anomaly_evidence import MAP_META_KEY, frame_map_u8
 from inspection.stages.base import Stage
 from inspection.tiling import cut_tiles, tile_grid
 
 if TYPE_CHECKING:  # the model's module pulls in torch: imported for real only in load()
     from training.anomaly.store import AnomalyModel
-
-ANOMALY_CLASS = "anomaly"
 
 
 class AnomalyStageConfig(StrictModel):
@@ -46,6 +45,8 @@ class AnomalyStageConfig(StrictModel):
     threshold: float | None = Field(None, gt=0)  # None: the threshold calibrated into the model
     min_area_px: int = Field(64, ge=1)  # smaller regions above the threshold are ignored
     explained_iou: float = Field(0.0, ge=0, lt=1)  # a region overlapping a detection by more is explained
+    backend: Literal["auto", "torch"] = "auto"  # auto: the backbone stages under ONNX Runtime when installed
+    threads: int | None = Field(None, ge=1, le=1024)  # ONNX Runtime intra-op threads (None: its default)
 
 
 @dataclass
@@ -129,7 +130,7 @@ class AnomalyStage(Stage[FrameDetections]):
             return
         from training.anomaly.store import load_anomaly
 
-        model = load_anomaly(self.model_path)
+        model = load_anomaly(self.model_path, backend=self.cfg.backend, threads=self.cfg.threads)
         threshold = self.cfg.threshold or model.threshold
         if threshold is None:
             raise ValueError(f"{self.model_path}: anomaly.json has no threshold.score; run `steel calibrate`")
@@ -173,6 +174,8 @@ class AnomalyStage(Stage[FrameDetections]):
         new = self._unexplained(found, msg.detections, frame.width, frame.height)
         self._count(frame_score, found, new)
         meta = {**frame.meta, "anomaly_score": frame_score, "anomaly_threshold": self.threshold}
+        if len(new):  # the sink crops it beside each anomaly defect's crop (its evidence)
+            meta[MAP_META_KEY] = frame_map_u8(maps, grid, (frame.height, frame.width), threshold)
         return [
             replace(msg, frame=replace(frame, meta=meta), detections=Detections.merge([msg.detections, new]))
         ]

@@ -15,6 +15,7 @@ import numpy as np
 
 from datasets.palette import class_bgr
 from inspection.messages import Frame, FrameEvidence, FrameResult, TrackedDefect
+from inspection.stages.anomaly_evidence import ANOMALY_CLASS, crop_window, heat_map_crop, map_crop_path
 from inspection.storage.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
 
 log = logging.getLogger("steel.sink")
@@ -113,25 +114,32 @@ class EvidenceWriter:
         """Crops of the new defects, the annotated (and raw) frame, the live view. A file that cannot be
         written is left out and named in ``problem``; the frame is stored all the same."""
         problems: list[str] = []
-        crops = tuple((d.track_id, self._crop(result.frame, d, problems)) for d in result.new_defects)
+        written = [(d.track_id, *self._crop(result.frame, d, problems)) for d in result.new_defects]
         image_path = self._frame_images(result, plan, problems)
         problem = f"evidence not saved: {problems[0]}" if problems else None
-        return FrameEvidence(image_path=image_path, crop_paths=crops, problem=problem)
+        return FrameEvidence(
+            image_path=image_path,
+            crop_paths=tuple((track, crop) for track, crop, _ in written),
+            problem=problem,
+            map_paths=tuple((track, heat) for track, _, heat in written if heat is not None),
+        )
 
     def write_now(self, result: FrameResult) -> FrameEvidence:
         return self.write(result, self.plan(result))
 
-    def _crop(self, frame: Frame, d: TrackedDefect, problems: list[str]) -> str | None:
-        if not self.options.save_crops:
-            return None
-        x1, y1, x2, y2 = d.xyxy
-        pad = 8
-        xa, ya = int(max(0, x1 - pad)), int(max(0, y1 - pad))
-        xb, yb = int(min(frame.width, x2 + pad)), int(min(frame.height, y2 + pad))
-        if xb <= xa or yb <= ya:
-            return None
+    def _crop(self, frame: Frame, d: TrackedDefect, problems: list[str]) -> tuple[str | None, str | None]:
+        """The defect's crop, and for an ``anomaly`` defect the anomaly map's heat-map crop beside it."""
+        window = crop_window(d.xyxy, (frame.height, frame.width)) if self.options.save_crops else None
+        if window is None:
+            return None, None
+        xa, ya, xb, yb = window
         path = crop_path(self.options.output_dir, frame.source, frame.seq, d.track_id)
-        return str(path) if _saved(path, frame.image[ya:yb, xa:xb], problems) else None
+        if not _saved(path, frame.image[ya:yb, xa:xb], problems):
+            return None, None
+        heat = heat_map_crop(frame, window) if d.class_name == ANOMALY_CLASS else None
+        if heat is None or not _saved(map_crop_path(path), heat, problems):
+            return str(path), None
+        return str(path), str(map_crop_path(path))
 
     def _frame_images(self, result: FrameResult, plan: EvidencePlan, problems: list[str]) -> str | None:
         if plan.frame_image is None and plan.live_image is None:

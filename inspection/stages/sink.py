@@ -256,7 +256,9 @@ class SinkStage(Stage[Message]):
         if self.metrics is not None:
             self.metrics.count_frame(msg.source, "failed")
 
-    def _defect_record(self, frame: Frame, d: TrackedDefect, crop_path: str | None) -> DefectRecord:
+    def _defect_record(
+        self, frame: Frame, d: TrackedDefect, crop_path: str | None, map_path: str | None = None
+    ) -> DefectRecord:
         g = self.geometry
         x1, y1, x2, y2 = d.xyxy
         strip = d.strip_xyxy
@@ -273,6 +275,7 @@ class SinkStage(Stage[Message]):
             first_frame_seq=d.first_frame_seq,
             last_frame_seq=frame.seq,
             crop_path=crop_path,
+            map_path=map_path,
         )
 
     def _frame_images(self, result: FrameResult) -> str | None:
@@ -285,7 +288,10 @@ class SinkStage(Stage[Message]):
         self._coil_of(frame)
         # Written by the evidence stage in the daemon; here only when the sink is fed without one.
         evidence = result.evidence if result.evidence is not None else self.evidence.write_now(result)
-        defects = [self._defect_record(frame, d, evidence.crop_of(d.track_id)) for d in result.new_defects]
+        defects = [
+            self._defect_record(frame, d, evidence.crop_of(d.track_id), evidence.map_of(d.track_id))
+            for d in result.new_defects
+        ]
         image_path, evidence_problem = evidence.image_path, evidence.problem
         length_m = None
         start_line, end_line = frame.start_line, frame.end_line  # both set (line-scan) or both None

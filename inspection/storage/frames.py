@@ -124,6 +124,7 @@ def _defect_row(
         "last_frame_seq": d.last_frame_seq,
         "model_version_id": refs.model_id,
         "crop_path": d.crop_path,
+        "map_path": d.map_path,
         "created_at": d.created_at or default_created_at,
     }
 

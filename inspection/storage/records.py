@@ -108,6 +108,7 @@ class DefectRecord(_PlainRecord):
     first_frame_seq: int | None = None
     last_frame_seq: int | None = None
     crop_path: str | None = None
+    map_path: str | None = None  # ``anomaly`` defects: the heat-map crop of the anomaly map beside the crop
     created_at: datetime | None = None
 
 

@@ -14,6 +14,7 @@ from datasets.detections import Detections
 from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
 from inspection.calibration import alarms_per_1000, class_thresholds
+from inspection.calibration_budget import StripGeometry
 from inspection.cli import app
 
 SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
@@ -93,3 +94,56 @@ def test_calibrate_names_a_folder_without_images(tmp_path):
     )
     assert res.exit_code == 1
     assert f"{tmp_path}: no images" in res.output
+
+
+def test_a_budget_per_100m_of_strip_becomes_the_per_1000_tiles_budget_of_the_frame_geometry():
+    # 0.5 mm per line, 200-line tiles overlapping 40: a tile row every 80 mm, 1,250 rows in 100 m;
+    # an 800 px frame cut into 200 px tiles overlapping 40: offsets 0, 160, 320, 480, 600 -> 5 across.
+    geometry = StripGeometry(
+        mm_per_line=0.5, mm_per_px=0.5, frame_width_px=800, tile_hw=(200, 200), overlap_hw=(40, 40)
+    )
+    assert geometry.tiles_across == 5 and geometry.tiles_per_100m == pytest.approx(6250.0)
+    assert geometry.per_1000_tiles(2.0) == pytest.approx(0.32)  # 2 alarms in 6,250 tiles
+    assert geometry.per_100m(geometry.per_1000_tiles(2.0)) == pytest.approx(2.0)
+    assert geometry.to_dict()["strip_width_mm"] == 400.0
+    with pytest.raises(ValueError, match="budget-per-100m"):
+        geometry.per_1000_tiles(-1.0)
+
+
+def test_both_budgets_at_once_exit_2_naming_them(tmp_path):
+    args = [
+        "calibrate",
+        "--clean",
+        str(tmp_path),
+        "--model",
+        str(SHIPPED),
+        "--db",
+        f"sqlite:///{tmp_path}/d.db",
+    ]
+    res = CliRunner().invoke(app, [*args, "--budget", "1", "--budget-per-100m", "2"])
+    assert res.exit_code == 2 and "--budget-per-100m, not both" in res.output
+
+
+@pytest.mark.slow
+def test_calibrate_with_a_budget_per_100m_prints_and_stores_it_with_the_strip_geometry(neu_root, tmp_path):
+    if not (SHIPPED / "manifest.json").is_file():
+        pytest.skip("shipped bundle models/neu-yolo-n not present")
+    aset = read_dataset(neu_root / "annotations")
+    subset = aset.subset([im.name for im in aset.images if im.name.startswith("inclusion")][::25])
+    tiles = tmp_path / "tiles"
+    write_tiles(select_clean_tiles(subset, BackgroundRule()), subset, tiles)
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    args = ["calibrate", "--clean", str(tiles / "canvas"), "--model", str(SHIPPED), "--db", db]
+    args += ["--registry", str(tmp_path / "registry"), "--budget-per-100m", "5", "--version", "cal-100m"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    # configs/inspection.yaml: 0.5 mm per line, 200x200 tiles without overlap; the canvases are 200 px
+    # wide: one tile across, a row every 100 mm -> 1,000 tiles per 100 m, 5 per 100 m = 5 per 1,000.
+    assert "budget 5 false alarms per 1,000 tiles = 5 per 100 m of strip (1000 tiles per 100 m" in res.output
+    assert "detector alarms per 1,000 clean tiles" in res.output and "(per 100 m: " in res.output
+    manifest = json.loads((tmp_path / "registry" / "cal-100m" / "manifest.json").read_text())
+    record = manifest["thresholds"]["calibration"]
+    assert record["budget_per_100m"] == 5.0 and record["budget_per_1000_tiles"] == pytest.approx(5.0)
+    strip = record["strip"]
+    assert strip["tiles_per_100m"] == 1000.0 and strip["frame_width_px"] == 200
+    assert strip["mm_per_line"] == 0.5 and strip["detector_alarms_per_100m"]["after"] <= 5.0

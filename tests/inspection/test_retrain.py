@@ -17,6 +17,7 @@ The numbers recorded are checked against an independent evaluation with ``steel 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,6 +52,7 @@ from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
     world_fixture,
     zero_class_head,
 )
+from training.anomaly.store import load_anomaly
 from training.bundle import load_bundle, save_bundle
 
 SPLIT = REPO_ROOT / "configs" / "splits" / "neu-det-dev.json"
@@ -259,10 +261,16 @@ def test_fixed_set_is_never_the_base():
 @pytest.mark.slow
 def test_better_challenger_promoted_worse_one_rejected_rollback(world: World, monkeypatch):
     world.batch(per_class=2, offset=0)
+    shipped_anomaly = REPO_ROOT / "models" / "neu-yolo-n" / "anomaly"
+    if shipped_anomaly.is_dir():  # the champion's anomaly model must survive the promotion
+        shutil.copytree(shipped_anomaly, world.champion / "anomaly")
     cfg = world.config("from_champion=false")
     lines: list[str] = []
     first = retrain_job.run_retrain(cfg, log=lines.append)
     assert first.status == "promoted", first.reason
+    if shipped_anomaly.is_dir():
+        carried = load_anomaly(world.root / "models" / "registry" / "retrain-r1")
+        assert first.summary["anomaly"]["model_version"] == carried.manifest["version"]
     assert first.challenger_version == "retrain-r1" and world.active() == "retrain-r1"
     assert "new-data mAP@0.5 0.000 -> " in first.reason and "retrain run 1: PROMOTED" in lines[-1]
     # The stored numbers are the ones `steel eval` computes for the registered bundle on the fixed set.

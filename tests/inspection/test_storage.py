@@ -37,8 +37,9 @@ def test_migrations_reach_head_and_rerun(db_url: str) -> None:
     try:
         assert current_revision(engine) is None
         upgrade(db_url)
-        # the newest revision: 0001 -> 0003 (coil grades) -> 0004 (activation history) -> 0005 (surface)
-        assert current_revision(engine) == head_revision() == "0005"
+        # the newest revision: 0001 -> 0003 (coil grades) -> 0004 (activation history) -> 0005 (surface,
+        # trend indexes) -> 0006 (anomaly map crops)
+        assert current_revision(engine) == head_revision() == "0006"
         upgrade(engine)  # again, through an engine: nothing to do, nothing breaks
         assert current_revision(engine) == head_revision()
         tables = set(inspect(engine).get_table_names())

@@ -14,6 +14,7 @@ from training.anomaly.base import tile_score
 from training.anomaly.calibrate import anomaly_regions, false_alarms_per_1000, threshold_for_budget
 from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
+from training.anomaly.knn import FeatureKNN, kcenter_coreset
 from training.anomaly.store import AnomalyStoreError, load_anomaly, save_anomaly
 from training.background import load_canvases
 from training.bundle import load_bundle
@@ -102,9 +103,44 @@ def test_a_saved_model_reloads_without_pickle_and_scores_the_same(gaussian, clea
     assert not any(k.startswith("stage4.") for k in gaussian.extractor.feature_state())
     save_anomaly(tmp_path, gaussian, version="test", extra=extra)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["anomaly.json", "anomaly.safetensors"]
-    model = load_anomaly(tmp_path)
+    model = load_anomaly(tmp_path, backend="torch")
     assert model.threshold == 3.0
     np.testing.assert_allclose(model.scorer.maps(canvases[:2])[0], gaussian.maps(canvases[:2])[0], rtol=1e-5)
+
+
+def test_under_onnx_runtime_a_loaded_model_scores_as_torch_does(gaussian, clean_and_defects, tmp_path):
+    """The daemon's default (``backend: auto``): backbone stages and distances in one ONNX graph."""
+    pytest.importorskip("onnxruntime")
+    canvases, defects = clean_and_defects
+    extra = {"architecture": {"backbone_size": "n", "in_channels": 1}, "threshold": {"score": 3.0}}
+    save_anomaly(tmp_path, gaussian, version="test", extra=extra)
+    model = load_anomaly(tmp_path)
+    assert isinstance(model.scorer, FeatureGaussian) and model.scorer.distance_runner is not None
+    tiles = [*canvases[:3], read_gray_image(defects[1].path)]
+    for got, want in zip(model.scorer.maps(tiles), gaussian.maps(tiles), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * float(want.max()))
+
+
+def test_the_coreset_takes_one_patch_from_each_far_apart_cluster():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0] * 8, [50.0] * 8, [-50.0] * 8], np.float32)
+    patches = np.concatenate([c + rng.normal(size=(100, 8)).astype(np.float32) for c in centres])
+    picked = kcenter_coreset(patches, 3)
+    assert sorted(int(i) // 100 for i in picked) == [0, 1, 2]
+    assert len(kcenter_coreset(patches, 1000)) == len(patches)  # asking for more keeps them all
+
+
+def test_a_nearest_neighbour_memory_peaks_inside_the_defect_boxes(gaussian, clean_and_defects):
+    canvases, defects = clean_and_defects
+    knn = FeatureKNN(gaussian.extractor, input_size=gaussian.input_size).fit(canvases, memory_size=500)
+    assert knn.memory is not None and knn.memory.shape == (500, 96)
+    rec = defects[1]
+    (amap,) = knn.maps([read_gray_image(rec.path)])
+    inside = np.zeros(amap.shape, bool)
+    for b in rec.boxes:
+        inside[int(b.y1) : int(b.y2), int(b.x1) : int(b.x2)] = True
+    assert amap[inside].mean() > amap[~inside].mean()
+    assert tile_score(amap) > np.median([tile_score(m) for m in knn.maps(canvases)])
 
 
 def test_a_model_whose_tensors_were_changed_is_refused_naming_the_file(gaussian, tmp_path):

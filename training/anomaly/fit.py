@@ -68,14 +68,23 @@ def load_clean(tiles_dir: str | Path, *, train_names: set[str], val_names: set[s
 
 
 def fit_candidate(
-    candidate: str, bundle: Bundle, clean: CleanData, *, ae_steps: int = 800, fit_tiles: int | None = None
+    candidate: str,
+    bundle: Bundle,
+    clean: CleanData,
+    *,
+    ae_steps: int = 800,
+    fit_tiles: int | None = None,
+    input_size: int | None = None,
 ) -> FeatureGaussian | AutoencoderScorer:
-    """A fitted scorer (``kind`` or ``kind:last_stage``; the Gaussian needs the detector's backbone)."""
+    """A fitted scorer (``kind`` or ``kind:last_stage``; the Gaussian needs the detector's backbone, run
+    at ``input_size`` px, default the detector's; ``fit_tiles`` None or 0: every clean training tile)."""
     kind, _, stage = candidate.partition(":")
     if kind == "backbone-gaussian":
         extractor = EarlyBackbone(as_yolo(bundle.model).backbone, last_stage=int(stage or 3))
         tiles = clean.train[:: max(1, len(clean.train) // fit_tiles)] if fit_tiles else clean.train
-        return FeatureGaussian(extractor, input_size=bundle.image_size).fit(tiles)
+        scorer = FeatureGaussian(extractor, input_size=input_size or bundle.image_size)
+        scorer.use_onnxruntime()  # as the daemon runs it (torch when onnxruntime is not installed)
+        return scorer.fit(tiles)
     if kind == "conv-autoencoder":
         return AutoencoderScorer(ConvAutoencoder()).fit(clean.train_crops, steps=ae_steps)
     raise ValueError(f"candidate: {candidate!r} is not one of {CANDIDATES}")

@@ -7,6 +7,7 @@ The folder can stand alone or sit inside a detector bundle (``<bundle>/anomaly/`
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +67,7 @@ def save_anomaly(
             "input_size": scorer.input_size,
             "feature_dims": int(scorer.mean.numel()),
             "last_stage": scorer.extractor.last_stage,
+            "pool": scorer.extractor.pool,
         }
     else:
         tensors = {
@@ -96,6 +98,26 @@ def find_anomaly_dir(path: str | Path) -> Path | None:
     return None
 
 
+def carry_anomaly(src_bundle: str | Path, dst_bundle: str | Path) -> AnomalyModel | None:
+    """Copy ``src_bundle``'s anomaly model into ``dst_bundle/anomaly`` (checked by loading the copy).
+
+    Right for a retrained detector: the model holds its own copy of the backbone stages it scores with
+    (``backbone.*`` tensors; the autoencoder is independent of the detector altogether), so its memory
+    and calibrated threshold stay valid whatever new weights the detector gets. None when ``src_bundle``
+    has none (the copy in ``dst_bundle``, if any, is removed: a bundle never keeps a stale one).
+    """
+    found = find_anomaly_dir(src_bundle)
+    dst = Path(dst_bundle) / BUNDLE_SUBDIR
+    if found is not None and found.resolve() == dst.resolve():
+        return load_anomaly(dst, backend="torch")
+    if dst.exists():
+        shutil.rmtree(dst)
+    if found is None:
+        return None
+    shutil.copytree(found, dst)
+    return load_anomaly(dst, backend="torch")  # a check that the copy loads: no ONNX export
+
+
 def read_anomaly_manifest(path: str | Path) -> dict[str, Any]:
     folder = find_anomaly_dir(path)
     if folder is None:
@@ -115,8 +137,14 @@ def read_anomaly_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_anomaly(path: str | Path) -> AnomalyModel:
-    """Rebuild the scorer the JSON describes from its safetensors file (sha256 checked)."""
+def load_anomaly(path: str | Path, *, backend: str = "auto", threads: int | None = None) -> AnomalyModel:
+    """Rebuild the scorer the JSON describes from its safetensors file (sha256 checked).
+
+    ``backend="auto"`` runs a backbone scorer's stages under ONNX Runtime when it is installed (as the
+    detector on CPU: several times faster than torch there, same features to 1e-5); ``"torch"`` never.
+    """
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend: {backend!r} is not 'auto' or 'torch'")
     manifest = read_anomaly_manifest(path)
     folder = find_anomaly_dir(path)
     assert folder is not None
@@ -132,6 +160,8 @@ def load_anomaly(path: str | Path) -> AnomalyModel:
         raise AnomalyStoreError(
             f"{folder / ANOMALY_JSON}: architecture and tensors disagree: {exc}"
         ) from None
+    if backend == "auto" and not isinstance(scorer, AutoencoderScorer):
+        scorer.use_onnxruntime(threads)
     return AnomalyModel(path=folder, manifest=manifest, scorer=scorer)
 
 
@@ -145,7 +175,7 @@ def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Featur
     neck = BackboneNeck(
         in_channels=int(arch["in_channels"]), width_mult=width, depth_mult=depth, max_channels=max_channels
     )
-    extractor = EarlyBackbone(neck, last_stage=int(arch.get("last_stage", 3)))
+    extractor = EarlyBackbone(neck, last_stage=int(arch.get("last_stage", 3)), pool=int(arch.get("pool", 3)))
     state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
     missing = set(extractor.feature_state()) - set(state)
     if missing:

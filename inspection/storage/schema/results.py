@@ -129,6 +129,7 @@ class Defect(Base):
     last_frame_seq: Mapped[int | None] = mapped_column(BigInteger)
     model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
     crop_path: Mapped[str | None] = mapped_column(Text)
+    map_path: Mapped[str | None] = mapped_column(Text)  # ``anomaly`` defects: the anomaly map's heat-map crop
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     frame: Mapped[Frame] = relationship(back_populates="defects")
