@@ -14,6 +14,7 @@ use so that one dropped by a server restart is replaced, not reused.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,10 @@ from sqlalchemy.orm import Session, sessionmaker
 DEFAULT_SQLITE_PATH = "var/inspection.db"
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x5713E1  # pg_advisory_xact_lock key: one migrator at a time
+# Alembic's command API keeps its migration context in module globals (``alembic.context``), so two threads
+# of one process upgrading at once corrupt each other (KeyError 'script', migrations on the wrong
+# connection). The database locks above order processes; this orders the threads of one process.
+_ALEMBIC_LOCK = threading.Lock()
 
 
 def default_sqlite_url(path: str | Path = DEFAULT_SQLITE_PATH) -> str:
@@ -136,7 +141,7 @@ def upgrade(target: str | URL | Engine, revision: str = "head") -> None:
     """
     engine, owned = _as_engine(target)
     try:
-        with engine.connect() as conn:
+        with _ALEMBIC_LOCK, engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 if conn.dialect.name == "postgresql":

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -52,6 +54,29 @@ def _diff(engine, metadata: MetaData) -> list:
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
         return compare_metadata(ctx, metadata)
+
+
+def test_two_threads_migrating_two_databases_at_once_both_reach_head(tmp_path: Path) -> None:
+    """Alembic's ``context`` is a process global: before the lock, a second thread's upgrade removed the
+    first one's proxy (KeyError 'script') or ran its migrations on the other's connection (index already
+    exists). The daemon's link reopens and migrates a replaced database on the writer's thread while another
+    thread of the process may be migrating too."""
+    urls = [f"sqlite:///{tmp_path / f'db{i}.sqlite'}" for i in range(6)]
+    errors: list[BaseException] = []
+
+    def migrate(url: str) -> None:
+        try:
+            upgrade(url)
+        except BaseException as exc:  # collected: a thread's exception would otherwise vanish
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(url,)) for url in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert [current_revision(url) for url in urls] == [head_revision()] * len(urls)
 
 
 def test_migrated_schema_equals_orm(db_url: str) -> None:
