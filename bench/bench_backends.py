@@ -30,8 +30,12 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from datasets.settings import REPO_ROOT, data_root  # noqa: E402
+from training.bundle import load_bundle  # noqa: E402
+from training.inference import Predictor, read_image, to_model_input  # noqa: E402
+from training.quantize import quantize_int8  # noqa: E402
 
 
 def _cpu_seconds() -> float:
@@ -40,8 +44,6 @@ def _cpu_seconds() -> float:
 
 
 def neu_images(count: int) -> list[np.ndarray]:
-    from training.inference import read_image
-
     paths = sorted((data_root() / "images").glob("*.jpg"))
     if not paths:
         raise SystemExit(f"no NEU-DET images under {data_root() / 'images'} (set STEEL_DATA)")
@@ -50,11 +52,6 @@ def neu_images(count: int) -> list[np.ndarray]:
 
 
 def make_predictors(args: argparse.Namespace) -> dict:
-    import torch
-
-    from training.bundle import load_bundle
-    from training.inference import Predictor
-
     torch.set_num_threads(args.threads)
     predictors = {}
     for name, backend, int8 in (
@@ -83,9 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     images = neu_images(args.batch * 2)
     if args.int8:
-        from training.bundle import load_bundle
-        from training.quantize import quantize_int8
-
         quantize_int8(load_bundle(args.model), neu_images(128))
     predictors = make_predictors(args)
     single = {k: [] for k in predictors}
@@ -104,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
             p(images)
             batched[name].append(len(images) / (time.perf_counter() - t))
             cpu_ms[name].append((_cpu_seconds() - c) * 1000 / len(images))
-            from training.inference import to_model_input
-
             prepared = np.stack([to_model_input(im, size=p.size, channels=p.channels) for im in images])
             t = time.perf_counter()
             for start in range(0, len(prepared), args.batch):

@@ -42,12 +42,18 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from datasets.settings import REPO_ROOT  # noqa: E402
 from inspection.config import InspectionConfig  # noqa: E402
+from inspection.daemon import Daemon  # noqa: E402
+from inspection.detector import TileDetector  # noqa: E402
 from inspection.inspect_cli import DEFAULT_CONFIG  # noqa: E402
 from inspection.messages import Frame  # noqa: E402
+from inspection.sources.strip_sim import StripSimulator  # noqa: E402
+from inspection.tiling import cut_tiles, tile_grid  # noqa: E402
+from training.inference import resolve_device  # noqa: E402
 
 RATIO_TARGET = 0.9
 MODEL_CANDIDATES = (REPO_ROOT / "models" / "neu-yolo-n", REPO_ROOT / "runs" / "neu-yolo-n" / "bundle")
@@ -171,9 +177,6 @@ def make_config(
 
 def strip_tiles(cfg: InspectionConfig) -> tuple[list[np.ndarray], int, int]:
     """Every tile the daemon will score (in batches of ``batch_tiles``), the frame count and strip lines."""
-    from inspection.sources.strip_sim import StripSimulator
-    from inspection.tiling import cut_tiles, tile_grid
-
     sim = StripSimulator.from_spec(cfg.source.partition(":")[2], line_rate=0)
     frames = [event for event in sim if isinstance(event, Frame)]
     tiles = []
@@ -186,11 +189,6 @@ def strip_tiles(cfg: InspectionConfig) -> tuple[list[np.ndarray], int, int]:
 
 
 def raw_model(cfg: InspectionConfig, batches: list[np.ndarray], repeat: int) -> tuple[Usage, str, str]:
-    import torch
-
-    from inspection.detector import TileDetector
-    from training.inference import resolve_device
-
     detector = TileDetector(
         cfg.detector.model,
         device=cfg.detector.device,
@@ -221,8 +219,6 @@ def raw_model(cfg: InspectionConfig, batches: list[np.ndarray], repeat: int) -> 
 
 
 def run_daemon(cfg: InspectionConfig) -> tuple[Usage, dict[str, Any]]:
-    from inspection.daemon import Daemon
-
     daemon = Daemon(cfg, once=True)
     daemon.start()  # loads and warms up the model, migrates the database (outside the measured run)
     with Meter() as meter:
@@ -375,8 +371,6 @@ def _load(avg: tuple[float, float, float]) -> str:
 
 
 def _cuda_peak_mb() -> float | None:
-    import torch
-
     if not torch.cuda.is_available():
         return None
     return torch.cuda.max_memory_allocated() / 2**20

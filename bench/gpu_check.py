@@ -34,9 +34,16 @@ if __package__ in (None, ""):  # run as a script: make the repository and bench/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_daemon as bd  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
+from datasets.readers import read_dataset  # noqa: E402
 from datasets.settings import REPO_ROOT, data_root  # noqa: E402
+from datasets.torch_dataset import DetectionDataset, collate_detection  # noqa: E402
+from training.backends import GPU_PROVIDERS, ort_available, ort_providers  # noqa: E402
+from training.bundle import load_bundle  # noqa: E402
+from training.inference import Predictor, read_image  # noqa: E402
 
 SKIP_REASON = "skipped: no CUDA device"
 SPLIT = REPO_ROOT / "configs" / "splits" / "neu-det-dev.json"
@@ -50,9 +57,6 @@ def split_images(side: str, count: int) -> list[Path]:
 
 def real_batch(bundle: Any, count: int) -> tuple[Any, list[dict]]:
     """``count`` training images with their boxes, as the trainer feeds them (no augmentation)."""
-    from datasets.readers import read_dataset
-    from datasets.torch_dataset import DetectionDataset, collate_detection
-
     wanted = {p.name for p in split_images("train", count)}
     aset = read_dataset(data_root() / "annotations", class_names=bundle.class_names)
     records = [r for r in aset.images if Path(r.path).name in wanted]
@@ -67,8 +71,6 @@ def _loss_and_step(
     model: Any, images: Any, targets: list[dict], *, amp_dtype: Any, device: Any
 ) -> list[float]:
     """Loss before and after one AdamW step (GradScaler under fp16), on ``device``."""
-    import torch
-
     channels_last = device.type != "cpu" or amp_dtype is not None
     model = model.to(device).train()
     if channels_last:
@@ -92,10 +94,6 @@ def _loss_and_step(
 
 
 def check_train_step(args: argparse.Namespace, device: Any) -> dict[str, Any]:
-    import torch
-
-    from training.bundle import load_bundle
-
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     images, targets = real_batch(load_bundle(args.model), args.train_batch)
     torch.manual_seed(0)
@@ -149,16 +147,12 @@ def compare(reference: list, other: list, *, box_px: float, score_tol: float) ->
 
 def device_backends(device: Any) -> list[str]:
     """torch always; ONNX Runtime on CUDA only with its CUDA/TensorRT provider (on the CPU in dry mode)."""
-    from training.backends import GPU_PROVIDERS, ort_available, ort_providers
-
     if device.type != "cuda":
         return ["torch", "onnxruntime"] if ort_available() else ["torch"]
     return ["torch"] + (["onnxruntime"] if set(GPU_PROVIDERS) & set(ort_providers()) else [])
 
 
 def check_parity(args: argparse.Namespace, device: Any) -> dict[str, Any]:
-    from training.inference import Predictor, read_image
-
     images = [read_image(str(p)) for p in split_images("val", args.parity_images)]
     reference = Predictor(str(args.model), device="cpu", backend="torch")(images)
     out: dict[str, Any] = {"images": len(images), "reference": "torch float32 on cpu", "backends": {}}
@@ -174,9 +168,6 @@ def check_parity(args: argparse.Namespace, device: Any) -> dict[str, Any]:
 
 
 def check_daemon(args: argparse.Namespace, device: Any, backend: str) -> dict[str, Any]:
-    import bench_daemon as bd
-    import torch
-
     ns = argparse.Namespace(
         model=args.model, device=device.type, backend=backend, int8=False, threads=None,
         batch_tiles=args.batch_tiles, across=4, along=args.along, frame_lines=600, overlap_lines=200,
@@ -226,8 +217,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     report: dict[str, Any] = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available()}

@@ -77,7 +77,7 @@ def dashboard_command(
     ] = False,
 ) -> None:
     """Open the QA dashboard (Streamlit) on the inspection database."""
-    from dashboard.config import load_dashboard_config  # pandas and the filters: ~0.5 s, this command only
+    from dashboard.config import load_dashboard_config  # pandas (the plant clock): ~0.4 s, this command only
 
     try:
         cfg = load_dashboard_config(config, db_url=db)

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from dashboard.auth import check_hash_format
-from dashboard.localtime import plant_zone
+from dashboard.localtime import TIME_PRESETS, plant_zone
 from datasets.settings import REPO_ROOT, StrictModel, load_config
 from inspection.storage.grading import GradingRules, read_grading_rules
 
@@ -158,8 +158,6 @@ class DashboardConfig(StrictModel):
     @field_validator("default_time_range")
     @classmethod
     def _preset(cls, value: str) -> str:
-        from dashboard.filters import TIME_PRESETS
-
         if value not in TIME_PRESETS:
             raise ValueError(f"{value!r} is not one of {list(TIME_PRESETS)}")
         return value

@@ -14,18 +14,7 @@ from typing import TypedDict, Unpack
 
 import streamlit as st
 
-from dashboard.localtime import local_midnight, zone_label
-
-ALL_TIME = "All time"
-CUSTOM = "Custom range"
-TIME_PRESETS: dict[str, timedelta | None] = {
-    "Last hour": timedelta(hours=1),
-    "Last 24 hours": timedelta(hours=24),
-    "Last 7 days": timedelta(days=7),
-    "Last 30 days": timedelta(days=30),
-    ALL_TIME: None,
-    CUSTOM: None,
-}
+from dashboard.localtime import CUSTOM, TIME_PRESETS, local_midnight, zone_label
 
 
 class FilterChanges(TypedDict, total=False):

@@ -14,6 +14,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
+# The time ranges the filters offer; here (no Streamlit) so validating the config does not load it.
+ALL_TIME = "All time"
+CUSTOM = "Custom range"
+TIME_PRESETS: dict[str, timedelta | None] = {
+    "Last hour": timedelta(hours=1),
+    "Last 24 hours": timedelta(hours=24),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    ALL_TIME: None,
+    CUSTOM: None,
+}
+
 
 def plant_zone(name: str) -> ZoneInfo:
     """The zone of an IANA name; ValueError naming it when the system's zone database lacks it."""

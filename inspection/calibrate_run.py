@@ -1,15 +1,21 @@
 """The steps of ``steel calibrate``: score the clean tiles, set thresholds, price them on validation,
-write and register the new bundle version."""
+write and register the new bundle version.
+
+Imports torch and the detector at the top: only ``steel calibrate`` imports this module, when it runs.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from datasets.background import read_gray_image
 from datasets.detections import Detections
+from datasets.readers import read_dataset
+from datasets.settings import data_root
+from datasets.split import apply_split, read_split
 from inspection.calibration import (
     CalibrationResult,
     alarms_per_1000,
@@ -21,17 +27,18 @@ from inspection.calibration import (
 )
 from inspection.calibration_budget import StripGeometry
 from inspection.config import InspectionConfig
-
-if TYPE_CHECKING:  # imported for real inside run_calibration, like the model code it runs with
-    from inspection.storage.repository import Repository
-    from training.inference import Predictor
+from inspection.storage.db import upgrade
+from inspection.storage.model_registry import active_model, register_model_version
+from inspection.storage.repository import Repository
+from training.anomaly.calibrate import false_alarms_per_1000, threshold_for_budget, tile_scores
+from training.anomaly.store import find_anomaly_dir, load_anomaly
+from training.evaluation import GroundTruth, Prediction, evaluate
+from training.inference import Predictor
 
 LOW_SCORE = 0.01  # score the clean tiles this low, so every threshold above it can be priced
 
 
 def _source_bundle(cfg: InspectionConfig, model: Path | None, repository: Repository) -> Path:
-    from inspection.storage.model_registry import active_model  # like Repository: see run_calibration
-
     if model is not None:
         return model
     with repository.transaction() as session:
@@ -56,11 +63,6 @@ def run_calibration(
 ) -> tuple[CalibrationResult, Path]:
     """``budget`` false alarms per 1,000 clean tiles, or ``budget_per_100m`` per 100 m of strip (the
     config's frame geometry converts it); one of them, 1 per 1,000 tiles when neither is given."""
-    from inspection.storage.db import upgrade
-    from inspection.storage.model_registry import register_model_version
-    from inspection.storage.repository import Repository
-    from training.inference import Predictor
-
     repository = Repository(cfg.db)
     upgrade(repository.engine)
     src = _source_bundle(cfg, model, repository)
@@ -159,8 +161,6 @@ def _recall_cost(
     before: dict[str, float],
     after: dict[str, float],
 ) -> dict[str, Any]:
-    from training.evaluation import GroundTruth, Prediction, evaluate
-
     truth = [GroundTruth(b, lab) for b, lab in gts]
     out: dict[str, Any] = {"images": len(gts)}
     for key, thresholds in (("recall_before", before), ("recall_after", after)):
@@ -174,9 +174,6 @@ def _recall_cost(
 def _calibrate_anomaly(
     src: Path, tiles: list[np.ndarray], defect_images: list[np.ndarray], budget: float
 ) -> dict[str, Any]:
-    from training.anomaly.calibrate import false_alarms_per_1000, threshold_for_budget, tile_scores
-    from training.anomaly.store import find_anomaly_dir, load_anomaly
-
     if find_anomaly_dir(src) is None:
         return {}
     model = load_anomaly(src)
@@ -198,18 +195,12 @@ def _calibrate_anomaly(
 
 
 def _validation(split: Path) -> tuple[list[Path], list[tuple[np.ndarray, np.ndarray]]]:
-    from datasets.readers import read_dataset
-    from datasets.settings import data_root
-    from datasets.split import apply_split, read_split
-
     aset = read_dataset(data_root() / "annotations")
     _, val = apply_split(aset, read_split(split))
     return _records(val.images, aset.class_names)
 
 
 def _annotated(folder: Path) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
-    from datasets.readers import read_dataset
-
     aset = read_dataset(folder)
     paths, gts = _records([im for im in aset.images if im.path is not None], aset.class_names)
     return [read_gray_image(p) for p in paths], gts

@@ -136,6 +136,7 @@ def write_calibrated_bundle(src: Path, dst: Path, result: CalibrationResult) -> 
     The global ``thresholds.score`` becomes the lowest per-class threshold (so a consumer that knows only
     the global one still sees every detection the per-class rule keeps).
     """
+    # torch (seconds): the daemon's anomaly stage imports this module for apply_class_thresholds
     from training.anomaly.store import ANOMALY_JSON, BUNDLE_SUBDIR
     from training.bundle import MANIFEST, load_bundle, read_manifest
 

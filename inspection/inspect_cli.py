@@ -56,7 +56,7 @@ def inspect_command(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    from inspection.preflight import preflight
+    from inspection.preflight import preflight  # ~0.1 s (see above): after the config is valid
 
     problems = preflight(cfg, model=model)
     if problems:

@@ -26,12 +26,16 @@ from pydantic import Field
 
 from datasets.detections import Detections
 from datasets.settings import StrictModel
+from inspection.calibration import apply_class_thresholds
 from inspection.messages import FrameDetections
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue
 from inspection.stages.anomaly_evidence import MAP_META_KEY, frame_map_u8
 from inspection.stages.base import Stage
 from inspection.tiling import cut_tiles, tile_grid
+from inspection.tracking import iou_one_to_many
+from training.anomaly.base import tile_score
+from training.anomaly.calibrate import anomaly_regions
 
 if TYPE_CHECKING:  # the model's module pulls in torch: imported for real only in load()
     from training.anomaly.store import AnomalyModel
@@ -80,6 +84,7 @@ class AnomalyTally:
 
 def resolve_anomaly_model(cfg: AnomalyStageConfig, detector_bundle: str | Path | None) -> Path | None:
     """The anomaly folder to load, or None (stage passes frames through, scoring nothing)."""
+    # the store loads torch (seconds) and inspection.config imports this module: here, not at the top
     from training.anomaly.store import find_anomaly_dir
 
     if not cfg.enabled:
@@ -128,7 +133,7 @@ class AnomalyStage(Stage[FrameDetections]):
         """Load the model (outside the constructor: no I/O there). Without a model frames pass through."""
         if self.model_path is None:
             return
-        from training.anomaly.store import load_anomaly
+        from training.anomaly.store import load_anomaly  # torch (seconds): only a stage with a model loads it
 
         model = load_anomaly(self.model_path, backend=self.cfg.backend, threads=self.cfg.threads)
         threshold = self.cfg.threshold or model.threshold
@@ -145,8 +150,6 @@ class AnomalyStage(Stage[FrameDetections]):
             self._thresholds_of = msg.model_version
         if not self.class_thresholds:
             return msg
-        from inspection.calibration import apply_class_thresholds
-
         return replace(
             msg, detections=apply_class_thresholds(msg.detections, self.class_thresholds, self.class_names)
         )
@@ -157,9 +160,6 @@ class AnomalyStage(Stage[FrameDetections]):
             return [msg]
         threshold = self.threshold
         assert threshold is not None, "load() sets the threshold with the model"
-        from training.anomaly.base import tile_score
-        from training.anomaly.calibrate import anomaly_regions
-
         frame = msg.frame
         grid = tile_grid((frame.height, frame.width), self.tile_hw, self.overlap_hw)
         tiles = cut_tiles(frame.image, grid, self.tile_hw)
@@ -182,8 +182,6 @@ class AnomalyStage(Stage[FrameDetections]):
 
     def _unexplained(self, found, detections: Detections, width: int, height: int) -> Detections:
         """Regions (frame pixels) that no detection overlaps, as ``anomaly`` detections."""
-        from inspection.tracking import iou_one_to_many
-
         keep_xyxy, keep_scores = [], []
         for xyxy, score in found:
             box = np.clip(np.asarray(xyxy, np.float32), 0, [width, height, width, height])

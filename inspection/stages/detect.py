@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 
 from inspection.detector import TileDetector
-from inspection.messages import TileBatch
+from inspection.messages import FailedFrame, TileBatch
 from inspection.results import TileDetections
 from inspection.stages.base import Stage
 
@@ -41,8 +41,6 @@ class DetectStage(Stage[TileBatch]):
         return out
 
     def _failed(self, msg, exc):
-        from inspection.messages import FailedFrame
-
         return [
             FailedFrame(f.source, f.seq, f.captured_at, reason=f"detect: {type(exc).__name__}: {exc}")
             for f in msg.frames

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import yaml
 from PIL import Image
 from sqlalchemy import create_engine, select
@@ -360,8 +361,6 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def clear_streamlit_caches() -> Iterator[None]:
     """Each AppTest starts with empty Streamlit caches (results of another test's database never leak)."""
-    import streamlit as st
-
     st.cache_data.clear()
     yield
     st.cache_data.clear()

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from PIL import Image, ImageStat
+from websockets.asyncio.client import connect
 
 from dashboard.cli import streamlit_command
 from datasets.settings import REPO_ROOT
@@ -107,8 +108,6 @@ class DevTools:
         self.events: list[dict] = []
 
     async def __aenter__(self) -> DevTools:
-        from websockets.asyncio.client import connect
-
         self.conn = await connect(self.ws_url, max_size=256 * 2**20, open_timeout=30)
         return self
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dashboard.auth import hash_password
 from dashboard.cli import app, is_local_address
 from datasets.settings import REPO_ROOT
 
@@ -125,8 +126,6 @@ def test_print_command_binds_loopback_unless_an_address_is_given(seeded_url: str
 
 
 def test_no_warning_when_login_is_on(seeded_url: str, tmp_path: Path) -> None:
-    from dashboard.auth import hash_password
-
     config = tmp_path / "dashboard.yaml"
     config.write_text(f'auth:\n  enabled: true\n  users:\n    qa: "{hash_password("s3cret!", n=16)}"\n')
     args = ["dashboard", "--config", str(config), "--db", seeded_url, "--address", "0.0.0.0"]

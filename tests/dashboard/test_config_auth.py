@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from pathlib import Path
 
@@ -25,8 +26,6 @@ def test_hash_round_trip_and_salting() -> None:
 
 
 def test_pbkdf2_hashes_are_accepted() -> None:
-    import base64
-
     salt = b"0123456789abcdef"
     key = hashlib.pbkdf2_hmac("sha256", b"pw", salt, 1000)
     encoded = f"pbkdf2_sha256$1000${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"

@@ -14,8 +14,10 @@ import pytest
 from PIL import Image
 
 from dashboard import queries
+from dashboard.colors import class_colour
 from dashboard.export import box_in_crop, export_zip, reviewed_set, write_export
 from dashboard.filters import Filters
+from datasets.model import NEU_DET_CLASSES
 from datasets.readers import read_dataset
 from inspection.storage.db import make_engine
 from tests.dashboard.conftest import CROP_MARGIN, Seed
@@ -131,9 +133,6 @@ def test_zip_holds_the_json_and_every_image(reviewed: pd.DataFrame) -> None:
 
 
 def test_vott_tags_have_the_colours_the_pages_give_each_class(reviewed: pd.DataFrame) -> None:
-    from dashboard.colors import class_colour
-    from datasets.model import NEU_DET_CLASSES
-
     # the Review page exports with the database's classes in sorted order, which is NEU-DET's order
     aset = reviewed_set(reviewed, _resolve, class_names=tuple(sorted(NEU_DET_CLASSES)), source="db")
     with zipfile.ZipFile(io.BytesIO(export_zip(aset))) as zf:

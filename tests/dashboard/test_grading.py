@@ -8,12 +8,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dashboard.config import load_dashboard_config
+from datasets.settings import ConfigError, load_config
+from inspection.config import InspectionConfig
 from inspection.storage.coils import close_stale_coils
-from inspection.storage.db import make_engine
+from inspection.storage.db import make_engine, upgrade
 from inspection.storage.grading import GradeRule, GradingRules, coils_to_grade, grade_closed_coils, grade_coil
-from tests.dashboard.conftest import Seed
+from inspection.storage.schema import Coil, CoilGrade
+from tests.dashboard.conftest import Seed, seed_database
 from tests.dashboard.pagekit import sql
 
 # scrap: any scratch scored 0.9 or more; B: more than 20 defects per 100 m (any class, any score);
@@ -122,12 +127,6 @@ def test_stale_open_coils_are_closed_at_their_last_frame(seeded_url: str, seed: 
 def test_grading_gives_the_same_grades_on_postgresql(
     pg_url: str, seeded_url: str, seed: Seed, neu_images, tmp_path
 ) -> None:
-    from sqlalchemy import select
-
-    from inspection.storage.db import upgrade
-    from inspection.storage.schema import Coil, CoilGrade
-    from tests.dashboard.conftest import seed_database
-
     upgrade(pg_url)
     seed_database(pg_url, images=neu_images, media=tmp_path / "crops", t0=seed.t0)
     graded = {}
@@ -149,9 +148,6 @@ def test_grading_gives_the_same_grades_on_postgresql(
 
 
 def test_a_bad_grading_config_names_the_key(tmp_path) -> None:
-    from dashboard.config import load_dashboard_config
-    from datasets.settings import ConfigError
-
     cfg = tmp_path / "dashboard.yaml"
     cfg.write_text(
         "grading:\n  grades: [pass, hold]\n  rules:\n    - {grade: scrap, max_count: 0}\n"
@@ -168,10 +164,6 @@ def test_a_bad_grading_config_names_the_key(tmp_path) -> None:
 def test_the_daemon_and_the_dashboard_grade_by_the_same_rules_from_the_inspection_config(tmp_path) -> None:
     """The rules are the inspection config's ``grading:`` section; the dashboard reads that section (it
     had its own, separate copy before) unless it is given a copy of its own."""
-    from dashboard.config import load_dashboard_config
-    from datasets.settings import load_config
-    from inspection.config import InspectionConfig
-
     daemon_file = tmp_path / "inspection.yaml"
     daemon_file.write_text(
         "grading:\n  grades: [pass, hold]\n  rules:\n"
@@ -193,10 +185,6 @@ def test_the_daemon_and_the_dashboard_grade_by_the_same_rules_from_the_inspectio
 
 
 def test_a_bad_grading_rule_in_the_inspection_config_names_the_file_and_key_path(tmp_path) -> None:
-    from dashboard.config import load_dashboard_config
-    from datasets.settings import ConfigError, load_config
-    from inspection.config import InspectionConfig
-
     daemon_file = tmp_path / "inspection.yaml"
     daemon_file.write_text(
         "grading:\n  rules:\n    - {grade: A, max_count: 0}\n    - {grade: B, max_count: -1}\n",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
+import dashboard.auth
 from dashboard.auth import LoginThrottle, attempt_login, hash_password
 from tests.dashboard.conftest import APP
 
@@ -100,8 +103,6 @@ def login_app(tmp_path, seeded_url: str, monkeypatch: pytest.MonkeyPatch) -> App
 def test_the_sign_in_page_refuses_a_throttled_user_until_the_wait_is_over(
     login_app: AppTest, clock, throttle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import dashboard.auth
-
     monkeypatch.setattr(dashboard.auth, "LOGIN_THROTTLE", throttle)
     at = login_app
     at.run()
@@ -127,8 +128,6 @@ def test_the_sign_in_page_refuses_a_throttled_user_until_the_wait_is_over(
 def test_parallel_guesses_cannot_all_pass_before_the_first_failure_is_recorded(throttle) -> None:
     """Twenty sign-ins at once (twenty browser tabs): the password check is slow (scrypt), so a throttle
     that counted a failure only after checking let every one of them be checked."""
-    import threading
-
     users = {"qa": hash_password("s3cret!")}  # the real cost: the window the race needs
     start = threading.Barrier(20)
     checked: list[bool] = []

@@ -13,9 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
+from sqlalchemy import text
 
 from dashboard.auth import hash_password
-from tests.dashboard.conftest import Seed
+from inspection.storage.db import make_engine, upgrade
+from inspection.storage.model_registry import activate_model
+from inspection.storage.repository import Repository
+from tests.dashboard.conftest import Seed, seed_database
 from tests.dashboard.pagekit import page_metrics, page_table, run_page, sql
 
 pytestmark = pytest.mark.usefixtures("clear_streamlit_caches")
@@ -294,9 +298,6 @@ def test_models_page(make_app, seeded_url: str) -> None:
 
 
 def test_models_page_shows_every_activation_with_who_why_and_overrides(make_app, seeded_url: str) -> None:
-    from inspection.storage.model_registry import activate_model
-    from inspection.storage.repository import Repository
-
     repo = Repository(seeded_url)
     with repo.transaction() as s:
         activate_model(s, "v1", promoted_by="alice", note="rollback after coil 17", kind="manual")
@@ -409,11 +410,6 @@ def test_every_page_on_postgresql_read_only(
     make_app, pg_url: str, neu_images: list[Path], tmp_path: Path
 ) -> None:
     """The same pages on PostgreSQL through read-only transactions (the dashboard's production role)."""
-    from sqlalchemy import text
-
-    from inspection.storage.db import make_engine, upgrade
-    from tests.dashboard.conftest import seed_database
-
     upgrade(pg_url)
     seed_database(pg_url, images=neu_images, media=tmp_path / "crops")
     eng = make_engine(pg_url)

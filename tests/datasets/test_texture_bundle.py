@@ -3,8 +3,11 @@ field named; the per-group contributions add up to the model's logits."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +57,6 @@ def _rewrite_manifest(bundle_dir: Path, **changes: object) -> None:
 
 
 def _rewrite_weights(bundle_dir: Path, tensors: dict[str, np.ndarray]) -> None:
-    import hashlib
-
     save_file(tensors, str(bundle_dir / WEIGHTS))
     data = json.loads((bundle_dir / MANIFEST).read_text())
     data["weights"]["sha256"] = hashlib.sha256((bundle_dir / WEIGHTS).read_bytes()).hexdigest()
@@ -92,7 +93,6 @@ def test_a_pickle_in_place_of_the_weights_is_refused_without_unpickling(bundle_d
     (bundle_dir / WEIGHTS).write_bytes(pickle.dumps(Boom()))
     with pytest.raises(ClassicBundleError, match=r"weights\.safetensors: sha256 .* does not match"):
         load_classic_bundle(bundle_dir)
-    import hashlib
 
     data = json.loads((bundle_dir / MANIFEST).read_text())
     data["weights"]["sha256"] = hashlib.sha256((bundle_dir / WEIGHTS).read_bytes()).hexdigest()
@@ -151,9 +151,6 @@ def test_missing_and_malformed_manifests_are_clear_errors(tmp_path: Path, bundle
 
 def test_predicting_from_a_bundle_needs_neither_torch_nor_scikit_learn() -> None:
     """The dashboard explains crops with this package, so it must stay free of torch, training and sklearn."""
-    import subprocess
-    import sys
-
     bundle = Path(__file__).resolve().parents[2] / "models" / "neu-classic"
     script = (
         "import sys, numpy as np\n"

@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from datasets.model import NEU_DET_CLASSES
 from datasets.settings import REPO_ROOT, data_root
 from inspection.config import InspectionConfig
 from inspection.inspect_cli import DEFAULT_CONFIG
@@ -54,7 +55,7 @@ class ModelBundle:
 
 def _verified_copy(src: Path, dst: Path, *, attempts: int = 10) -> bool:
     """Copy a bundle that another process may be rewriting; True once a copy loads with matching weights."""
-    from training.bundle import load_bundle
+    from training.bundle import load_bundle  # torch (seconds): see the TYPE_CHECKING note above
 
     for _ in range(attempts):
         shutil.rmtree(dst, ignore_errors=True)
@@ -70,9 +71,9 @@ def _verified_copy(src: Path, dst: Path, *, attempts: int = 10) -> bool:
 
 def _untrained_bundle(dst: Path) -> Path:
     """A seeded, untrained YOLO-n at 64 px saved as a bundle (seconds, no data)."""
+    # torch (seconds): the conftest imports this module for every inspection test, most run no model
     import torch
 
-    from datasets.model import NEU_DET_CLASSES
     from training.bundle import save_bundle
     from training.config import ModelConfig
     from training.registry import build_model
@@ -97,7 +98,7 @@ def resolve_bundle(scratch: Path) -> ModelBundle:
     """The best bundle available (see the module docstring); built once per test session."""
     if "model" in _BUNDLE_CACHE:
         return _BUNDLE_CACHE["model"]
-    from training.bundle import read_manifest
+    from training.bundle import read_manifest  # torch (seconds): see the TYPE_CHECKING note above
 
     if (SHIPPED_BUNDLE / "manifest.json").is_file():
         path, trained = SHIPPED_BUNDLE, True
@@ -123,7 +124,7 @@ def renamed_bundle(src: ModelBundle, dst: Path, suffix: str) -> ModelBundle:
 @pytest.fixture(scope="session", name="model_bundle")
 def model_bundle_fixture(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
     """The model the daemon tests run (read-only)."""
-    import torch
+    import torch  # seconds to import: only tests that run a model ask for this fixture
 
     torch.set_num_threads(1)
     return resolve_bundle(tmp_path_factory.mktemp("bundles"))
@@ -182,7 +183,7 @@ def strip_spec(**fields: Any) -> str:
 
 def source_frames(uri: str) -> list[Frame]:
     """The frames a strip-sim URI plays, read without pacing (``line_rate`` does not change them)."""
-    from inspection.sources.strip_sim import StripSimulator
+    from inspection.sources.strip_sim import StripSimulator  # ~0.1 s: only the strip tests call this
 
     scheme, _, spec = uri.partition(":")
     assert scheme == "strip-sim"

@@ -16,6 +16,7 @@ from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
 from datasets.split import apply_split, read_split
 from inspection.retrain.config import RetrainConfig, load_retrain_config
+from inspection.sources.strip_sim import StripSimulator
 from inspection.storage.db import default_sqlite_url, upgrade
 from inspection.storage.frames import record_frame
 from inspection.storage.model_registry import activate_model, active_model, register_model_version
@@ -205,8 +206,6 @@ def store_strip(world: World, uri: str, *, coil: str, verdict: str = "confirmed"
     """Play a ``strip-sim:`` URI as the daemon stores it: overlapping frames with raw pixels, each
     ground-truth box stored once (with the first frame that holds it whole) in frame and strip coordinates,
     every defect reviewed with ``verdict``. Returns the defect ids."""
-    from inspection.sources.strip_sim import StripSimulator
-
     sim = StripSimulator.from_spec(uri.partition(":")[2])
     rows, width = sim.strip_hw
     step = sim.spec.frame_lines - sim.spec.overlap_lines

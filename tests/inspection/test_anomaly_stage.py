@@ -3,6 +3,7 @@ regions a detection covers do not, and calibrated per-class thresholds are appli
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime
 
@@ -16,6 +17,14 @@ from datasets.settings import REPO_ROOT
 from inspection.messages import Frame, FrameDetections
 from inspection.queues import BoundedQueue
 from inspection.stages.anomaly import AnomalyStage, AnomalyStageConfig
+from tests.inspection.daemon_fixtures import query, run_cli, sqlite_db, strip_spec
+from training.anomaly.base import tile_score
+from training.anomaly.calibrate import threshold_for_budget
+from training.anomaly.features import EarlyBackbone
+from training.anomaly.gaussian import FeatureGaussian
+from training.anomaly.store import save_anomaly
+from training.background import load_canvases
+from training.bundle import load_bundle
 
 SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
 NAMES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches"]
@@ -25,14 +34,6 @@ NAMES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale",
 def anomaly_dir(neu_root, tmp_path_factory):
     """A backbone-Gaussian fitted on clean tiles of every 12th inclusion/scratches image, threshold set
     at 50 per 1,000 of them (a small fit: the test is about the stage, not the model's quality)."""
-    from training.anomaly.base import tile_score
-    from training.anomaly.calibrate import threshold_for_budget
-    from training.anomaly.features import EarlyBackbone
-    from training.anomaly.gaussian import FeatureGaussian
-    from training.anomaly.store import save_anomaly
-    from training.background import load_canvases
-    from training.bundle import load_bundle
-
     if not (SHIPPED / "manifest.json").is_file():
         pytest.skip("shipped bundle models/neu-yolo-n not present")
     aset = read_dataset(neu_root / "annotations")
@@ -121,10 +122,6 @@ def test_without_an_anomaly_model_frames_pass_through_unchanged(neu_root):
 @pytest.mark.slow
 def test_steel_inspect_once_json_reports_anomaly_scores_of_every_frame(tmp_path):
     """The shipped bundle carries its anomaly model (models/neu-yolo-n/anomaly): every frame is scored."""
-    import json
-
-    from tests.inspection.daemon_fixtures import query, run_cli, sqlite_db, strip_spec
-
     if not (SHIPPED / "anomaly" / "anomaly.json").is_file():
         pytest.skip("shipped bundle has no anomaly model")
     db = sqlite_db(tmp_path)

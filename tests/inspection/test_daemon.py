@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from inspection.daemon import Daemon
+from inspection.sources.strip_sim import StripSimulator
 from tests.inspection.daemon_fixtures import (
     ModelBundle,
     assert_each_once,
@@ -29,6 +30,7 @@ from tests.inspection.daemon_fixtures import (
     strip_spec,
     wait_for,
 )
+from training.inference import Predictor
 
 IOU_MATCH = 0.5  # a detection finds a ground-truth box (same class) at this IoU
 
@@ -84,8 +86,6 @@ def test_cli_once_json_prints_one_summary_object(tmp_path: Path, model_bundle: M
 
 def score_one_by_one(bundle: ModelBundle, images: list[np.ndarray]) -> tuple[list[str], list]:
     """The model's class names and its detections on each image alone (same threshold as the daemon)."""
-    from training.inference import Predictor
-
     predictor = Predictor(str(bundle.path), device="cpu", batch_size=8)
     return predictor.class_names, predictor(images)
 
@@ -96,7 +96,6 @@ def test_strip_defects_stored_once_at_their_position_with_single_image_recall(
     """Overlapping 600-line frames see every image row twice; each detected defect is stored once."""
     if not model_bundle.trained:
         pytest.skip("no trained model (models/neu-yolo-n or runs/neu-yolo-n/bundle): recall is meaningless")
-    from inspection.sources.strip_sim import StripSimulator
 
     spec = strip_spec(across=4, along=8, frame_lines=600, overlap_lines=200)
     cfg = daemon_config(tmp_path, source=spec, bundle=model_bundle)

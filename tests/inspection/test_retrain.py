@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,9 +31,13 @@ from sqlalchemy import func, select
 from typer import Typer
 from typer.testing import CliRunner
 
+from datasets.detections import Detections
 from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
 from datasets.split import read_split, verify_split
+from inspection.messages import Frame as FrameMsg
+from inspection.queues import BoundedQueue
+from inspection.results import FrameResult
 from inspection.retrain import job as retrain_job
 from inspection.retrain.cli import models_app, retrain_command
 from inspection.retrain.collect import ReviewRange, collect_snapshot, load_snapshot
@@ -42,6 +47,7 @@ from inspection.retrain.evaluate import evaluate_bundle
 from inspection.retrain.merge import read_source
 from inspection.retrain.report import format_summary
 from inspection.retrain.windows import VisibleDefect, box_in_window, label_window, place_window
+from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.paths import raw_frame_path
 from inspection.storage.schema import ModelVersion, Review
 from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
@@ -52,6 +58,7 @@ from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
     world_fixture,
     zero_class_head,
 )
+from training import trainer
 from training.anomaly.store import load_anomaly
 from training.bundle import load_bundle, save_bundle
 
@@ -382,7 +389,6 @@ def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
         "recipe.overrides=[train.epochs=2, train.max_steps=1, "
         "train.batch_size=8, train.threads=1, train.ema.enabled=false, data.augment.enabled=false]",
     )
-    from training import trainer
 
     real_save = trainer.save_checkpoint
     saves: list[int] = []
@@ -445,14 +451,6 @@ def test_killed_run_resumes_and_completes_once(world: World, monkeypatch):
 
 
 def test_sink_keeps_raw_frame_pixels_beside_the_annotated_copy(tmp_path: Path, neu_root: Path):
-    from datetime import UTC, datetime
-
-    from datasets.detections import Detections
-    from inspection.messages import Frame as FrameMsg
-    from inspection.queues import BoundedQueue
-    from inspection.results import FrameResult
-    from inspection.stages.sink import Geometry, SinkStage
-
     sink = SinkStage(
         BoundedQueue("sink", 2),
         None,

@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from datasets.background import read_gray_image
 from datasets.settings import REPO_ROOT, load_config
 from inspection.retrain import challenger
+from inspection.retrain.anomaly import carry_champion_anomaly
+from tests.inspection.retrain_fixtures import make_blind_champion
+from training.anomaly.store import load_anomaly
 from training.config import TrainConfig
 
 
@@ -34,11 +38,6 @@ def test_a_published_challenger_carries_the_champions_anomaly_model_which_scores
     tmp_path: Path, neu_root: Path
 ) -> None:
     """Retrained bundles used to lose ``anomaly/``: the daemon on a promoted challenger scored nothing."""
-    from datasets.background import read_gray_image
-    from inspection.retrain.anomaly import carry_champion_anomaly
-    from tests.inspection.retrain_fixtures import make_blind_champion
-    from training.anomaly.store import load_anomaly
-
     if not (SHIPPED / "anomaly" / "anomaly.json").is_file():
         pytest.skip("shipped bundle has no anomaly model")
     trained = make_blind_champion(tmp_path / "train" / "bundle", "trained")  # the challenger as trained
@@ -64,9 +63,6 @@ def test_a_published_challenger_carries_the_champions_anomaly_model_which_scores
 
 
 def test_a_champion_without_an_anomaly_model_gives_a_challenger_without_one_and_a_warning(tmp_path: Path):
-    from inspection.retrain.anomaly import carry_champion_anomaly
-    from tests.inspection.retrain_fixtures import make_blind_champion
-
     champion = make_blind_champion(tmp_path / "champion", "champ")
     trained = make_blind_champion(tmp_path / "train" / "bundle", "trained")
     (trained / "anomaly").mkdir()  # a stale copy from an earlier, resumed attempt

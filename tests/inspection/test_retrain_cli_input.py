@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from typer import Typer
 from typer.testing import CliRunner
 
-from inspection.retrain.cli import models_app
+from inspection.retrain.cli import models_app, retrain_command
 from inspection.storage.db import upgrade
 from inspection.storage.model_registry import register_model_version
 from inspection.storage.repository import Repository
@@ -93,8 +93,6 @@ def test_an_activation_by_a_name_longer_than_the_audit_column_is_a_usage_error(
     ids=lambda a: " ".join(a[:2]),
 )
 def test_a_database_url_that_does_not_parse_is_a_usage_error_naming_it(args: list[str]) -> None:
-    from inspection.retrain.cli import retrain_command
-
     cli = Typer()
     cli.add_typer(models_app, name="models")
     cli.command("retrain")(retrain_command)
@@ -116,8 +114,6 @@ UNREACHABLE = {
 def test_a_database_that_cannot_be_opened_is_one_error_line_without_its_password(
     url: str, args: list[str]
 ) -> None:
-    from inspection.retrain.cli import retrain_command
-
     cli = Typer()
     cli.add_typer(models_app, name="models")
     cli.command("retrain")(retrain_command)

@@ -9,11 +9,13 @@ in ``test_retrain.py``).
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 import cv2
 import pytest
+import torch
 import yaml
 from sqlalchemy import select
 from typer import Typer
@@ -21,19 +23,27 @@ from typer.testing import CliRunner
 
 from datasets.settings import REPO_ROOT
 from datasets.split import read_split
+from inspection.daemon import Daemon
 from inspection.retrain import job as retrain_job
 from inspection.retrain.cli import models_app, retrain_command
-from inspection.retrain.collect import ReviewRange, Snapshot, collect_snapshot
+from inspection.retrain.collect import ReviewRange, Snapshot, collect_snapshot, window_image_name
 from inspection.retrain.config import RetrainConfig
 from inspection.retrain.decide import SetScores, decide
-from inspection.retrain.leakage import FixedSetGuard, build_guard
-from inspection.retrain.merge import build_training_set, read_source
+from inspection.retrain.evaluate import score_bundle
+from inspection.retrain.gate import judge
+from inspection.retrain.leakage import FixedSetGuard, build_guard, strip_images_under
+from inspection.retrain.merge import build_training_set, read_data, read_source
+from inspection.retrain.operating import calibrate_thresholds, rejects_at
 from inspection.retrain.retention import apply_retention
 from inspection.sources.strip_sim import StripSimulator
+from inspection.storage.db import upgrade
+from inspection.storage.model_history import activation_history
 from inspection.storage.model_registry import activate_model, active_model, register_model_version
-from inspection.storage.retrain_store import newest_review_id
+from inspection.storage.repository import Repository
+from inspection.storage.retrain_store import newest_review_id, record_snapshot_decision, replayable_run_ids
 from inspection.storage.reviews import add_review, finish_retrain_run, start_retrain_run
 from inspection.storage.schema import Frame, SnapshotDecision
+from tests.inspection.daemon_fixtures import daemon_config, strip_spec
 from tests.inspection.retrain_fixtures import (  # noqa: F401 - fixtures
     CLASSES,
     SOURCE,
@@ -354,8 +364,6 @@ def test_a_model_registered_by_a_relative_path_resolves_from_any_folder(world: W
 
 def test_frame_sources_of_a_strip_are_what_collection_rebuilds(world: World):
     """The provenance check rebuilds the strip from the stored source URI: its images are the sim's."""
-    from inspection.retrain.leakage import strip_images_under
-
     sim = StripSimulator.from_spec(VAL_STRIP.partition(":")[2])
     first, second = sim.placements()
     assert strip_images_under(VAL_STRIP, (0, 0, 200, 200)) == [first.image]
@@ -382,13 +390,6 @@ def shipped_copy(folder: Path, version: str, *, score: float, thresholds: dict |
 
 
 def test_the_challenger_is_calibrated_then_judged_at_its_per_class_operating_point(tmp_path: Path):
-    import torch
-
-    from inspection.retrain.evaluate import score_bundle
-    from inspection.retrain.gate import judge
-    from inspection.retrain.merge import read_data
-    from inspection.retrain.operating import calibrate_thresholds, rejects_at
-
     torch.set_num_threads(1)
     cfg = RetrainConfig.model_validate(
         {
@@ -456,11 +457,6 @@ def test_the_challenger_is_calibrated_then_judged_at_its_per_class_operating_poi
 def test_the_daemon_logs_its_model_at_start_and_at_a_swap_and_lists_both(
     tmp_path: Path, model_bundle, swap_bundle, caplog
 ):
-    import logging
-
-    from inspection.daemon import Daemon
-    from tests.inspection.daemon_fixtures import daemon_config, strip_spec
-
     cfg = daemon_config(tmp_path, source=strip_spec(across=1, along=4, line_rate=100000), bundle=model_bundle)
     swapped: list[bool] = []
 
@@ -483,11 +479,6 @@ def test_the_daemon_logs_its_model_at_start_and_at_a_swap_and_lists_both(
 
 def test_activation_history_and_snapshot_decisions_on_both_backends(db_url: str):
     """The audit rows are written in the activation's own transaction, on SQLite and PostgreSQL alike."""
-    from inspection.storage.db import upgrade
-    from inspection.storage.model_history import activation_history
-    from inspection.storage.repository import Repository
-    from inspection.storage.retrain_store import record_snapshot_decision, replayable_run_ids
-
     upgrade(db_url)
     repo = Repository(db_url)
     try:
@@ -540,7 +531,5 @@ def test_snapshots_of_failed_runs_are_pruned_so_a_pass_failing_every_hour_cannot
 
 
 def test_window_names_of_two_sources_that_read_alike_never_collide():
-    from inspection.retrain.collect import window_image_name
-
     names = {window_image_name(src, 7, 0, 200) for src in ("folder:cam/1", "folder:cam_1", "folder:cam:1")}
     assert len(names) == 3 and all(n.endswith("-7-0-200.png") for n in names)

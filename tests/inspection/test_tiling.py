@@ -6,6 +6,8 @@ which is exactly what a perfect detector sees when a defect is cut by a tile bor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import cv2
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datasets.detections import Detections
+from inspection.messages import Frame, TileBatch
 from inspection.tiling import (
     box_iou,
     cut_tiles,
@@ -264,10 +267,6 @@ def test_separated_boxes_survive_tiling_exactly(data: st.DataObject) -> None:
 
 
 def test_tile_batch_ties_tiles_to_their_frames(neu_root) -> None:
-    from datetime import UTC, datetime
-
-    from inspection.messages import Frame, TileBatch
-
     image = cv2.imread(str(neu_root / "images" / "scratches_2.jpg"), cv2.IMREAD_GRAYSCALE)
     frames = tuple(Frame("s", i, np.vstack([image] * 2), datetime(2024, 5, 1, tzinfo=UTC)) for i in range(2))
     grid = tile_grid((400, 200), TILE, (40, 40))

@@ -13,13 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
+from typer.testing import CliRunner
 
+import training.backends as backends
 from datasets.detections import Detections
+from datasets.model import NEU_DET_CLASSES
 from datasets.settings import REPO_ROOT, data_root
+from inspection.config import InspectionConfig
 from training.backends import choose_backend
-from training.bundle import load_bundle
-from training.inference import Predictor, read_image
+from training.bundle import load_bundle, save_bundle
+from training.cli import app
+from training.config import ModelConfig
+from training.inference import Predictor, read_image, to_model_input
+from training.models.faster_rcnn import FasterRCNNConfig, build_faster_rcnn
 from training.onnx_cache import export_name, weights_sha256
+from training.quantize import quantize_int8
 
 from .test_bundle import make_bundle, trained_yolo
 
@@ -98,8 +107,6 @@ def test_the_vectorised_step_matches_the_models_own_forward_one_image_at_a_time(
 
 
 def predictor_input(predictor: Predictor, image: np.ndarray) -> np.ndarray:
-    from training.inference import to_model_input
-
     return to_model_input(image, size=predictor.size, channels=predictor.channels)
 
 
@@ -187,8 +194,6 @@ def test_auto_picks_torch_for_faster_rcnn_and_says_why():
 
 
 def test_auto_on_cuda_without_tensorrt_runs_torch(monkeypatch: pytest.MonkeyPatch):
-    import training.backends as backends
-
     monkeypatch.setattr(backends, "ort_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert choose_backend("auto", family="yolo", device_type="cuda").name == "torch"
     assert backends.session_providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -205,8 +210,6 @@ def test_int8_without_its_export_is_a_clear_error_naming_the_command(shipped_cop
 
 
 def test_int8_export_is_calibrated_cached_and_finds_the_same_defects_mostly(shipped_copy: Path):
-    from training.quantize import quantize_int8
-
     bundle = load_bundle(shipped_copy)
     path = quantize_int8(bundle, val_images(16))
     assert path.name == export_name(weights_sha256(bundle), "int8") and path.parent == shipped_copy
@@ -220,10 +223,6 @@ def test_int8_export_is_calibrated_cached_and_finds_the_same_defects_mostly(ship
 
 
 def test_steel_predict_backend_option_gives_the_same_json_on_both_backends(shipped_copy: Path):
-    from typer.testing import CliRunner
-
-    from training.cli import app
-
     root = data_root()
     names = [item["name"] for item in json.loads(SPLIT.read_text())["val"]][:3]
     paths = [str(root / "images" / n) for n in names]
@@ -241,10 +240,6 @@ def test_steel_predict_backend_option_gives_the_same_json_on_both_backends(shipp
 
 
 def test_the_daemon_config_names_the_key_of_an_unknown_backend():
-    from pydantic import ValidationError
-
-    from inspection.config import InspectionConfig
-
     with pytest.raises(ValidationError, match=r"detector\.backend"):
         InspectionConfig.model_validate({"detector": {"backend": "tensorrt"}})
     assert (
@@ -254,11 +249,6 @@ def test_the_daemon_config_names_the_key_of_an_unknown_backend():
 
 
 def test_a_faster_rcnn_bundle_runs_on_torch_under_auto_and_the_predictor_says_why(tmp_path: Path):
-    from datasets.model import NEU_DET_CLASSES
-    from training.bundle import save_bundle
-    from training.config import ModelConfig
-    from training.models.faster_rcnn import FasterRCNNConfig, build_faster_rcnn
-
     config = ModelConfig(
         family="faster_rcnn",
         image_size=128,

@@ -99,7 +99,7 @@ def test_evaluate_rejects_mismatched_lengths_and_unknown_class_index():
 
 
 def test_predictions_from_model_outputs_accepts_tensors_and_arrays():
-    import torch
+    import torch  # seconds to import: the only test here that feeds tensors
 
     outputs = [
         {

@@ -6,10 +6,12 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import save_file
+from torchvision.models import resnet18
 
 from datasets.model import NEU_DET_CLASSES
 from tests.training.neu_samples import load_neu, load_neu_batch
-from training.models.faster_rcnn import FasterRCNNConfig, build_faster_rcnn
+from training.models.faster_rcnn import FasterRCNNConfig, _group_norm, build_faster_rcnn
 
 # Fewer sampled proposals than the defaults: the same code paths at a fraction of the CPU time.
 LIGHT = {
@@ -165,8 +167,6 @@ def test_local_weights_round_trip(tmp_path, suffix: str):
     if suffix == ".pt":
         torch.save(expected, path)
     else:
-        from safetensors.torch import save_file
-
         save_file({k: v.contiguous() for k, v in expected.items()}, str(path))
 
     torch.manual_seed(1)  # without the file, this build would differ from ``source``
@@ -200,10 +200,6 @@ def test_missing_weights_file_names_the_path(tmp_path, field: str):
 
 
 def test_rgb_backbone_weights_fold_into_a_gray_stem(tmp_path):
-    from torchvision.models import resnet18
-
-    from training.models.faster_rcnn import _group_norm
-
     classifier = resnet18(weights=None, norm_layer=_group_norm)
     path = tmp_path / "resnet18_gn.pt"
     torch.save(classifier.state_dict(), path)

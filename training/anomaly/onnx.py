@@ -49,7 +49,7 @@ def ort_runner(module: nn.Module, input_size: int, threads: int | None = None) -
     when onnxruntime is not installed."""
     if not ort_available():
         return None
-    import onnxruntime as ort
+    import onnxruntime as ort  # may be absent (checked above): the torch backend does without it
 
     buffer = io.BytesIO()
     dummy = torch.zeros(1, 1, input_size, input_size)

@@ -45,7 +45,7 @@ def plot_confusion(
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"), which must come first
 
     counts = confusion_matrix(targets, predicted, labels=list(range(len(class_names)))).astype(np.float64)
     rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import func, select
 
 from dashboard import queries
 from dashboard.filters import Filters
+from dashboard.localtime import recent_shifts
+from dashboard.queries.trends import _grain_index
 from inspection.storage.db import default_sqlite_url, make_engine, upgrade
+from inspection.storage.schema import Defect, Frame
 from tests.dashboard.queries.sqlkit import parse_utc, sqlite_db
 
 
@@ -119,10 +124,6 @@ def test_a_day_with_a_clock_change_is_23_hours_long(tmp_path) -> None:
 
 
 def test_recent_shifts_follow_the_plant_clock_latest_first() -> None:
-    from zoneinfo import ZoneInfo
-
-    from dashboard.localtime import recent_shifts
-
     berlin = ZoneInfo("Europe/Berlin")
     first = datetime(2026, 3, 28, 20, 0, tzinfo=UTC)
     last = datetime(2026, 3, 29, 12, 30, tzinfo=UTC)  # 14:30 CEST, the day clocks go forward
@@ -136,11 +137,6 @@ def test_recent_shifts_follow_the_plant_clock_latest_first() -> None:
 def test_trends_group_a_sqlite_database_on_its_hour_indexes(seeded_url: str) -> None:
     """All-time Trends sorted every defect to group it by hour (over 1 s on the 1M-defect bench); on
     migration 0005's indexes SQLite reads them in order. Checked on the plan SQLite chooses."""
-    from sqlalchemy import func, select
-
-    from dashboard.queries.trends import _grain_index
-    from inspection.storage.schema import Defect, Frame
-
     engine = make_engine(seeded_url, read_only=True)
     hour = _grain_index(Defect.created_at, "sqlite", 3600).label("g")
     by_class = select(hour, Defect.class_name, func.count()).group_by(hour, Defect.class_name)
