@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,14 +50,20 @@ def test_a_threshold_never_drops_below_the_operating_point():
     assert class_thresholds(dets, NAMES, budget_per_1000=0.0, floor=0.25)["a"] == 0.25
 
 
-@pytest.mark.slow
-def test_calibrate_writes_a_registered_bundle_that_steel_models_activate_promotes(neu_root, tmp_path):
+def clean_tiles_of(neu_root: Path, tmp_path: Path, class_name: str, *, every: int) -> Path:
+    """Clean tiles from every ``every``-th NEU image of ``class_name`` (skips without the shipped model)."""
     if not (SHIPPED / "manifest.json").is_file():
         pytest.skip("shipped bundle models/neu-yolo-n not present")
     aset = read_dataset(neu_root / "annotations")
-    subset = aset.subset([im.name for im in aset.images if im.name.startswith("scratches")][::20])
+    subset = aset.subset([im.name for im in aset.images if im.name.startswith(class_name)][::every])
     tiles = tmp_path / "tiles"
     write_tiles(select_clean_tiles(subset, BackgroundRule()), subset, tiles)
+    return tiles
+
+
+@pytest.mark.slow
+def test_calibrate_writes_a_registered_bundle_that_steel_models_activate_promotes(neu_root, tmp_path):
+    tiles = clean_tiles_of(neu_root, tmp_path, "scratches", every=20)
     model = tmp_path / "model"
     shutil.copytree(SHIPPED, model)
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
@@ -67,7 +74,7 @@ def test_calibrate_writes_a_registered_bundle_that_steel_models_activate_promote
     out = json.loads(res.stdout.strip().splitlines()[-1])
     thresholds = out["class_score_thresholds"]
     shipped = json.loads((SHIPPED / "manifest.json").read_text())["thresholds"]["per_class"]
-    assert set(thresholds) == set(aset.class_names)
+    assert set(thresholds) == set(read_dataset(neu_root / "annotations").class_names)
     assert all(thresholds[n] >= shipped[n] for n in thresholds)  # never below the bundle's operating point
     assert out["detector_alarms_per_1000"]["after"] <= 100.0
     assert out["validation"]["neu_val"]["recall_after"] <= out["validation"]["neu_val"]["recall_before"]
@@ -126,12 +133,7 @@ def test_both_budgets_at_once_exit_2_naming_them(tmp_path):
 
 @pytest.mark.slow
 def test_calibrate_with_a_budget_per_100m_prints_and_stores_it_with_the_strip_geometry(neu_root, tmp_path):
-    if not (SHIPPED / "manifest.json").is_file():
-        pytest.skip("shipped bundle models/neu-yolo-n not present")
-    aset = read_dataset(neu_root / "annotations")
-    subset = aset.subset([im.name for im in aset.images if im.name.startswith("inclusion")][::25])
-    tiles = tmp_path / "tiles"
-    write_tiles(select_clean_tiles(subset, BackgroundRule()), subset, tiles)
+    tiles = clean_tiles_of(neu_root, tmp_path, "inclusion", every=25)
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     args = ["calibrate", "--clean", str(tiles / "canvas"), "--model", str(SHIPPED), "--db", db]
     args += ["--registry", str(tmp_path / "registry"), "--budget-per-100m", "5", "--version", "cal-100m"]
