@@ -125,7 +125,16 @@ class EvidenceWriter:
         )
 
     def write_now(self, result: FrameResult) -> FrameEvidence:
-        return self.write(result, self.plan(result))
+        return self.write_safely(result, self.plan(result))
+
+    def write_safely(self, result: FrameResult, plan: EvidencePlan) -> FrameEvidence:
+        """:meth:`write`, with any error (not only a full disk) turned into the frame's ``problem``: the
+        scored frame and its defects are never lost over a picture."""
+        try:
+            return self.write(result, plan)
+        except Exception as exc:
+            log.exception("evidence of %s#%s not written", result.frame.source, result.frame.seq)
+            return FrameEvidence(image_path=None, problem=f"evidence not saved: {type(exc).__name__}: {exc}")
 
     def _crop(self, frame: Frame, d: TrackedDefect, problems: list[str]) -> tuple[str | None, str | None]:
         """The defect's crop, and for an ``anomaly`` defect the anomaly map's heat-map crop beside it."""

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from inspection.messages import FrameEvidence, FrameResult, Message
+from inspection.messages import FrameResult, Message
 from inspection.metrics import DaemonMetrics
 from inspection.queues import END, BoundedQueue, Empty, EndOfStream
 from inspection.stages.base import Stage
@@ -66,13 +66,7 @@ class EvidenceStage(Stage[FrameResult]):
 
     def _write(self, result: FrameResult, plan: EvidencePlan) -> Message:
         started = time.perf_counter()
-        try:
-            evidence = self.writer.write(result, plan)
-        except Exception as exc:  # never lose the scored frame over a picture
-            log.exception("evidence of %s#%s not written", result.frame.source, result.frame.seq)
-            evidence = FrameEvidence(
-                image_path=None, problem=f"evidence not saved: {type(exc).__name__}: {exc}"
-            )
+        evidence = self.writer.write_safely(result, plan)
         if self.metrics is not None:
             self.metrics.observe_stage_seconds("evidence", time.perf_counter() - started)
         return dataclasses.replace(result, evidence=evidence)

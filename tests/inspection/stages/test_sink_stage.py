@@ -109,3 +109,19 @@ def test_failed_frames_gaps_and_dropped_frames_are_rows_never_silent(sink: SinkS
     assert rows == [(2, "failed", "truncated JPEG"), (3, "dropped", "dropped by backpressure (queue full)")]
     assert query(db, "SELECT source, reason FROM source_gaps") == [(SOURCE, "camera reconnected")]
     assert (sink.tally.frames_failed, sink.tally.frames_dropped, sink.tally.gaps) == (1, 1, 1)
+
+
+def test_a_sink_writing_its_own_evidence_keeps_the_frame_scored_when_drawing_fails(
+    sink: SinkStage, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``output.evidence_workers: 0``: the sink draws the evidence itself. Before the fix a drawing error
+    went to the sink's broken-frame path: the frame was stored ``failed`` and its defect lost."""
+
+    def broken(*args: object) -> np.ndarray:
+        raise ValueError("bad box")
+
+    monkeypatch.setattr("inspection.stages.evidence.draw_boxes", broken)
+    run_sink(sink, [scratch_result(1)])
+    problem = "evidence not saved: ValueError: bad box"
+    assert query(db, "SELECT status, error FROM frames") == [("ok", problem)]
+    assert query(db, "SELECT class_name FROM defects") == [("scratches",)]
