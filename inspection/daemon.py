@@ -217,7 +217,11 @@ class Daemon:
         under the configured rules (those just closed, and all of them after a rules change)."""
         with self.repository.transaction() as session:
             closed = backfill_open_coils(session, source=self.source_name)
-            graded = grade_closed_coils(session, self.cfg.grading, source=self.source_name)
+        graded, batch = 0, -1
+        while batch != 0:  # a batch per transaction: a graded coil is not offered again
+            with self.repository.transaction() as session:
+                batch = grade_closed_coils(session, self.cfg.grading, source=self.source_name)
+            graded += batch
         if closed:
             log.info("closed %d coil(s) a previous run left open: %s", len(closed), ", ".join(closed))
         if graded:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Self
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from inspection.storage.grading import GradingRules, grade_coil
 from inspection.storage.lines import get_or_create_coil
-from inspection.storage.schema import Coil, Frame, Line
+from inspection.storage.schema import Coil, CoilGrade, Frame, Line
 
 CoilEventKind = Literal["start", "end"]
 
@@ -81,6 +81,8 @@ def record_coil_event(session: Session, event: CoilEvent) -> bool:
     coil_id = get_or_create_coil(session, line=event.line, code=event.coil)
     if event.kind == "start":
         values: dict[str, Any] = {"started_at": func.coalesce(Coil.started_at, event.at), "ended_at": None}
+        # A coil reopened (frames after a gap closed it) is not graded until it closes again.
+        session.execute(delete(CoilGrade).where(CoilGrade.coil_id == coil_id))
     else:
         values = {"ended_at": event.at, "length_m": coil_length_m(session, coil_id)}
     session.execute(update(Coil).where(Coil.id == coil_id).values(**values))

@@ -17,7 +17,7 @@ from inspection.daemon import Daemon
 from inspection.messages import Frame, FrameResult, TrackedDefect
 from inspection.queues import END, BoundedQueue
 from inspection.stages.sink import Geometry, SinkStage
-from inspection.storage.coil_events import CoilEvent
+from inspection.storage.coil_events import CoilEvent, record_coil_event
 from inspection.storage.db import upgrade
 from inspection.storage.frames import record_frame
 from inspection.storage.grading import GradeRule, GradingRules
@@ -187,6 +187,53 @@ def test_a_coil_end_spooled_while_the_database_was_away_is_graded_when_replayed(
     assert replay(Spool(tmp_path / "spool.jsonl"), repository).stored == 1
     repository.dispose()
     assert grade_rows(db) == {"A": ("A", "[]", CRITICAL.digest)}
+
+
+def test_a_coil_reopened_after_a_gap_loses_its_partial_grade_until_it_closes_again(tmp_path: Path) -> None:
+    """A gap closes (and grades) a coil; frames of the same coil after the gap reopen it. Before the fix
+    the grade of the partial coil stayed, so an open coil showed a grade on the Overview and coil map."""
+    db = sqlite_db(tmp_path)
+    upgrade(db)
+    repository = Repository(db)
+    events = [
+        CoilEvent(line="L1", coil="A", kind="start", at=T0),
+        CoilEvent(line="L1", coil="A", kind="end", at=T0 + timedelta(minutes=20), grading=CRITICAL),
+        CoilEvent(line="L1", coil="A", kind="start", at=T0 + timedelta(minutes=30)),
+    ]
+    with repository.transaction() as s:
+        for event in events[:2]:
+            record_coil_event(s, event)
+    assert set(grade_rows(db)) == {"A"}
+    with repository.transaction() as s:
+        record_coil_event(s, events[2])
+    assert grade_rows(db) == {} and coil_rows(db)["A"][1] is None  # open again, no grade
+    with repository.transaction() as s:
+        record_coil_event(
+            s, CoilEvent(line="L1", coil="A", kind="end", at=T0 + timedelta(hours=1), grading=CRITICAL)
+        )
+    assert set(grade_rows(db)) == {"A"}
+    repository.dispose()
+
+
+def test_a_restart_grades_every_coil_a_killed_run_left_open_not_only_the_first_batch(
+    tmp_path: Path, model_bundle: ModelBundle
+) -> None:
+    """Grading runs in batches of 500 coils; before the fix the daemon graded one batch at start, so the
+    501st coil kept no grade (or, after a rules change, its old one)."""
+    source = strip_spec(across=1, along=2, coil="new")
+    cfg = daemon_config(tmp_path, source=source, bundle=model_bundle)
+    upgrade(cfg.db)
+    killed_run = Repository(cfg.db)
+    with killed_run.transaction() as s:
+        for i in range(501):
+            at = T0 + timedelta(seconds=i)
+            record_frame(
+                s, FrameRecord(source=source, seq=10**9 + i, line="test-line", coil=f"k{i}", captured_at=at)
+            )
+    killed_run.dispose()
+    Daemon(cfg, once=True).run()
+    grades = grade_rows(cfg.db)
+    assert {f"k{i}" for i in range(501)} | {"new"} == set(grades)
 
 
 def test_a_restart_closes_the_coil_a_killed_run_left_open_and_drain_closes_the_new_one(
