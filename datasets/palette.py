@@ -1,7 +1,7 @@
 """One colour per defect class, defined once: the daemon's annotated frames, the dashboard's charts, maps
 and crops, and the VoTT export's tags all take a class's colour from here.
 
-The colours are the VoTT writer's tag palette (``datasets.writers.vott_json.TAG_COLORS``) in the order of
+The colours are a VoTT-style tag palette (:data:`TAG_COLORS`) in the order of
 the NEU-DET classes, so a class looks the same in a chart, on a frame the daemon kept and in the
 annotation tool. A class outside NEU-DET (``anomaly``, a plant's own class) gets a later palette colour
 chosen from its name (a CRC, not Python's salted ``hash``), the same on every page, process and run.
@@ -9,12 +9,21 @@ chosen from its name (a CRC, not Python's salted ``hash``), the same on every pa
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 from datasets.model import NEU_DET_CLASSES
-from datasets.writers.vott_json import TAG_COLORS
+
+# 20 distinct colours (Sasha Trubetskoy's list), the kind of palette VoTT assigns to new tags;
+# the VoTT writer's tags take their colours from here too (``class_colour``).
+TAG_COLORS: tuple[str, ...] = (
+    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0",
+    "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8",
+    "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075", "#808080",
+)  # fmt: skip
 
 
+@functools.cache  # looked up per box of every frame the daemon draws
 def class_colour(name: str) -> str:
     """``#rrggbb`` of a class."""
     if name in NEU_DET_CLASSES:

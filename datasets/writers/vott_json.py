@@ -20,14 +20,9 @@ from urllib.parse import quote
 
 from datasets.images import unsafe_name_reason
 from datasets.model import AnnotatedSet, Box, ImageRecord
+from datasets.palette import class_colour
 
 VOTT_VERSION = "2.2.0"
-# 20 distinct colours (Sasha Trubetskoy's list), the kind of palette VoTT assigns to new tags.
-TAG_COLORS: tuple[str, ...] = (
-    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0",
-    "#f032e6", "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#fffac8",
-    "#800000", "#aaffc3", "#808000", "#ffd8b1", "#000075", "#808080",
-)  # fmt: skip
 
 
 def _short_id(text: str) -> str:
@@ -103,9 +98,7 @@ def vott_export_dict(
         "name": project_name,
         "securityToken": f"{project_name} Token",
         "videoSettings": {"frameExtractionRate": 15},
-        "tags": [
-            {"name": n, "color": TAG_COLORS[i % len(TAG_COLORS)]} for i, n in enumerate(aset.class_names)
-        ],
+        "tags": [{"name": n, "color": class_colour(n)} for n in aset.class_names],
         "id": _short_id(project_name),
         "activeLearningSettings": {"autoDetect": False, "predictTag": True, "modelPathType": "coco"},
         "version": VOTT_VERSION,

@@ -11,7 +11,8 @@ from PIL import Image
 
 from dashboard.colors import class_colour, class_rgb
 from dashboard.images import annotated_crop, load_rgb
-from datasets.model import NEU_DET_CLASSES
+from datasets.model import NEU_DET_CLASSES, AnnotatedSet
+from datasets.writers.vott_json import vott_export_dict
 from inspection.stages.evidence import draw_boxes
 
 # the model's own class order (not NEU-DET's) and a class outside NEU-DET: colours follow names, not ids
@@ -43,3 +44,11 @@ def test_the_daemon_and_the_dashboard_draw_every_class_in_the_same_colour(neu_im
         assert daemon == _dashboard_colour(page_image, name), name
         assert "#{:02x}{:02x}{:02x}".format(*daemon) == class_colour(name)  # the charts' colour too
     assert len({_daemon_colour(gray, k) for k in range(len(LABELS))}) == len(LABELS)  # told apart
+
+
+def test_the_vott_export_tags_each_class_in_its_dashboard_colour_whatever_the_class_order() -> None:
+    """The review export lists its classes sorted (``anomaly`` first): before the fix tags were coloured
+    by position, so every NEU tag took its neighbour's colour in VoTT."""
+    aset = AnnotatedSet(images=[], class_names=tuple(sorted(LABELS)))
+    tags = vott_export_dict(aset, project_name="reviews")["tags"]
+    assert {t["name"]: t["color"] for t in tags} == {name: class_colour(name) for name in LABELS}
