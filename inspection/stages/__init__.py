@@ -1,2 +1,3 @@
 """The daemon's stages, one module each: source -> preprocess -> tile -> batch -> detect -> merge ->
-track -> sink. Each runs in its own thread and talks to its neighbours through bounded queues."""
+anomaly -> track -> evidence -> sink. Each runs in its own thread and talks to its neighbours through
+bounded queues."""

@@ -3,8 +3,8 @@
 The anomaly stage stitches its tile maps into one frame map (the maximum where tiles overlap) when a frame
 holds an unexplained region, scaled to uint8 so that the calibrated threshold is always the same value
 (:data:`THRESHOLD_LEVEL`): a reviewer reads every heat-map against one colour scale. The map rides in the
-frame's ``meta`` (under :data:`MAP_META_KEY`) to the sink, which crops it with the defect crop's window and
-writes it beside the crop (``<crop>.map.png``); the path is stored in ``defects.map_path``.
+frame's ``meta`` (under :data:`MAP_META_KEY`) to the evidence writer, which crops it with the defect crop's
+window and writes it beside the crop (``<crop>.map.png``); the path is stored in ``defects.map_path``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from inspection.messages import Frame
 ANOMALY_CLASS = "anomaly"  # the class name of a region the anomaly model flags and no detection explains
 MAP_META_KEY = "anomaly_map_u8"
 THRESHOLD_LEVEL = 128  # the threshold's value in the uint8 map: above it (warm colours) is anomalous
-CROP_PAD_PX = 8  # the defect crop's margin (the sink's): the heat-map covers the same pixels
+CROP_PAD_PX = 8  # the defect crop's margin: the heat-map covers the same pixels
 HEAT_BLEND = 0.6  # share of the colour map over the grey pixels in the written crop
 
 

@@ -2,16 +2,15 @@
 
 The daemon's config names a line and its source names coils; neither is registered beforehand, so a
 frame, a gap or a coil event creates them (an idempotent insert: two writers naming the same coil at once
-get the same row). Closing a coil after the fact is :mod:`inspection.storage.coils`' job. Functions take
+get the same row). Closing and grading a coil is :mod:`inspection.storage.coil_events`' job. Functions take
 the caller's ``Session`` and never commit.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from inspection.storage.idempotent import insert_ignore
@@ -51,14 +50,3 @@ def coil_id_on_line(session: Session, line_id: int, code: str, started_at: datet
         if coil_id is None:
             coil_id = session.execute(select(Coil.id).where(*where)).scalar_one()
     return int(coil_id)
-
-
-def close_coil(
-    session: Session, *, line: str, code: str, ended_at: datetime | None = None, length_m: float | None = None
-) -> None:
-    """Record the end of a coil (``ended_at`` defaults to now) and its total length when known."""
-    coil_id = get_or_create_coil(session, line=line, code=code)
-    values: dict[str, Any] = {"ended_at": ended_at or utcnow()}
-    if length_m is not None:
-        values["length_m"] = float(length_m)
-    session.execute(update(Coil).where(Coil.id == coil_id).values(**values))

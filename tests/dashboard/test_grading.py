@@ -4,7 +4,6 @@ database: each grade and figure is worked out here again with plain SQL."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -14,7 +13,6 @@ from sqlalchemy.orm import Session
 from dashboard.config import load_dashboard_config
 from datasets.settings import ConfigError, load_config
 from inspection.config import InspectionConfig
-from inspection.storage.coils import close_stale_coils
 from inspection.storage.db import make_engine, upgrade
 from inspection.storage.grading import GradeRule, GradingRules, coils_to_grade, grade_closed_coils, grade_coil
 from inspection.storage.schema import Coil, CoilGrade
@@ -103,27 +101,6 @@ def test_grading_rules_name_the_bad_key() -> None:
         GradingRules(grades=("pass",), rules=[])
 
 
-def test_stale_open_coils_are_closed_at_their_last_frame(seeded_url: str, seed: Seed) -> None:
-    engine = make_engine(seeded_url)
-    with Session(engine) as s, s.begin():
-        closed = close_stale_coils(s, idle_s=24 * 3600)  # the seeded lines went quiet only hours ago
-    assert closed == []
-    with Session(engine) as s, s.begin():
-        closed = close_stale_coils(s, idle_s=600, now=datetime.now(UTC) + timedelta(minutes=1))
-    engine.dispose()
-    assert sorted(closed) == sorted([seed.coil_ids["C101"], seed.coil_ids["C200"]])
-    for code in ("C101", "C200"):
-        ((ended, length, last, reach),) = sql(
-            seeded_url,
-            "SELECT c.ended_at, c.length_m, MAX(f.processed_at), MAX(f.position_m + f.length_m) "
-            "FROM coils c JOIN frames f ON f.coil_id = c.id WHERE c.id = ?",
-            (seed.coil_ids[code],),
-        )
-        assert ended == last
-        assert length == (500.0 if code == "C200" else pytest.approx(reach))  # a recorded length is kept
-
-
-@pytest.mark.postgres
 def test_grading_gives_the_same_grades_on_postgresql(
     pg_url: str, seeded_url: str, seed: Seed, neu_images, tmp_path
 ) -> None:

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from inspection.storage.frames import record_frame
-from inspection.storage.lines import close_coil, get_or_create_coil, get_or_create_line
+from inspection.storage.lines import get_or_create_coil, get_or_create_line
 from inspection.storage.model_registry import activate_model, active_model, register_model_version
 from inspection.storage.repository import Repository
 from inspection.storage.reviews import add_review, finish_retrain_run, review_high_water, start_retrain_run
@@ -30,12 +30,10 @@ def test_coils_and_lines_are_reused(repo: Repository) -> None:
     with repo.transaction() as s:
         assert get_or_create_coil(s, line="L2", code="C-001") != coil_id  # same code on another line
     with repo.transaction() as s:
-        close_coil(s, line="L1", code="C-001", ended_at=T0 + timedelta(minutes=9), length_m=2700.0)
-    with repo.transaction() as s:
         line = s.get(Line, line_id)
         coil = s.get(Coil, coil_id)
     assert (line.description, line.mm_per_line) == ("hot strip mill, top surface", 0.5)
-    assert (coil.started_at, coil.ended_at, coil.length_m) == (T0, T0 + timedelta(minutes=9), 2700.0)
+    assert (coil.started_at, coil.ended_at, coil.length_m) == (T0, None, None)  # open until its end event
 
 
 def test_activate_model_keeps_exactly_one_active(repo: Repository) -> None:
