@@ -63,14 +63,20 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
     q = {name: BoundedQueue(name, cfg.queues.size, policy=cfg.queues.policy) for name in STAGE_ORDER}
     # Regions the anomaly model flags and no detection explains are stored as one more class.
     class_names = [*parts.detector.class_names, ANOMALY_CLASS]
-    sink = _build_sink(cfg, parts, q["sink"], class_names)
+    out = cfg.output
+    options = EvidenceOptions(
+        parts.output_dir, out.save_crops, out.save_frames, out.save_raw, out.live_every_s
+    )
+    # one writer: the evidence stage's, or the sink's when it writes its own (evidence_workers: 0)
+    writer = EvidenceWriter(options, class_names, default_line=cfg.line)
+    sink = _build_sink(cfg, parts, q["sink"], writer)
     anomaly = _build_anomaly_stage(cfg, parts, q)
     for queue in q.values():
         queue.on_drop = sink.on_drop
     source_stage = SourceStage(
         parts.source, q["preprocess"], skip=parts.skip, stop=parts.stop, abort=parts.abort
     )
-    evidence = _build_evidence_stage(cfg, parts, q, class_names)
+    evidence = _build_evidence_stage(cfg, parts, q, writer)
     track = _build_track_stage(
         cfg, parts, q, q["evidence"] if evidence is not None else q["sink"], class_names
     )
@@ -176,43 +182,35 @@ def _build_anomaly_stage(
 
 
 def _build_evidence_stage(
-    cfg: InspectionConfig, parts: PipelineParts, q: dict[str, BoundedQueue], class_names: list[str]
+    cfg: InspectionConfig, parts: PipelineParts, q: dict[str, BoundedQueue], writer: EvidenceWriter
 ) -> EvidenceStage | None:
     """Evidence files written off the sink's thread (None: ``output.evidence_workers: 0``)."""
     out = cfg.output
     if out.evidence_workers == 0:
         return None
-    options = EvidenceOptions(
-        parts.output_dir, out.save_crops, out.save_frames, out.save_raw, out.live_every_s
-    )
     return EvidenceStage(
         q["evidence"],
         q["sink"],
         abort=parts.abort,
         metrics=parts.metrics,
-        writer=EvidenceWriter(options, class_names, default_line=cfg.line),
+        writer=writer,
         workers=out.evidence_workers,
         nice=out.evidence_nice,
     )
 
 
 def _build_sink(
-    cfg: InspectionConfig, parts: PipelineParts, inbox: BoundedQueue, class_names: list[str]
+    cfg: InspectionConfig, parts: PipelineParts, inbox: BoundedQueue, evidence: EvidenceWriter
 ) -> SinkStage:
     return SinkStage(
         inbox,
         abort=parts.abort,
         metrics=parts.metrics,
         writer=parts.writer,
-        class_names=class_names,
+        evidence=evidence,
         geometry=Geometry(cfg.mm_per_line, cfg.mm_per_px),
         line=cfg.line,
         coil=cfg.coil,
-        output_dir=parts.output_dir,
-        save_crops=cfg.output.save_crops,
-        save_frames=cfg.output.save_frames,
-        save_raw=cfg.output.save_raw,
-        live_every_s=cfg.output.live_every_s,
         alarm=_build_alarms(cfg, parts),
         coil_gap_s=cfg.coils.close_after_gap_s,
         coil_grading=cfg.grading,

@@ -11,7 +11,6 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspection.messages import FailedFrame, Frame, FrameResult, Message, SourceGap, TrackedDefect
@@ -19,7 +18,7 @@ from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue, Empty, EndOfStream
 from inspection.stages.base import Stage
 from inspection.stages.coils import CoilWatch
-from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
+from inspection.stages.evidence import EvidenceWriter
 from inspection.storage.coil_events import CoilEvent
 from inspection.storage.grading import GradingRules
 from inspection.storage.records import DefectRecord, FrameRecord, GapRecord
@@ -73,15 +72,10 @@ class SinkStage(Stage[Message]):
         abort: threading.Event,
         metrics: DaemonMetrics | None = None,
         writer: ResilientWriter,
-        class_names: list[str],
+        evidence: EvidenceWriter,  # writes a frame's files when no evidence stage did (evidence_workers: 0)
         geometry: Geometry,
         line: str,
         coil: str | None,
-        output_dir: Path,
-        save_crops: bool,
-        save_frames: str,
-        live_every_s: float,
-        save_raw: bool = True,
         alarm: AlarmDispatcher | None = None,  # reject signals for each stored frame
         coil_gap_s: float | None = None,  # a coil with no frame for this long ends (None: never)
         coil_grading: GradingRules | None = None,  # each coil ended is graded by these (None: not graded)
@@ -90,15 +84,11 @@ class SinkStage(Stage[Message]):
         super().__init__("sink", inbox, outbox, abort=abort, metrics=metrics)
         self.coils = CoilWatch(gap_s=coil_gap_s, grading=coil_grading)
         self.writer = writer
-        self.class_names = class_names
+        self.evidence = evidence
         self.geometry = geometry
         self.line = line
         self.coil = coil
         self.surface = surface
-        self.output_dir = output_dir
-        # save_raw: beside each saved annotated frame, its raw pixels (for retraining)
-        options = EvidenceOptions(output_dir, save_crops, save_frames, save_raw, live_every_s)
-        self.evidence = EvidenceWriter(options, class_names, default_line=line)
         self.alarm = alarm
         self.tally = Tally()
         self.dropped: deque[Frame | FailedFrame | SourceGap] = deque()
@@ -277,10 +267,6 @@ class SinkStage(Stage[Message]):
             crop_path=crop_path,
             map_path=map_path,
         )
-
-    def _frame_images(self, result: FrameResult) -> str | None:
-        """Write ``result``'s evidence now and return its annotated frame's path (for a sink fed by hand)."""
-        return self.evidence.write_now(result).image_path
 
     def _store_result(self, result: FrameResult) -> None:
         frame = result.frame

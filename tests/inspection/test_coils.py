@@ -16,6 +16,7 @@ from datasets.settings import data_root
 from inspection.daemon import Daemon
 from inspection.messages import Frame, FrameResult, TrackedDefect
 from inspection.queues import END, BoundedQueue
+from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
 from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.coil_events import CoilEvent, record_coil_event
 from inspection.storage.db import upgrade
@@ -100,14 +101,12 @@ class RunningSink:
             self.inbox,
             abort=threading.Event(),
             writer=writer,
-            class_names=["crazing"],
+            evidence=EvidenceWriter(
+                EvidenceOptions(tmp_path / "out", False, "none", True, 1e9), ["crazing"], "L1"
+            ),
             geometry=Geometry(0.5, 0.5),
             line="L1",
             coil=None,
-            output_dir=tmp_path / "out",
-            save_crops=False,
-            save_frames="none",
-            live_every_s=1e9,
             coil_gap_s=gap_s,
             coil_grading=grading,
         )

@@ -47,6 +47,7 @@ from inspection.retrain.evaluate import evaluate_bundle
 from inspection.retrain.merge import read_source
 from inspection.retrain.report import format_summary
 from inspection.retrain.windows import VisibleDefect, box_in_window, label_window, place_window
+from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
 from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.paths import raw_frame_path
 from inspection.storage.schema import ModelVersion, Review
@@ -455,28 +456,24 @@ def test_sink_keeps_raw_frame_pixels_beside_the_annotated_copy(tmp_path: Path, n
         BoundedQueue("sink", 2),
         None,
         writer=None,
-        class_names=CLASSES,
+        evidence=EvidenceWriter(EvidenceOptions(tmp_path, False, "defects", True, 1e9), CLASSES, "line-1"),
         geometry=Geometry(0.5, 0.5),
         line="line-1",
         coil=None,
-        output_dir=tmp_path,
-        save_crops=False,
-        save_frames="defects",
-        live_every_s=1e9,
         abort=threading.Event(),
     )
     image = cv2.imread(str(neu_root / "images" / "scratches_10.jpg"), cv2.IMREAD_GRAYSCALE)
     dets = Detections(np.array([[20.0, 30.0, 80.0, 150.0]]), np.array([0.9]), np.array([5]))
     now = datetime.now(UTC)
-    annotated = sink._frame_images(FrameResult(FrameMsg(SOURCE, 7, image, now), dets, ()))
+    annotated = sink.evidence.write_now(FrameResult(FrameMsg(SOURCE, 7, image, now), dets, ())).image_path
     raw = cv2.imread(str(raw_frame_path(tmp_path, SOURCE, 7)), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(raw, image)  # lossless, no boxes drawn
     assert annotated is not None and Path(annotated).is_file()
     # A frame the preprocessing halved is stored back at the source frame's size (the boxes' pixels).
     half = np.ascontiguousarray(image[::2, ::2])
     msg = FrameMsg(SOURCE, 8, half, now, meta={"preprocess_scale_xy": (2.0, 2.0)})
-    sink._frame_images(FrameResult(msg, dets, ()))
+    sink.evidence.write_now(FrameResult(msg, dets, ()))
     assert cv2.imread(str(raw_frame_path(tmp_path, SOURCE, 8)), cv2.IMREAD_UNCHANGED).shape == image.shape
     # Frames without detections keep nothing (save_frames: defects).
-    sink._frame_images(FrameResult(FrameMsg(SOURCE, 9, image, now), Detections.empty(), ()))
+    sink.evidence.write_now(FrameResult(FrameMsg(SOURCE, 9, image, now), Detections.empty(), ()))
     assert not raw_frame_path(tmp_path, SOURCE, 9).exists()

@@ -17,6 +17,7 @@ from inspection.daemon import Daemon
 from inspection.messages import Frame, FrameResult
 from inspection.queues import END, BoundedQueue
 from inspection.sources.folder import FolderSource
+from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
 from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.db import upgrade
 from inspection.storage.repository import Repository
@@ -64,14 +65,12 @@ def test_the_sink_stores_the_frame_s_surface_else_the_configured_one(tmp_path: P
         inbox,
         abort=threading.Event(),
         writer=ResilientWriter(Repository(db_url), tmp_path / "spool.jsonl"),
-        class_names=["crazing"],
+        evidence=EvidenceWriter(
+            EvidenceOptions(tmp_path / "out", False, "none", True, 1e9), ["crazing"], "L1"
+        ),
         geometry=Geometry(0.5, 0.5),
         line="L1",
         coil="C1",
-        output_dir=tmp_path / "out",
-        save_crops=False,
-        save_frames="none",
-        live_every_s=1e9,
         surface="top",  # the daemon's setting, for frames whose source does not say
     )
     sink.start()

@@ -15,6 +15,7 @@ import pytest
 from datasets.detections import Detections
 from inspection.messages import FailedFrame, FrameResult, Message, SourceGap, TrackedDefect
 from inspection.queues import END, BoundedQueue
+from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
 from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.db import upgrade
 from inspection.storage.paths import crop_path, frame_image_path, raw_frame_path
@@ -40,14 +41,10 @@ def sink(tmp_path: Path, db: str, abort: threading.Event) -> SinkStage:
         BoundedQueue("sink", 64),
         abort=abort,
         writer=ResilientWriter(Repository(db), tmp_path / "spool.jsonl"),
-        class_names=CLASSES,
+        evidence=EvidenceWriter(EvidenceOptions(tmp_path / "out", True, "defects", True, 1e9), CLASSES, "L1"),
         geometry=Geometry(mm_per_line=0.5, mm_per_px=0.25),
         line="L1",
         coil="C1",
-        output_dir=tmp_path / "out",
-        save_crops=True,
-        save_frames="defects",
-        live_every_s=1e9,
     )
 
 
@@ -82,7 +79,7 @@ def test_a_frame_and_its_new_defect_are_stored_with_positions_and_evidence(sink:
         " FROM frames f JOIN coils c ON c.id = f.coil_id",
     )
     assert (status, coil, position_m, length_m) == ("ok", "C1", 0.5, 0.1)  # line 1000 at 0.5 mm; 200 lines
-    out = sink.output_dir
+    out = sink.evidence.options.output_dir
     assert image_path == str(frame_image_path(out, SOURCE, 1))
     [(cls, track, pos, cross, length, width, crop)] = query(
         db, "SELECT class_name, track_id, position_m, cross_m, length_m, width_m, crop_path FROM defects"
