@@ -61,7 +61,6 @@ class EvidenceStage(Stage[FrameResult]):
         self.writer = writer
         self.workers = max(1, workers)
         self.nice = nice
-        self.in_flight = 0  # frames handed to a worker and not yet passed on (for tests and /health)
         self._pending: deque[Future[Message]] = deque()
 
     def _write(self, result: FrameResult, plan: EvidencePlan) -> Message:
@@ -83,7 +82,6 @@ class EvidenceStage(Stage[FrameResult]):
             if not self.outbox.put(msg, abort=self.abort):
                 return False
             self._pending.popleft()
-            self.in_flight = len(self._pending)
             self.handled += 1
         return True
 
@@ -94,7 +92,6 @@ class EvidenceStage(Stage[FrameResult]):
             done: Future[Message] = Future()
             done.set_result(msg)
             self._pending.append(done)
-        self.in_flight = len(self._pending)
 
     def run(self) -> None:
         pool = ThreadPoolExecutor(
