@@ -30,17 +30,26 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import torch  # noqa: E402
 
+from datasets.model import AnnotatedSet  # noqa: E402
 from datasets.readers import read_dataset  # noqa: E402
 from datasets.settings import data_root  # noqa: E402
 from datasets.split import apply_split, read_split  # noqa: E402
-from training.anomaly.fit import CANDIDATES, fit_candidate, load_clean, validate  # noqa: E402
+from training.anomaly.fit import CANDIDATES, CleanData, fit_candidate, load_clean, validate  # noqa: E402
 from training.anomaly.gaussian import FeatureGaussian  # noqa: E402
 from training.anomaly.store import save_anomaly  # noqa: E402
-from training.bundle import load_bundle  # noqa: E402
+from training.bundle import Bundle, load_bundle  # noqa: E402
 from training.inference import Predictor  # noqa: E402
 
 
-def _ms_per_tile(fns: list, tiles, repeats: int = 7) -> list[float]:
+def bench_inputs(split_file: str, tiles: str, bundle: str) -> tuple[AnnotatedSet, CleanData, Bundle]:
+    """The validation side of the split, the clean tiles by side and the detector (both anomaly benches)."""
+    split = read_split(split_file)
+    _, val_set = apply_split(read_dataset(data_root() / "annotations"), split)
+    clean = load_clean(tiles, train_names=set(split.train), val_names=set(split.val))
+    return val_set, clean, load_bundle(bundle, device="cpu")
+
+
+def ms_per_tile(fns: list, tiles, repeats: int = 7) -> list[float]:
     """Median ms per tile of each function, their runs interleaved (the shared CPU's load changes by the
     minute: interleaving keeps the ratios fair)."""
     for fn in fns:
@@ -79,10 +88,7 @@ def _args() -> argparse.Namespace:
 def main() -> None:
     args = _args()
     torch.set_num_threads(args.threads)
-    split = read_split(args.split)
-    _, val_set = apply_split(read_dataset(data_root() / "annotations"), split)
-    clean = load_clean(args.tiles, train_names=set(split.train), val_names=set(split.val))
-    detector = load_bundle(args.bundle, device="cpu")
+    val_set, clean, detector = bench_inputs(args.split, args.tiles, args.bundle)
     predictor = Predictor(detector, device="cpu")
     print(
         f"clean tiles: {len(clean.train)} train (fit + threshold), {len(clean.val)} val; "
@@ -110,7 +116,7 @@ def _bench(kind: str, args: argparse.Namespace, detector, predictor, clean, defe
     figures = validate(
         scorer, clean, defects, budget_per_1000=args.budget, calibration_tiles=args.calibration_tiles
     )
-    detector_ms, ms = _ms_per_tile([predictor, scorer.maps], clean.val[:32])
+    detector_ms, ms = ms_per_tile([predictor, scorer.maps], clean.val[:32])
     row = {"kind": kind, "fit_s": fit_s, "ms_per_tile": ms, "detector_ms_per_tile": detector_ms}
     row |= figures.to_dict()
     row["cost_vs_detector"] = ms / detector_ms

@@ -15,7 +15,6 @@ relative to the detector. Prints a Markdown table; never asserts.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,10 +26,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.bench_anomaly import bench_inputs, ms_per_tile  # noqa: E402
 from datasets.background import read_gray_image  # noqa: E402
-from datasets.readers import read_dataset  # noqa: E402
-from datasets.settings import data_root  # noqa: E402
-from datasets.split import apply_split, read_split  # noqa: E402
 from training.anomaly.base import finish_map, tile_score  # noqa: E402
 from training.anomaly.calibrate import (  # noqa: E402
     false_alarms_per_1000,
@@ -39,10 +36,8 @@ from training.anomaly.calibrate import (  # noqa: E402
     tile_auroc,
 )
 from training.anomaly.features import EarlyBackbone  # noqa: E402
-from training.anomaly.fit import load_clean  # noqa: E402
 from training.anomaly.gaussian import FeatureGaussian  # noqa: E402
 from training.anomaly.knn import FeatureKNN  # noqa: E402
-from training.bundle import load_bundle  # noqa: E402
 from training.inference import Predictor  # noqa: E402
 from training.models.yolo.model import as_yolo  # noqa: E402
 
@@ -58,16 +53,6 @@ def top_share_score(anomaly_map: np.ndarray, share: float = 0.01, border_px: int
 
 
 SCORES: dict[str, Callable[[np.ndarray], float]] = {"max": tile_score, "top1%": top_share_score}
-
-
-def _ms_per_tile(fn: Callable[[list[np.ndarray]], object], tiles: list[np.ndarray]) -> float:
-    fn(tiles[:4])
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        fn(tiles)
-        times.append((time.perf_counter() - start) * 1000.0 / len(tiles))
-    return statistics.median(times)
 
 
 def _maps(scorer: Scorer, feats: torch.Tensor, shapes: Sequence[tuple[int, int]]) -> list[np.ndarray]:
@@ -113,12 +98,9 @@ def _args() -> argparse.Namespace:
 def main() -> None:
     args = _args()
     torch.set_num_threads(args.threads)
-    split = read_split(args.split)
-    _, val_set = apply_split(read_dataset(data_root() / "annotations"), split)
-    clean = load_clean(args.tiles, train_names=set(split.train), val_names=set(split.val))
-    detector = load_bundle(args.bundle, device="cpu")
+    val_set, clean, detector = bench_inputs(args.split, args.tiles, args.bundle)
     timing = clean.val[:32]
-    detector_ms = _ms_per_tile(Predictor(detector, device="cpu"), timing)
+    (detector_ms,) = ms_per_tile([Predictor(detector, device="cpu")], timing, repeats=3)
     defects = [read_gray_image(rec.found_path()) for rec in val_set.images]
     boxes = [np.array([b.xyxy for b in r.boxes], np.float32).reshape(-1, 4) for r in val_set.images]
     fit = clean.train[:: max(1, len(clean.train) // args.fit_tiles)] if args.fit_tiles else clean.train
@@ -158,7 +140,7 @@ def _measure(
     fit_s = time.perf_counter() - start
     if not args.torch:  # the fitted memory into the graph too (the Gaussian's distances)
         scorer.use_onnxruntime(args.threads)
-    ms = _ms_per_tile(scorer.maps, timing)
+    (ms,) = ms_per_tile([scorer.maps], timing, repeats=3)
     maps = {k: _maps(scorer, feats, shapes) for k, (feats, shapes) in sets.items() if k != "fit"}
     return [
         {"score": score_name, "ms_per_tile": ms, "fit_s": fit_s} | _figures(maps, boxes, score, args.budget)
