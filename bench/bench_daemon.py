@@ -48,7 +48,7 @@ import yaml  # noqa: E402
 from datasets.settings import REPO_ROOT  # noqa: E402
 from inspection.config import InspectionConfig  # noqa: E402
 from inspection.daemon import Daemon  # noqa: E402
-from inspection.detector import TileDetector  # noqa: E402
+from inspection.detector import TileDetector, threads_per_call  # noqa: E402
 from inspection.inspect_cli import DEFAULT_CONFIG  # noqa: E402
 from inspection.messages import Frame  # noqa: E402
 from inspection.sources.strip_sim import StripSimulator  # noqa: E402
@@ -111,10 +111,12 @@ class Variant:
     int8: bool = False
     evidence_workers: int | None = None  # None: the config's; 0: the sink writes evidence itself
     evidence_nice: int | None = None  # None: the config's (how much lower the writers' OS priority is)
+    detect_workers: int | None = None  # None: the config's (model calls in flight at once)
 
     @property
     def runtime(self) -> str:
-        return f"{self.backend} int8" if self.int8 else self.backend
+        name = f"{self.backend} int8" if self.int8 else self.backend
+        return name if self.detect_workers is None else f"{name} x{self.detect_workers} calls"
 
     @property
     def label(self) -> str:
@@ -137,7 +139,10 @@ def parse_variants(args: argparse.Namespace) -> list[Variant]:
     writers: list[tuple[int | None, int | None]] = [(None, None)]
     if args.evidence_workers:  # "2" or "2:0" (two writers at the model's priority)
         writers = [_writers(spec) for spec in args.evidence_workers.split(",")]
-    return [Variant(b, i8, w, nice) for b, i8 in runtimes for w, nice in writers]
+    calls: list[int | None] = [None]
+    if args.detect_workers:
+        calls = [int(n) for n in args.detect_workers.split(",")]
+    return [Variant(b, i8, w, nice, c) for b, i8 in runtimes for c in calls for w, nice in writers]
 
 
 def _writers(spec: str) -> tuple[int | None, int | None]:
@@ -161,6 +166,8 @@ def make_config(
     )
     if args.threads:
         data["detector"]["threads"] = args.threads
+    if variant.detect_workers is not None:
+        data["detector"]["workers"] = variant.detect_workers
     if args.batch_tiles:
         data["detector"]["batch_tiles"] = args.batch_tiles
     data["output"]["dir"] = str(work / name / "out")
@@ -194,27 +201,33 @@ def raw_model(cfg: InspectionConfig, batches: list[np.ndarray], repeat: int) -> 
         device=cfg.detector.device,
         batch_size=cfg.detector.batch_tiles,
         score_threshold=cfg.detector.score_threshold,
-        threads=cfg.detector.threads,
+        threads=threads_per_call(cfg.detector.threads, cfg.detector.workers),
         backend=cfg.detector.backend,
         int8=cfg.detector.int8,
     )  # loads and warms up
     device = resolve_device(cfg.detector.device)
+    calls = cfg.detector.workers
     runs = []
 
-    def score_all() -> None:
-        for _ in range(repeat):
-            with Meter() as meter:
-                for batch in batches:
-                    detector.detect(batch)  # detections come back on the host: each batch is finished
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-            runs.append(meter.usage)
+    def score_share(k: int) -> None:
+        for batch in batches[k::calls]:
+            detector.detect(batch)  # detections come back on the host: each batch is finished
 
-    # In a worker thread, as the daemon's detect stage runs it: torch's CPU thread pool behaves differently
-    # in the main thread (on a busy machine its 2-thread regions ran 3x slower there than in a worker).
-    worker = threading.Thread(target=score_all, name="bench-raw")
-    worker.start()
-    worker.join()
+    for _ in range(repeat):
+        # In worker threads (as many as the daemon's model calls in flight), as the detect stage runs it:
+        # torch's CPU thread pool behaves differently in the main thread (on a busy machine its 2-thread
+        # regions ran 3x slower there than in a worker).
+        workers = [
+            threading.Thread(target=score_share, args=(k,), name=f"bench-raw-{k}") for k in range(calls)
+        ]
+        with Meter() as meter:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        runs.append(meter.usage)
     return min(runs, key=lambda u: u.wall_s), detector.version, f"{device}, {detector.backend_description}"
 
 
@@ -243,6 +256,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="e.g. 0,2,2:0: each a daemon set-up (0: the sink writes; 2:0 two writers at nice +0)",
     )
+    parser.add_argument(
+        "--detect-workers",
+        default=None,
+        help="e.g. 1,2: each a set-up with that many model calls in flight (raw model measured the same way)",
+    )
     parser.add_argument("--no-anomaly", action="store_true", help="anomaly stage off (the detector only)")
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for the model (default: torch's)"
@@ -261,6 +279,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-evidence", action="store_true", help="store rows only: no crops, frame images or raw frames"
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of raw and saturated (best counts)")
+    parser.add_argument(
+        "--work-dir",
+        default=None,
+        help="where the databases and evidence files go (default: $TMPDIR); a tmpfs such as /dev/shm "
+        "leaves out what creating files costs on this machine's disk",
+    )
     return parser.parse_args(argv)
 
 
@@ -340,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)
     variants = parse_variants(args)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-", dir=args.work_dir) as tmp:
         work = Path(tmp)
         cfg = make_config(args, work, source=strip_uri(args), name="tiles", variant=variants[0])
         batches, n_frames, lines = strip_tiles(cfg)
@@ -351,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{runs_on}\nstrip {args.across}x{args.along} images, {n_frames} frames of {args.frame_lines} lines "
         f"(overlap {args.overlap_lines}), {n_tiles} tiles of {cfg.tiling.tile_hw}, batches of "
         f"{cfg.detector.batch_tiles}, anomaly stage {'off' if args.no_anomaly else 'as configured'}, "
-        f"evidence {'off' if args.no_evidence else 'written'}; best of {args.repeat}\n"
+        f"evidence {'off' if args.no_evidence else 'written'} "
+        f"under {args.work_dir or tempfile.gettempdir()}; "
+        f"best of {args.repeat}\n"
         f"load average (1/5/15 min) before {_load(load_before)}, after {_load(os.getloadavg())}\n"
     )
     print_table(args, results, n_tiles, n_frames)

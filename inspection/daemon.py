@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from inspection.config import InspectionConfig
-from inspection.detector import TileDetector
+from inspection.detector import TileDetector, threads_per_call
 from inspection.health import health_report
 from inspection.metrics import DaemonMetrics
 from inspection.pipeline import PipelineParts, build_pipeline
@@ -155,7 +155,7 @@ class Daemon:
             device=self.cfg.detector.device,
             batch_size=self.cfg.detector.batch_tiles,
             score_threshold=self.cfg.detector.score_threshold,
-            threads=self.cfg.detector.threads,
+            threads=threads_per_call(self.cfg.detector.threads, self.cfg.detector.workers),
             backend=self.cfg.detector.backend,
             int8=self.cfg.detector.int8,
         )

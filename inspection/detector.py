@@ -8,6 +8,7 @@ none is lost. A bundle that fails to load leaves the running model in place.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -18,6 +19,14 @@ from datasets.detections import Detections
 from training.inference import Predictor
 
 log = logging.getLogger("steel.detector")
+
+
+def threads_per_call(threads: int | None, workers: int) -> int | None:
+    """Intra-op threads for each of ``workers`` concurrent model calls: ``threads`` when set, else the
+    cores this process may use shared out (None with one worker: the runtime's own default)."""
+    if threads or workers <= 1:
+        return threads
+    return max(1, len(os.sched_getaffinity(0)) // workers)
 
 
 class TileDetector:

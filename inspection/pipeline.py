@@ -65,7 +65,13 @@ def build_pipeline(cfg: InspectionConfig, parts: PipelineParts) -> Pipeline:
     class_names = [*parts.detector.class_names, ANOMALY_CLASS]
     out = cfg.output
     options = EvidenceOptions(
-        parts.output_dir, out.save_crops, out.save_frames, out.save_raw, out.live_every_s
+        parts.output_dir,
+        out.save_crops,
+        out.save_frames,
+        out.save_raw,
+        out.live_every_s,
+        raw_format=out.raw_format,
+        crop_format=out.crop_format,
     )
     # one writer: the evidence stage's, or the sink's when it writes its own (evidence_workers: 0)
     writer = EvidenceWriter(options, class_names, default_line=cfg.line)
@@ -126,7 +132,14 @@ def _build_detection_stages(
             abort=abort,
             metrics=metrics,
         ),
-        DetectStage(q["detect"], q["merge"], detector=parts.detector, abort=abort, metrics=metrics),
+        DetectStage(
+            q["detect"],
+            q["merge"],
+            detector=parts.detector,
+            workers=cfg.detector.workers,
+            abort=abort,
+            metrics=metrics,
+        ),
         MergeStage(
             q["merge"],
             q["anomaly"],

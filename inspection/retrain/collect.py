@@ -6,7 +6,7 @@ up to ``up_to`` wins.
 
 What becomes an image: the daemon's frames are far larger than the model's input and are scored in tiles,
 so each newly reviewed defect gets a window of ``window_px`` (the tile size) centred on it, cut from the
-frame's raw pixels (``raw_frame_path``: the sink keeps them beside the annotated copy). A window is labelled
+frame's raw pixels (``stored_raw_frame``: the sink keeps them beside the annotated copy). A window is labelled
 with every defect visible in it, the frame's own and, for line-scan frames, those stored with an
 overlapping frame of the same source and coil (mapped through strip coordinates):
 
@@ -55,7 +55,7 @@ from inspection.retrain.config import CollectConfig
 from inspection.retrain.leakage import FixedSetGuard
 from inspection.retrain.windows import VisibleDefect, contains, label_window, place_window
 from inspection.storage import retrain_store as store
-from inspection.storage.paths import raw_frame_path, source_dir_name
+from inspection.storage.paths import source_dir_name, stored_raw_frame
 from inspection.storage.schema import Defect, Frame, Review
 
 SNAPSHOT_MARKER = "snapshot.json"
@@ -145,8 +145,8 @@ def split_group(frame: Frame) -> str:
     return f"{frame.source}|frame {frame.seq}"
 
 
-def _read_raw(path: Path) -> np.ndarray | None:
-    if not path.is_file():
+def _read_raw(path: Path | None) -> np.ndarray | None:
+    if path is None:
         return None
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     return image if image is not None and image.size else None
@@ -192,7 +192,7 @@ def _frame_windows(
     images_dir: Path,
 ) -> None:
     """Cut, label, check and write the windows of one frame's reviewed defects into ``out``."""
-    image = _read_raw(raw_frame_path(Path(cfg.frames_dir), frame.source, frame.seq))
+    image = _read_raw(stored_raw_frame(Path(cfg.frames_dir), frame.source, frame.seq))
     if image is None:
         out.skipped["no_raw_frame"] += len(anchors)
         return

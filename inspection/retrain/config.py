@@ -50,7 +50,7 @@ class DataSourceConfig(StrictModel):
 class CollectConfig(StrictModel):
     """How reviewed detections become training images."""
 
-    # The daemon's output.dir: its sink keeps each frame with defects as raw/<source>/<seq>.png.
+    # The daemon's output.dir: its sink keeps each frame with defects as raw/<source>/<seq>.tiff (or .png).
     frames_dir: str = "var/inspection"
     window_px: int = Field(200, ge=32)  # windows cut around each reviewed defect: the daemon's tile size
     min_visibility: float = Field(0.3, gt=0, le=1)  # share of a box inside a window for it to be a label

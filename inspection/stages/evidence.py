@@ -40,22 +40,42 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, class_ids: np.ndarray, labe
     return canvas
 
 
+# Encoder settings by file suffix: raw frames as uncompressed TIFF (lossless, cheap), pictures for people as
+# JPEG at quality 95; PNG (heat-map crops, or a config's choice) at OpenCV's default, its fastest here.
+ENCODE_PARAMS: dict[str, list[int]] = {
+    ".tiff": [cv2.IMWRITE_TIFF_COMPRESSION, 1],
+    ".jpg": [cv2.IMWRITE_JPEG_QUALITY, 95],
+}
+
+
 def write_image_atomic(path: Path, image: np.ndarray) -> None:
     """Write an image under a temporary name, then rename it; OSError (nothing left behind) when the
-    folder cannot take it (a full disk: OpenCV only says False, so the free space is named)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder cannot take it, naming the free space (a full disk). Encoded in memory and written by Python,
+    so a failure is the system's own error, never an encoder's message on stderr (the log is JSON). The
+    folder is made when the first write into it fails, not checked before every one (a frame has dozens
+    of crops)."""
+    try:
+        ok, encoded = cv2.imencode(path.suffix, image, ENCODE_PARAMS.get(path.suffix, []))
+    except cv2.error as exc:
+        raise _cannot_write(path, str(exc).strip().splitlines()[-1]) from exc
+    if not ok:
+        raise _cannot_write(path, "the encoder refused the image")
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
     try:
-        ok = cv2.imwrite(str(tmp), image)
-    except cv2.error as exc:
-        ok, detail = False, str(exc).strip().splitlines()[-1]
-    else:
-        detail = ""
-    if not ok:
+        try:
+            tmp.write_bytes(encoded.tobytes())
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(encoded.tobytes())
+        os.replace(tmp, path)
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
-        free = shutil.disk_usage(path.parent).free
-        raise OSError(f"cannot write {path} ({free} bytes free){': ' + detail if detail else ''}")
-    os.replace(tmp, path)
+        raise _cannot_write(path, exc.strerror or str(exc)) from exc
+
+
+def _cannot_write(path: Path, detail: str) -> OSError:
+    free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else 0
+    return OSError(f"cannot write {path} ({free} bytes free): {detail}")
 
 
 def raw_pixels(frame: Frame) -> np.ndarray:
@@ -77,6 +97,8 @@ class EvidenceOptions:
     save_frames: str  # none | defects | all
     save_raw: bool
     live_every_s: float
+    raw_format: str = "tiff"  # tiff | png (see inspection.storage.paths.RAW_FORMATS)
+    crop_format: str = "jpg"  # jpg | png
 
 
 @dataclass(frozen=True)
@@ -142,7 +164,9 @@ class EvidenceWriter:
         if window is None:
             return None, None
         xa, ya, xb, yb = window
-        path = crop_path(self.options.output_dir, frame.source, frame.seq, d.track_id)
+        path = crop_path(
+            self.options.output_dir, frame.source, frame.seq, d.track_id, self.options.crop_format
+        )
         if not _saved(path, frame.image[ya:yb, xa:xb], problems):
             return None, None
         heat = heat_map_crop(frame, window) if d.class_name == ANOMALY_CLASS else None
@@ -160,7 +184,9 @@ class EvidenceWriter:
             if _saved(plan.frame_image, annotated, problems):
                 path = str(plan.frame_image)
             if self.options.save_raw:
-                raw = raw_frame_path(self.options.output_dir, frame.source, frame.seq)
+                raw = raw_frame_path(
+                    self.options.output_dir, frame.source, frame.seq, self.options.raw_format
+                )
                 _saved(raw, raw_pixels(frame), problems)
         if plan.live_image is not None:
             try:  # the live view is a convenience: a full disk costs the picture, not the frame

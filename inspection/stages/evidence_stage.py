@@ -16,15 +16,13 @@ import logging
 import os
 import sys
 import threading
-import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Callable
 
 from inspection.messages import FrameResult, Message
 from inspection.metrics import DaemonMetrics
-from inspection.queues import END, BoundedQueue, Empty, EndOfStream
-from inspection.stages.base import Stage
-from inspection.stages.evidence import EvidencePlan, EvidenceWriter
+from inspection.queues import BoundedQueue
+from inspection.stages.evidence import EvidenceWriter
+from inspection.stages.ordered_pool import OrderedPoolStage, timed
 
 log = logging.getLogger("steel.evidence")
 
@@ -41,7 +39,7 @@ def lower_thread_priority(nice: int) -> None:
         log.warning("evidence writers keep normal priority: %s", exc)
 
 
-class EvidenceStage(Stage[FrameResult]):
+class EvidenceStage(OrderedPoolStage[FrameResult]):
     accepts = (FrameResult,)
 
     outbox: BoundedQueue  # the sink's inbox: never None
@@ -61,59 +59,14 @@ class EvidenceStage(Stage[FrameResult]):
         self.writer = writer
         self.workers = max(1, workers)
         self.nice = nice
-        self._pending: deque[Future[Message]] = deque()
 
-    def _write(self, result: FrameResult, plan: EvidencePlan) -> Message:
-        started = time.perf_counter()
-        evidence = self.writer.write_safely(result, plan)
-        if self.metrics is not None:
-            self.metrics.observe_stage_seconds("evidence", time.perf_counter() - started)
-        return dataclasses.replace(result, evidence=evidence)
+    def init_worker(self) -> None:
+        lower_thread_priority(self.nice)
 
-    def _pass_on(self, *, keep: int) -> bool:
-        """Hand on finished messages in order until at most ``keep`` remain (waiting for the oldest when
-        more remain); False when the daemon aborted while the sink's queue was full."""
-        while self._pending and (len(self._pending) > keep or self._pending[0].done()):
-            while not self._pending[0].done():
-                if self.abort.is_set():
-                    return False
-                wait([self._pending[0]], timeout=0.2)
-            msg = self._pending[0].result()
-            if not self.outbox.put(msg, abort=self.abort):
-                return False
-            self._pending.popleft()
-            self.handled += 1
-        return True
+    def prepare(self, msg: FrameResult) -> Callable[[], list[Message]]:
+        plan = self.writer.plan(msg)  # in frame order: the live view's refresh clock is per line
 
-    def _submit(self, pool: ThreadPoolExecutor, msg: Message) -> None:
-        if isinstance(msg, FrameResult):
-            self._pending.append(pool.submit(self._write, msg, self.writer.plan(msg)))
-        else:  # failures and gaps keep their place among the frames
-            done: Future[Message] = Future()
-            done.set_result(msg)
-            self._pending.append(done)
+        def write() -> list[Message]:
+            return [dataclasses.replace(msg, evidence=self.writer.write_safely(msg, plan))]
 
-    def run(self) -> None:
-        pool = ThreadPoolExecutor(
-            self.workers,
-            thread_name_prefix="evidence",
-            initializer=lower_thread_priority,
-            initargs=(self.nice,),
-        )
-        try:
-            while not self.abort.is_set():
-                self.heartbeat = time.monotonic()
-                if not self._pass_on(keep=2 * self.workers):
-                    return
-                try:
-                    msg = self.inbox.get(timeout=0.05 if self._pending else 0.2)
-                except Empty:
-                    continue
-                if isinstance(msg, EndOfStream):
-                    if self._pass_on(keep=0):
-                        self.outbox.put(END)
-                    return
-                self._submit(pool, msg)
-        finally:  # on abort, writes not yet started are dropped (their frames are read again on restart)
-            aborted = self.abort.is_set()
-            pool.shutdown(wait=not aborted, cancel_futures=aborted)
+        return lambda: timed(self, write)

@@ -3,8 +3,13 @@ dashboard and the retraining job compute the same paths without importing the da
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
+
+# Raw frames are noise-like steel texture that PNG shrinks by only ~25 % at ~70x the CPU of an uncompressed
+# TIFF (4.2 vs 0.06 ms for 800x600), so TIFF is the default; PNG is read back from older output folders.
+RAW_FORMATS = ("tiff", "png")
 
 
 def safe_name(text: str) -> str:
@@ -12,6 +17,7 @@ def safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:80]
 
 
+@functools.lru_cache(maxsize=1024)  # called for every crop of every frame with a handful of sources
 def source_dir_name(source: str) -> str:
     """The folder of one source's evidence: a readable prefix plus a hash of the whole name.
 
@@ -23,9 +29,10 @@ def source_dir_name(source: str) -> str:
     return f"{safe_name(source)[:60]}-{digest}"
 
 
-def crop_path(output_dir: str | Path, source: str, seq: int, track_id: str) -> Path:
-    """The crop of one defect (``track_id``) as first stored with frame ``(source, seq)``."""
-    return Path(output_dir) / "crops" / source_dir_name(source) / f"{seq}_{safe_name(track_id)}.png"
+def crop_path(output_dir: str | Path, source: str, seq: int, track_id: str, fmt: str = "jpg") -> Path:
+    """The crop of one defect (``track_id``) as first stored with frame ``(source, seq)``: a picture for
+    people (``fmt`` jpg by default); retraining cuts its windows from the raw frame, never from crops."""
+    return Path(output_dir) / "crops" / source_dir_name(source) / f"{seq}_{safe_name(track_id)}.{fmt}"
 
 
 def frame_image_path(output_dir: str | Path, source: str, seq: int) -> Path:
@@ -33,9 +40,18 @@ def frame_image_path(output_dir: str | Path, source: str, seq: int) -> Path:
     return Path(output_dir) / "frames" / source_dir_name(source) / f"{seq}.jpg"
 
 
-def raw_frame_path(output_dir: str | Path, source: str, seq: int) -> Path:
-    """The lossless raw pixels of a stored frame (retraining cuts its windows from them)."""
-    return Path(output_dir) / "raw" / source_dir_name(source) / f"{seq}.png"
+def raw_frame_path(output_dir: str | Path, source: str, seq: int, fmt: str = "tiff") -> Path:
+    """Where the lossless raw pixels of a stored frame are written (retraining cuts its windows from them)."""
+    return Path(output_dir) / "raw" / source_dir_name(source) / f"{seq}.{fmt}"
+
+
+def stored_raw_frame(output_dir: str | Path, source: str, seq: int) -> Path | None:
+    """The raw pixels of ``(source, seq)`` on disk in any of :data:`RAW_FORMATS`, or None."""
+    for fmt in RAW_FORMATS:
+        path = raw_frame_path(output_dir, source, seq, fmt)
+        if path.is_file():
+            return path
+    return None
 
 
 def live_frame_path(output_dir: str | Path, line: str) -> Path:

@@ -215,7 +215,7 @@ def store_strip(world: World, uri: str, *, coil: str, verdict: str = "confirmed"
     for seq, start in enumerate(range(0, max(rows - sim.spec.overlap_lines, 1), step)):
         stop = min(rows, start + sim.spec.frame_lines)
         image = sim.rows(start, stop)
-        path = raw_frame_path(world.frames_dir, uri, seq)
+        path = raw_frame_path(world.frames_dir, uri, seq, "png")  # an older output folder's format
         path.parent.mkdir(parents=True, exist_ok=True)
         assert cv2.imwrite(str(path), image)
         top = first + start

@@ -1,14 +1,15 @@
 """Evidence files are written beside the sink, not in it (issue 15, item 3): a slow or stalled image write
 holds up neither the other frames' evidence nor the model's threads' priority, and nothing is lost on
 the way (order kept, every frame in flight handed on before end of stream). Real NEU-DET images, real
-files, a real SQLite; stalls are injected into OpenCV's ``imwrite`` and observed with events."""
+files, a real SQLite; stalls are injected into the file writes (``Path.write_bytes``, as a slow disk
+would hold them) and observed with events."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,11 +36,11 @@ from tests.inspection.daemon_fixtures import (  # noqa: F401 - fixtures
 )
 
 GUARD_S = 120  # an event not set within this long means the writer is stuck: a failure, not a timing
-REAL_IMWRITE = cv2.imwrite
+REAL_WRITE_BYTES = Path.write_bytes
 
 
 class StalledImwrite:
-    """``cv2.imwrite`` that holds the first annotated frame image until :attr:`release` is set, and notes
+    """A file write that holds the first annotated frame image until :attr:`release` is set, and notes
     each other image written meanwhile and the nice value of the thread writing it."""
 
     def __init__(self) -> None:
@@ -50,24 +51,24 @@ class StalledImwrite:
         self._held: str | None = None
         self._lock = threading.Lock()
 
-    def __call__(self, path: str, image: np.ndarray, params: Sequence[int] = ()) -> bool:
+    def __call__(self, path: Path, data: bytes) -> int:
         self.nice_of_writers.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         with self._lock:
-            hold = self._held is None and f"{os.sep}frames{os.sep}" in path
+            hold = self._held is None and f"{os.sep}frames{os.sep}" in str(path)
             if hold:
-                self._held = path
+                self._held = str(path)
         if hold:
             self.stalled.set()
             self.release.wait(GUARD_S)
         elif self.stalled.is_set() and not self.release.is_set():
             self.written_meanwhile.set()
-        return REAL_IMWRITE(path, image, params)
+        return REAL_WRITE_BYTES(path, data)
 
 
 @pytest.fixture
 def stalled_imwrite(monkeypatch: pytest.MonkeyPatch) -> Iterator[StalledImwrite]:
     stall = StalledImwrite()
-    monkeypatch.setattr(cv2, "imwrite", stall)
+    monkeypatch.setattr(Path, "write_bytes", lambda path, data: stall(path, data))  # a method: binds path
     try:
         yield stall
     finally:

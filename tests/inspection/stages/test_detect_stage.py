@@ -1,15 +1,18 @@
 """The detect stage on its own: the shipped YOLO-n bundle scores a batch holding the tiles of several real
-NEU-DET frames, and each frame gets back its own tiles' detections in grid order."""
+NEU-DET frames, and each frame gets back its own tiles' detections in grid order; with several model calls
+in flight, frames still leave in the order they came."""
 
 from __future__ import annotations
 
+import os
 import threading
+from typing import cast
 
 import numpy as np
 import pytest
 
 from datasets.settings import REPO_ROOT
-from inspection.detector import TileDetector
+from inspection.detector import TileDetector, threads_per_call
 from inspection.messages import FailedFrame, TileBatch, TileDetections
 from inspection.stages.batch import combine
 from inspection.stages.detect import DetectStage
@@ -37,9 +40,30 @@ def frame_batch(seq: int, image_index: int) -> TileBatch:
     )
 
 
-def detect_stage(detector: TileDetector, abort: threading.Event) -> DetectStage:
+def detect_stage(detector: TileDetector, abort: threading.Event, workers: int = 1) -> DetectStage:
     inbox, outbox = queues()
-    return DetectStage(inbox, outbox, detector=detector, abort=abort)
+    return DetectStage(inbox, outbox, detector=detector, abort=abort, workers=workers)
+
+
+class FirstCallHeld:
+    """The real detector with its first call held until a later call has finished: a batch that finishes
+    after the one behind it, as concurrent model calls do."""
+
+    def __init__(self, detector: TileDetector) -> None:
+        self.detector = detector
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.later_call_done = threading.Event()
+
+    def detect(self, tiles: np.ndarray) -> tuple[list, str]:
+        with self.lock:
+            n, self.calls = self.calls, self.calls + 1
+        if n == 0 and not self.later_call_done.wait(timeout=20):
+            raise RuntimeError("no second model call ran beside the first")
+        out = self.detector.detect(tiles)
+        if n > 0:
+            self.later_call_done.set()
+        return out
 
 
 def test_each_frame_gets_its_own_tiles_detections_in_grid_order(
@@ -60,8 +84,32 @@ def test_each_frame_gets_its_own_tiles_detections_in_grid_order(
     assert sum(len(d) for msg in out if isinstance(msg, TileDetections) for d in msg.per_tile) > 0
 
 
-def test_a_batch_the_model_cannot_score_fails_every_frame_in_it(
+def test_with_two_model_calls_in_flight_frames_leave_in_order_though_a_later_batch_finishes_first(
     detector: TileDetector, abort: threading.Event
+) -> None:
+    batches = [frame_batch(seq, image_index=600 + 200 * seq) for seq in range(4)]
+    held = FirstCallHeld(detector)
+    out = run_to_end(detect_stage(cast(TileDetector, held), abort, workers=2), list(batches))
+    assert held.later_call_done.is_set()  # the second batch was scored while the first was held
+    assert [type(m) for m in out] == [TileDetections] * 4
+    assert [m.frame.seq for m in out if isinstance(m, TileDetections)] == [0, 1, 2, 3]
+    for batch, msg in zip(batches, out, strict=True):
+        expected, _ = detector.detect(batch.tiles)
+        assert isinstance(msg, TileDetections)
+        for got, want in zip(msg.per_tile, expected, strict=True):
+            np.testing.assert_array_equal(got.xyxy, want.xyxy)
+
+
+def test_concurrent_model_calls_share_the_cores_unless_threads_are_set() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert threads_per_call(None, 1) is None  # one call: the runtime's own default
+    assert threads_per_call(None, 2) == max(1, cores // 2)
+    assert threads_per_call(3, 2) == 3
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_batch_the_model_cannot_score_fails_every_frame_in_it(
+    detector: TileDetector, abort: threading.Event, workers: int
 ) -> None:
     good = frame_batch(0, image_index=0)
     empty_tiles = TileBatch(
@@ -70,7 +118,7 @@ def test_a_batch_the_model_cannot_score_fails_every_frame_in_it(
         frame_index=np.array([0, 1]),
         offsets_xy=np.zeros((2, 2), np.int64),
     )
-    out = run_to_end(detect_stage(detector, abort), [empty_tiles, good])
+    out = run_to_end(detect_stage(detector, abort, workers), [empty_tiles, good])
     assert [type(m) for m in out] == [FailedFrame, FailedFrame, TileDetections]
     assert [m.seq for m in out[:2]] == [0, 1]  # type: ignore[union-attr]
     assert all(m.reason.startswith("detect: error: ") for m in out[:2])  # type: ignore[union-attr]

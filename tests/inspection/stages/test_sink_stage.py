@@ -4,6 +4,7 @@ replayed after a restart stored once."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ from inspection.queues import END, BoundedQueue
 from inspection.stages.evidence import EvidenceOptions, EvidenceWriter
 from inspection.stages.sink import Geometry, SinkStage
 from inspection.storage.db import upgrade
-from inspection.storage.paths import crop_path, frame_image_path, raw_frame_path
+from inspection.storage.paths import crop_path, frame_image_path, raw_frame_path, stored_raw_frame
 from inspection.storage.repository import Repository
 from inspection.storage.writer import ResilientWriter
 from tests.inspection.daemon_fixtures import query, sqlite_db
@@ -89,6 +90,43 @@ def test_a_frame_and_its_new_defect_are_stored_with_positions_and_evidence(sink:
     assert read_image(crop).shape[:2] == (96, 56)  # the box and 8 px around it
     assert read_image(raw_frame_path(out, SOURCE, 1)).shape == (200, 200)
     assert (sink.tally.frames, sink.tally.defects, sink.tally.per_class["scratches"]) == (1, 1, 1)
+
+
+def test_the_raw_frame_is_an_uncompressed_lossless_tiff_and_the_crop_a_jpeg(sink: SinkStage) -> None:
+    run_sink(sink, [scratch_result(1)])
+    out = sink.evidence.options.output_dir
+    raw = raw_frame_path(out, SOURCE, 1)
+    assert raw.suffix == ".tiff" and stored_raw_frame(out, SOURCE, 1) == raw
+    assert np.array_equal(read_image(raw), scratch_result(1).frame.image)  # every pixel kept
+    assert raw.stat().st_size >= 200 * 200  # not compressed: encoding it costs next to no CPU
+    crop = crop_path(out, SOURCE, 1, "1-0")
+    assert crop.suffix == ".jpg" and crop.read_bytes()[:2] == b"\xff\xd8"  # a JPEG stream
+
+
+def test_a_png_raw_format_in_the_config_is_written_and_found_by_retraining(
+    tmp_path: Path, sink: SinkStage
+) -> None:
+    options = EvidenceOptions(
+        tmp_path / "png", True, "defects", True, 1e9, raw_format="png", crop_format="png"
+    )
+    writer = EvidenceWriter(options, CLASSES, "L1")
+    evidence = writer.write_now(scratch_result(3))
+    raw = stored_raw_frame(tmp_path / "png", SOURCE, 3)
+    assert raw is not None and raw.suffix == ".png" and cv2.imread(str(raw)) is not None
+    crop = evidence.crop_paths[0][1]
+    assert (
+        crop is not None and crop.endswith(".png") and stored_raw_frame(tmp_path / "png", SOURCE, 4) is None
+    )
+
+
+def test_an_evidence_folder_deleted_between_frames_is_made_again(sink: SinkStage, db: str) -> None:
+    out = sink.evidence.options.output_dir
+    first = sink.evidence.write_now(scratch_result(1))
+    shutil.rmtree(out)  # a clean-up job, or an operator freeing space
+    second = sink.evidence.write_now(scratch_result(2))
+    assert first.problem is None and second.problem is None
+    crop = second.crop_paths[0][1]
+    assert stored_raw_frame(out, SOURCE, 2) is not None and crop is not None and Path(crop).is_file()
 
 
 def test_a_frame_replayed_after_a_restart_is_stored_once(sink: SinkStage, db: str) -> None:
