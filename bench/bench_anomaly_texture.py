@@ -30,7 +30,10 @@ from bench.bench_anomaly import bench_inputs  # noqa: E402
 from datasets.background import read_gray_image  # noqa: E402
 from datasets.texture.features import extract  # noqa: E402
 from datasets.texture.settings import FeatureSettings  # noqa: E402
-from training.anomaly.fit import fit_candidate, tile_score, tile_scores  # noqa: E402
+from training.anomaly.base import tile_score  # noqa: E402
+from training.anomaly.calibrate import tile_scores  # noqa: E402
+from training.anomaly.fit import fit_candidate  # noqa: E402
+from training.anomaly.gaussian import FeatureGaussian  # noqa: E402
 
 GLCM = FeatureSettings(groups=("glcm",))
 
@@ -69,6 +72,7 @@ def main() -> None:
     images = [read_gray_image(rec.found_path()) for rec in val_set.images]
     classes = np.array([rec.boxes[0].label for rec in val_set.images])
     scorer = fit_candidate("backbone-gaussian:3", detector, clean, ae_steps=0, fit_tiles=0, input_size=192)
+    assert isinstance(scorer, FeatureGaussian)  # the backbone candidate is always the Gaussian
     scorer.use_onnxruntime(args.threads)
     backbone = [
         np.array(tile_scores(scorer, clean.train)),
