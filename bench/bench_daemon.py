@@ -6,19 +6,16 @@ The same command runs on a CUDA machine (``--device auto`` picks the GPU); give 
 
 Three measurements on one simulated strip (NEU-DET validation images played as a line-scan camera):
 
-1. **raw model**: the strip's frames are cut into tiles exactly as the daemon cuts them, then scored by the
-   same detector in batches of ``detector.batch_tiles``, back to back: the ceiling for the daemon.
-2. **daemon, saturated**: ``steel inspect --once`` in-process with the source unpaced (``line_rate=0``),
-   every stage and the SQLite writer included. ``ratio`` = daemon tiles/s / raw tiles/s (target >= 0.9).
-   Both are timed ``--repeat`` times, alternating raw and daemon (a fresh database each daemon run), and
-   the fastest run of each counts: on a shared machine the slower runs measure the neighbours.
-3. **daemon, paced** at ``--load`` (default 0.5) of the raw throughput: frame latency (capture to stored)
-   p50/p99 on a line that the daemon can keep up with. Latency under saturation is queueing, not service.
+1. **raw model**: the strip's frames cut into tiles as the daemon cuts them, scored by the same detector in
+   batches of ``detector.batch_tiles`` with as many calls in flight as the daemon has: its ceiling.
+2. **daemon, saturated**: ``steel inspect --once`` in-process, source unpaced, every stage and the SQLite
+   writer included; ``ratio`` = daemon tiles/s / raw tiles/s. Raw and daemon alternate ``--repeat``
+   times (a fresh database each run); the fastest of each counts (slower runs measure the neighbours).
+3. **daemon, paced** at ``--load`` of the raw throughput: frame latency (capture to stored) p50/p99.
 
-Several daemon set-ups in one run, interleaved round by round on the same tiles: ``--backends
-torch,onnxruntime,onnxruntime-int8`` times ``--evidence-workers 0,2`` (0: the sink encodes and writes the
-evidence files itself, as before the evidence stage; 2: two lower-priority writer threads beside it).
-``--no-anomaly`` turns the anomaly stage off, so the daemon is compared with the one model it runs.
+Set-ups are interleaved round by round: ``--backends torch,onnxruntime,onnxruntime-int8`` x
+``--detect-workers 1,2`` (model calls in flight) x ``--evidence-workers 0,2`` (0: the sink writes the
+evidence itself). ``--no-anomaly`` compares the daemon with the one model it then runs.
 
 CPU use is process CPU seconds per wall second (``resource.getrusage``: 1.0 = one core busy), memory the
 process's peak resident set (and peak CUDA memory on a GPU). Prints a Markdown table for the README.
