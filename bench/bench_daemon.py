@@ -1,8 +1,7 @@
 """Benchmark: the inspection daemon end to end against the raw model on the same tiles.
 
-Run from the repository root: ``.venv/bin/python bench/bench_daemon.py [--along 24] [--device auto]``.
-The same command runs on a CUDA machine (``--device auto`` picks the GPU); give it a longer strip there
-(``--along 300``) so the run is not dominated by start-up.
+Run from the repository root: ``.venv/bin/python bench/bench_daemon.py [--along 24] [--device auto]``; on a
+CUDA machine give it a longer strip (``--along 300``) so start-up does not dominate.
 
 Three measurements on one simulated strip (NEU-DET validation images played as a line-scan camera):
 
@@ -17,8 +16,8 @@ Set-ups are interleaved round by round: ``--backends torch,onnxruntime,onnxrunti
 ``--detect-workers 1,2`` (model calls in flight) x ``--evidence-workers 0,2`` (0: the sink writes the
 evidence itself). ``--no-anomaly`` compares the daemon with the one model it then runs.
 
-CPU use is process CPU seconds per wall second (``resource.getrusage``: 1.0 = one core busy), memory the
-process's peak resident set (and peak CUDA memory on a GPU). Prints a Markdown table for the README.
+CPU is process CPU seconds (``resource.getrusage``), memory the peak resident set (and CUDA memory on a
+GPU). Prints a Markdown table for the README.
 """
 
 from __future__ import annotations
