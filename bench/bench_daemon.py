@@ -244,19 +244,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"])
     parser.add_argument("--int8", action="store_true", help="onnxruntime's int8 export (make it first)")
-    parser.add_argument(
-        "--backends", default=None, help="several in one run, e.g. torch,onnxruntime,onnxruntime-int8"
-    )
-    parser.add_argument(
-        "--evidence-workers",
-        default=None,
-        help="e.g. 0,2,2:0: each a daemon set-up (0: the sink writes; 2:0 two writers at nice +0)",
-    )
-    parser.add_argument(
-        "--detect-workers",
-        default=None,
-        help="e.g. 1,2: each a set-up with that many model calls in flight (raw model measured the same way)",
-    )
+    for flag, example in (  # each value in the list is one daemon set-up, all interleaved in one run
+        ("--backends", "torch,onnxruntime,onnxruntime-int8"),
+        ("--detect-workers", "1,2 (model calls in flight; the raw model is run the same way)"),
+        ("--evidence-workers", "0,2,2:0 (0: the sink writes; 2:0 two writers at nice +0)"),
+    ):
+        parser.add_argument(flag, default=None, help=f"several set-ups, e.g. {example}")
     parser.add_argument("--no-anomaly", action="store_true", help="anomaly stage off (the detector only)")
     parser.add_argument(
         "--threads", type=int, default=None, help="CPU threads for the model (default: torch's)"
