@@ -34,8 +34,8 @@ from datasets.model import AnnotatedSet  # noqa: E402
 from datasets.readers import read_dataset  # noqa: E402
 from datasets.settings import data_root  # noqa: E402
 from datasets.split import apply_split, read_split  # noqa: E402
+from training.anomaly.autoencoder import AutoencoderScorer  # noqa: E402
 from training.anomaly.fit import CANDIDATES, CleanData, fit_candidate, load_clean, validate  # noqa: E402
-from training.anomaly.gaussian import FeatureGaussian  # noqa: E402
 from training.anomaly.store import save_anomaly  # noqa: E402
 from training.bundle import Bundle, load_bundle  # noqa: E402
 from training.inference import Predictor  # noqa: E402
@@ -111,7 +111,7 @@ def _bench(kind: str, args: argparse.Namespace, detector, predictor, clean, defe
         kind, detector, clean, ae_steps=args.ae_steps, fit_tiles=args.fit_tiles, input_size=args.input_size
     )
     fit_s = time.perf_counter() - start
-    if isinstance(scorer, FeatureGaussian):
+    if not isinstance(scorer, AutoencoderScorer):
         scorer.use_onnxruntime(args.threads)  # the fitted memory into the ONNX graph, as the daemon runs it
     figures = validate(
         scorer, clean, defects, budget_per_1000=args.budget, calibration_tiles=args.calibration_tiles
@@ -127,14 +127,14 @@ def _bench(kind: str, args: argparse.Namespace, detector, predictor, clean, defe
         "metrics": row,
         "source_bundle": detector.version,
     }
-    name = kind.replace(":", "-s")
+    name = kind.replace(":", "-s").replace("+", "-")
     version = f"{name}{_size_tag(scorer)}-{detector.version}"
     row["saved"] = str(save_anomaly(Path(args.out) / name, scorer, version=version, extra=extra))
     return row
 
 
 def _size_tag(scorer) -> str:
-    return f"-i{scorer.input_size}" if isinstance(scorer, FeatureGaussian) else ""
+    return "" if isinstance(scorer, AutoencoderScorer) else f"-i{scorer.input_size}"
 
 
 def _arch(kind: str, detector) -> dict:

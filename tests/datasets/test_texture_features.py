@@ -11,13 +11,15 @@ from datasets.texture.features import (
     edge_statistics,
     extract,
     glcm_statistics,
+    glcm_statistics_many,
     grey_histogram,
+    haralick_properties,
     lbp_codes,
     lbp_histogram,
     pooled_hog,
 )
 from datasets.texture.preprocess import pad_to_min_size
-from datasets.texture.settings import FeatureSettings
+from datasets.texture.settings import GLCM_PROPS, FeatureSettings
 
 
 def test_grey_histogram_of_a_half_black_half_white_image() -> None:
@@ -51,6 +53,25 @@ def test_glcm_statistics_of_the_textbook_4x4_image() -> None:
     # one angle: each property's mean is the value and its range over angles is 0
     expected = [contrast, 0, dissimilarity, 0, homogeneity, 0, energy, 0, correlation, 0]
     np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+def test_haralick_properties_match_scikit_image_on_real_steel_and_on_a_flat_window(neu_root) -> None:
+    from skimage.feature import graycomatrix, graycoprops
+
+    from datasets.background import read_gray_image
+    from datasets.texture.features import quantise
+
+    files = sorted((neu_root / "images").iterdir())[::150][:8]
+    windows = [read_gray_image(f)[:128, 40:168] for f in files] + [np.full((64, 64), 90, np.uint8)]
+    thetas = [0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
+    for window in windows:
+        matrix = graycomatrix(quantise(window, 32), [1, 2, 4], thetas, 32, symmetric=True, normed=True)
+        ours = haralick_properties(matrix)
+        for prop in GLCM_PROPS:
+            np.testing.assert_allclose(ours[prop], graycoprops(matrix, prop), rtol=1e-9, atol=1e-12)
+    many = glcm_statistics_many(windows, levels=32, distances_px=(1, 2, 4), angles=4)
+    one_by_one = [glcm_statistics(w, levels=32, distances_px=(1, 2, 4), angles=4) for w in windows]
+    np.testing.assert_array_equal(many, np.array(one_by_one))
 
 
 def test_lbp_codes_of_3x3_patches() -> None:

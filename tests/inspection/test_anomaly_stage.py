@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from training.anomaly.calibrate import threshold_for_budget
 from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
 from training.anomaly.store import save_anomaly
+from training.anomaly.texture import GlcmMemory, TextureFusedScorer
 from training.background import load_canvases
 from training.bundle import load_bundle
 
@@ -31,9 +33,8 @@ NAMES = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale",
 
 
 @pytest.fixture(scope="module")
-def anomaly_dir(neu_root, tmp_path_factory):
-    """A backbone-Gaussian fitted on clean tiles of every 12th inclusion/scratches image, threshold set
-    at 50 per 1,000 of them (a small fit: the test is about the stage, not the model's quality)."""
+def clean_canvases(neu_root, tmp_path_factory) -> list[np.ndarray]:
+    """Clean tiles of every 12th inclusion/scratches image (a small fit: the tests are about the stage)."""
     if not (SHIPPED / "manifest.json").is_file():
         pytest.skip("shipped bundle models/neu-yolo-n not present")
     aset = read_dataset(neu_root / "annotations")
@@ -42,16 +43,23 @@ def anomaly_dir(neu_root, tmp_path_factory):
     )
     tiles_dir = tmp_path_factory.mktemp("tiles")
     write_tiles(select_clean_tiles(subset, BackgroundRule()), subset, tiles_dir)
-    canvases = [c.image for c in load_canvases(tiles_dir)]
-    bundle = load_bundle(SHIPPED)
-    scorer = FeatureGaussian(EarlyBackbone(bundle.model.backbone), input_size=bundle.image_size).fit(canvases)
+    return [c.image for c in load_canvases(tiles_dir)]
+
+
+def _saved(scorer, canvases, out) -> Path:
+    """``scorer`` saved with its threshold at 50 per 1,000 of the clean tiles it was fitted on."""
     threshold = threshold_for_budget([tile_score(m) for m in scorer.maps(canvases)], 50.0)
-    out = tmp_path_factory.mktemp("anomaly")
     arch = {"backbone_size": "n", "in_channels": 1}
-    save_anomaly(
-        out, scorer, version="test-anomaly", extra={"architecture": arch, "threshold": {"score": threshold}}
-    )
-    return out
+    extra = {"architecture": arch, "threshold": {"score": threshold}}
+    return save_anomaly(out, scorer, version=f"test-{scorer.kind}", extra=extra)
+
+
+@pytest.fixture(scope="module")
+def anomaly_dir(clean_canvases, tmp_path_factory) -> Path:
+    """A backbone-Gaussian fitted on the clean canvases."""
+    bundle = load_bundle(SHIPPED)
+    gaussian = FeatureGaussian(EarlyBackbone(bundle.model.backbone), input_size=bundle.image_size)
+    return _saved(gaussian.fit(clean_canvases), clean_canvases, tmp_path_factory.mktemp("anomaly"))
 
 
 def _stage(anomaly_dir, manifest=None) -> AnomalyStage:
@@ -110,6 +118,24 @@ def test_calibrated_class_thresholds_from_the_manifest_drop_weaker_detections(ne
     (out,) = stage.handle(_frame(neu_root, _scratch_image(neu_root), dets))
     kept = out.detections[np.flatnonzero(out.detections.class_ids < len(NAMES))]
     assert kept.scores.tolist() == pytest.approx([0.9])
+
+
+def test_with_the_texture_memory_pitted_steel_the_backbone_memory_misses_becomes_an_anomaly(
+    neu_root, clean_canvases, anomaly_dir, tmp_path
+):
+    bundle = load_bundle(SHIPPED)
+    gaussian = FeatureGaussian(EarlyBackbone(bundle.model.backbone), input_size=bundle.image_size)
+    fused = _saved(TextureFusedScorer(gaussian, GlcmMemory()).fit(clean_canvases), clean_canvases, tmp_path)
+    aset = read_dataset(neu_root / "annotations")
+    pitted = [im.name for im in aset.images if im.name.startswith("pitted_surface")][:12]
+    flagged = {}
+    for name, folder in (("backbone", anomaly_dir), ("fused", fused)):
+        stage = _stage(folder)
+        for image in pitted:
+            stage.handle(_frame(neu_root, image, Detections.empty()))
+        flagged[name] = stage.tally.above_threshold_frames
+        assert stage.tally.anomaly_defects >= stage.tally.above_threshold_frames
+    assert flagged["fused"] > flagged["backbone"] and flagged["fused"] >= 10, flagged
 
 
 def test_without_an_anomaly_model_frames_pass_through_unchanged(neu_root):

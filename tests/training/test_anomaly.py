@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from datasets.background import BackgroundRule, read_gray_image, select_clean_tiles, write_tiles
-from datasets.readers import read_dataset
+from datasets.background import read_gray_image
 from datasets.settings import REPO_ROOT
 from training.anomaly.base import tile_score
 from training.anomaly.calibrate import anomaly_regions, false_alarms_per_1000, threshold_for_budget
@@ -16,7 +15,6 @@ from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
 from training.anomaly.knn import FeatureKNN, kcenter_coreset
 from training.anomaly.store import AnomalyStoreError, load_anomaly, save_anomaly
-from training.background import load_canvases
 from training.bundle import load_bundle
 
 SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
@@ -40,22 +38,6 @@ def test_threshold_lets_at_most_the_budgeted_share_of_clean_tiles_alarm(scores, 
 def test_a_threshold_needs_clean_scores():
     with pytest.raises(ValueError, match="no clean scores"):
         threshold_for_budget([], 1.0)
-
-
-@pytest.fixture(scope="module")
-def clean_and_defects(neu_root, tmp_path_factory):
-    """Clean canvases from every 12th inclusion/scratches image, and defect images the fit never saw."""
-    aset = read_dataset(neu_root / "annotations")
-    fit_names = [im.name for im in aset.images if im.name.startswith(("inclusion", "scratches"))][::12]
-    out = tmp_path_factory.mktemp("clean")
-    subset = aset.subset(fit_names)
-    write_tiles(select_clean_tiles(subset, BackgroundRule()), subset, out)
-    canvases = [c.image for c in load_canvases(out)]
-    unseen = [im for im in aset.images if im.name not in set(fit_names)]
-    defects = [
-        next(im for im in unseen if im.name.startswith(c)) for c in ("inclusion", "scratches", "patches")
-    ]
-    return canvases, defects
 
 
 @pytest.fixture(scope="module")

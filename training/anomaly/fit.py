@@ -26,12 +26,17 @@ from training.anomaly.calibrate import (
 )
 from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
+from training.anomaly.texture import GlcmMemory, TextureFusedScorer
 from training.background import load_canvases
 from training.bundle import Bundle
 from training.models.yolo.model import as_yolo
 
-KINDS = ("backbone-gaussian", "conv-autoencoder")
-CANDIDATES = ("backbone-gaussian:3", "backbone-gaussian:4", "conv-autoencoder")  # kind[:last stage]
+CANDIDATES = (  # kind[:last stage]
+    "backbone-gaussian:3",
+    "backbone-gaussian:4",
+    "backbone-gaussian+glcm:3",
+    "conv-autoencoder",
+)
 
 
 @dataclass
@@ -75,16 +80,18 @@ def fit_candidate(
     ae_steps: int = 800,
     fit_tiles: int | None = None,
     input_size: int | None = None,
-) -> FeatureGaussian | AutoencoderScorer:
+) -> FeatureGaussian | AutoencoderScorer | TextureFusedScorer:
     """A fitted scorer (``kind`` or ``kind:last_stage``; the Gaussian needs the detector's backbone, run
     at ``input_size`` px, default the detector's; ``fit_tiles`` None or 0: every clean training tile)."""
     kind, _, stage = candidate.partition(":")
-    if kind == "backbone-gaussian":
+    if kind in ("backbone-gaussian", "backbone-gaussian+glcm"):
         extractor = EarlyBackbone(as_yolo(bundle.model).backbone, last_stage=int(stage or 3))
         tiles = clean.train[:: max(1, len(clean.train) // fit_tiles)] if fit_tiles else clean.train
-        scorer = FeatureGaussian(extractor, input_size=input_size or bundle.image_size)
-        scorer.use_onnxruntime()  # as the daemon runs it (torch when onnxruntime is not installed)
-        return scorer.fit(tiles)
+        gaussian = FeatureGaussian(extractor, input_size=input_size or bundle.image_size)
+        gaussian.use_onnxruntime()  # as the daemon runs it (torch when onnxruntime is not installed)
+        if kind == "backbone-gaussian":
+            return gaussian.fit(tiles)
+        return TextureFusedScorer(gaussian, GlcmMemory()).fit(tiles)
     if kind == "conv-autoencoder":
         return AutoencoderScorer(ConvAutoencoder()).fit(clean.train_crops, steps=ae_steps)
     raise ValueError(f"candidate: {candidate!r} is not one of {CANDIDATES}")

@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from datasets.texture.settings import FeatureSettings
 from training.anomaly.autoencoder import AutoencoderScorer, ConvAutoencoder
 from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
+from training.anomaly.texture import GlcmMemory, ScoreScale, TextureFusedScorer
 from training.bundle import sha256_file
 from training.models.yolo.backbone import BackboneNeck
 from training.models.yolo.model import SCALES
@@ -27,6 +30,10 @@ ANOMALY_FORMAT = "steel-anomaly/1"
 ANOMALY_JSON = "anomaly.json"
 ANOMALY_WEIGHTS = "anomaly.safetensors"
 BUNDLE_SUBDIR = "anomaly"
+KINDS = ("backbone-gaussian", "conv-autoencoder", "backbone-gaussian+glcm")
+GLCM_TENSORS = ("centre", "scale", "location", "precision")
+
+Scorer = FeatureGaussian | AutoencoderScorer | TextureFusedScorer
 
 
 class AnomalyStoreError(ValueError):
@@ -37,7 +44,7 @@ class AnomalyStoreError(ValueError):
 class AnomalyModel:
     path: Path
     manifest: dict[str, Any]
-    scorer: FeatureGaussian | AutoencoderScorer
+    scorer: Scorer
 
     @property
     def threshold(self) -> float | None:
@@ -47,7 +54,7 @@ class AnomalyModel:
 
 def save_anomaly(
     out_dir: str | Path,
-    scorer: FeatureGaussian | AutoencoderScorer,
+    scorer: Scorer,
     *,
     version: str,
     extra: dict[str, Any],
@@ -56,19 +63,9 @@ def save_anomaly(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if isinstance(scorer, FeatureGaussian):
-        if scorer.mean is None or scorer.precision is None:
-            raise AnomalyStoreError("FeatureGaussian is not fitted")
-        tensors = {f"backbone.{k}": v for k, v in scorer.extractor.feature_state().items()}
-        tensors |= {
-            "gaussian.mean": scorer.mean.contiguous(),
-            "gaussian.precision": scorer.precision.contiguous(),
-        }
-        arch = {
-            "input_size": scorer.input_size,
-            "feature_dims": int(scorer.mean.numel()),
-            "last_stage": scorer.extractor.last_stage,
-            "pool": scorer.extractor.pool,
-        }
+        tensors, arch = _gaussian_state(scorer)
+    elif isinstance(scorer, TextureFusedScorer):
+        tensors, arch = _fused_state(scorer)
     else:
         tensors = {
             f"autoencoder.{k}": v.detach().cpu().contiguous().clone()
@@ -87,6 +84,44 @@ def save_anomaly(
     }
     (out_dir / ANOMALY_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return out_dir
+
+
+def _gaussian_state(scorer: FeatureGaussian) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if scorer.mean is None or scorer.precision is None:
+        raise AnomalyStoreError("FeatureGaussian is not fitted")
+    tensors = {f"backbone.{k}": v for k, v in scorer.extractor.feature_state().items()}
+    tensors |= {
+        "gaussian.mean": scorer.mean.contiguous(),
+        "gaussian.precision": scorer.precision.contiguous(),
+    }
+    arch = {
+        "input_size": scorer.input_size,
+        "feature_dims": int(scorer.mean.numel()),
+        "last_stage": scorer.extractor.last_stage,
+        "pool": scorer.extractor.pool,
+    }
+    return tensors, arch
+
+
+def _fused_state(scorer: TextureFusedScorer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The Gaussian's state, the GLCM memory's arrays (float64) and both score scales (JSON)."""
+    arrays = {name: getattr(scorer.glcm, name) for name in GLCM_TENSORS}
+    if any(a is None for a in arrays.values()) or scorer.backbone_scale is None or scorer.glcm_scale is None:
+        raise AnomalyStoreError("TextureFusedScorer is not fitted")
+    tensors, arch = _gaussian_state(scorer.gaussian)
+    tensors |= {f"glcm.{k}": torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()}
+    arch["glcm"] = {
+        "window_px": scorer.glcm.window_px,
+        "step_px": scorer.glcm.step_px,
+        "features": scorer.glcm.settings.model_dump(mode="json"),
+    }
+    arch["fusion"] = {
+        "backbone_mean": scorer.backbone_scale.mean,
+        "backbone_std": scorer.backbone_scale.std,
+        "glcm_mean": scorer.glcm_scale.mean,
+        "glcm_std": scorer.glcm_scale.std,
+    }
+    return tensors, arch
 
 
 def find_anomaly_dir(path: str | Path) -> Path | None:
@@ -132,7 +167,7 @@ def read_anomaly_manifest(path: str | Path) -> dict[str, Any]:
             raise AnomalyStoreError(f"{file}: field {key!r} is missing")
     if manifest["format"] != ANOMALY_FORMAT:
         raise AnomalyStoreError(f"{file}: format {manifest['format']!r} is not {ANOMALY_FORMAT!r}")
-    if manifest["kind"] not in ("backbone-gaussian", "conv-autoencoder"):
+    if manifest["kind"] not in KINDS:
         raise AnomalyStoreError(f"{file}: kind {manifest['kind']!r} is unknown")
     return manifest
 
@@ -156,7 +191,7 @@ def load_anomaly(path: str | Path, *, backend: str = "auto", threads: int | None
     tensors = load_file(str(weights))
     try:
         scorer = _build(manifest, tensors)
-    except (KeyError, RuntimeError) as exc:
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise AnomalyStoreError(
             f"{folder / ANOMALY_JSON}: architecture and tensors disagree: {exc}"
         ) from None
@@ -165,12 +200,31 @@ def load_anomaly(path: str | Path, *, backend: str = "auto", threads: int | None
     return AnomalyModel(path=folder, manifest=manifest, scorer=scorer)
 
 
-def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> FeatureGaussian | AutoencoderScorer:
+def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Scorer:
     arch = manifest["architecture"]
     if manifest["kind"] == "conv-autoencoder":
         model = ConvAutoencoder(width=int(arch["width"]))
         model.load_state_dict({k.removeprefix("autoencoder."): v for k, v in tensors.items()})
         return AutoencoderScorer(model)
+    gaussian = _build_gaussian(arch, tensors)
+    if manifest["kind"] == "backbone-gaussian":
+        return gaussian
+    glcm = GlcmMemory(
+        window_px=int(arch["glcm"]["window_px"]),
+        step_px=int(arch["glcm"]["step_px"]),
+        settings=FeatureSettings.model_validate(arch["glcm"]["features"]),
+        **{name: tensors[f"glcm.{name}"].numpy() for name in GLCM_TENSORS},
+    ).check_shapes()
+    fusion = arch["fusion"]
+    return TextureFusedScorer(
+        gaussian,
+        glcm,
+        backbone_scale=ScoreScale(float(fusion["backbone_mean"]), float(fusion["backbone_std"])),
+        glcm_scale=ScoreScale(float(fusion["glcm_mean"]), float(fusion["glcm_std"])),
+    )
+
+
+def _build_gaussian(arch: dict[str, Any], tensors: dict[str, torch.Tensor]) -> FeatureGaussian:
     depth, width, max_channels = SCALES[arch["backbone_size"]]
     neck = BackboneNeck(
         in_channels=int(arch["in_channels"]), width_mult=width, depth_mult=depth, max_channels=max_channels
