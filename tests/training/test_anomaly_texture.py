@@ -122,3 +122,13 @@ def test_glcm_arrays_that_do_not_fit_the_feature_settings_are_refused_by_name(fu
     (tmp_path / "anomaly.json").write_text(json.dumps(manifest))
     with pytest.raises(AnomalyStoreError, match=r"glcm\.precision: shape \(29, 30\), expected \(30, 30\)"):
         load_anomaly(tmp_path, backend="torch")
+
+
+def test_a_fusion_scale_of_zero_spread_in_the_json_is_refused(fused, tmp_path):
+    extra = {"architecture": {"backbone_size": "n", "in_channels": 1}, "threshold": {"score": 30.0}}
+    save_anomaly(tmp_path, fused, version="fused-test", extra=extra)
+    manifest = json.loads((tmp_path / "anomaly.json").read_text())
+    manifest["architecture"]["fusion"]["glcm_std"] = 0.0
+    (tmp_path / "anomaly.json").write_text(json.dumps(manifest))
+    with pytest.raises(AnomalyStoreError, match="std 0.0 must be finite, std > 0"):
+        load_anomaly(tmp_path, backend="torch")

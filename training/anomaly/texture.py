@@ -127,6 +127,10 @@ class ScoreScale:
     mean: float
     std: float
 
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.mean) and np.isfinite(self.std) and self.std > 0):
+            raise ValueError(f"score scale: mean {self.mean} and std {self.std} must be finite, std > 0")
+
     @classmethod
     def of(cls, scores: Sequence[float]) -> ScoreScale:
         values = np.asarray(scores, np.float64)
