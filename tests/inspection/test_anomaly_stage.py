@@ -146,19 +146,26 @@ def test_without_an_anomaly_model_frames_pass_through_unchanged(neu_root):
 
 
 @pytest.mark.slow
-def test_steel_inspect_once_json_reports_anomaly_scores_of_every_frame(tmp_path):
-    """The shipped bundle carries its anomaly model (models/neu-yolo-n/anomaly): every frame is scored."""
-    if not (SHIPPED / "anomaly" / "anomaly.json").is_file():
-        pytest.skip("shipped bundle has no anomaly model")
+@pytest.mark.parametrize(
+    ("bundle", "kind"),
+    [
+        (SHIPPED, "backbone-gaussian-s3"),
+        (REPO_ROOT / "models" / "neu-yolo-n-bg30-s0", "backbone-gaussian-glcm"),
+    ],
+)
+def test_steel_inspect_once_json_reports_anomaly_scores_of_every_frame(tmp_path, bundle, kind):
+    """Each shipped bundle carries its anomaly model (``<bundle>/anomaly``): every frame is scored by it."""
+    if not (bundle / "anomaly" / "anomaly.json").is_file():
+        pytest.skip(f"{bundle} has no anomaly model")
     db = sqlite_db(tmp_path)
     source = strip_spec(across=2, along=4)
-    args = ["--once", "--json", "--db", db, "--model", str(SHIPPED), "--source", source]
+    args = ["--once", "--json", "--db", db, "--model", str(bundle), "--source", source]
     result = run_cli(*args, "--set", f"output.dir={tmp_path / 'out'}", "--set", "detector.threads=1")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     anomalies = summary["anomalies"]
     assert anomalies["frames_scored"] == summary["frames"] == 3
-    assert anomalies["model_version"].startswith("backbone-gaussian")
+    assert anomalies["model_version"].startswith(kind)
     assert 0 < anomalies["score_p50"] <= anomalies["score_max"]
     stored = dict(query(db, "SELECT class_name, COUNT(*) FROM defects GROUP BY class_name"))
     assert stored.get("anomaly", 0) == anomalies["anomaly_defects"]
