@@ -49,8 +49,9 @@ def haralick_properties(matrices: np.ndarray) -> dict[str, np.ndarray]:
     """:data:`GLCM_PROPS` of every co-occurrence matrix in ``(levels, levels, ...)``: arrays of shape ``...``.
 
     The same definitions as scikit-image's ``graycoprops`` (tested against it to 1e-9), computed for all
-    matrices in one pass: ``graycoprops`` rebuilds its weight grids on every call, which was 70 % of the
-    CPU of scoring a tile's windows in the daemon's texture anomaly memory (``training.anomaly.texture``).
+    matrices in one pass: ``graycoprops`` rebuilds its weight grids on every call (58 % of a 128 px
+    window's GLCM vector; nine windows took 5.4 ms, 3.0 ms now), and the daemon's texture anomaly memory
+    (``training.anomaly.texture``) scores several windows per tile.
     """
     levels = matrices.shape[0]
     flat = matrices.reshape(levels * levels, -1).astype(np.float64)
