@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from tests.dashboard.conftest import Seed
+from inspection.storage.db import default_sqlite_url, upgrade
+from tests.dashboard.conftest import Seed, seed_database
 from tests.dashboard.pagekit import page_table, run_page, sql
 
 pytestmark = pytest.mark.usefixtures("clear_streamlit_caches")
@@ -120,9 +122,21 @@ def _two_days(seed: Seed) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=2)
 
 
+@pytest.fixture
+def night_seed(tmp_path: Path, neu_images: list[Path]) -> tuple[str, Seed]:
+    """The seeded frames from 01:00 on a fixed day: the last ones (22:00-22:30 the next day) lie in a night
+    shift that midnight cuts, whatever the hour the test runs at (the shared seed starts 48 h before now,
+    so between 00:00 and 01:00 its last frame fell at 21:30 and no shift was cut)."""
+    url = default_sqlite_url(tmp_path / "night" / "inspection.db")
+    upgrade(url)
+    t0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    return url, seed_database(url, images=neu_images, media=tmp_path / "night" / "crops", t0=t0)
+
+
 def test_partial_shifts_are_flagged_and_left_out_of_the_control_limits(
-    make_app, seeded_url: str, seed: Seed
+    make_app, night_seed: tuple[str, Seed]
 ) -> None:
+    seeded_url, seed = night_seed
     at = make_app(seeded_url, shift_start_hour=6)
     run_page(at)
     run_page(at, "trends")

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from skimage.feature import graycomatrix, graycoprops
 
+from datasets.background import read_gray_image
 from datasets.texture.features import (
     edge_statistics,
     extract,
@@ -17,6 +19,7 @@ from datasets.texture.features import (
     lbp_codes,
     lbp_histogram,
     pooled_hog,
+    quantise,
 )
 from datasets.texture.preprocess import pad_to_min_size
 from datasets.texture.settings import GLCM_PROPS, FeatureSettings
@@ -56,11 +59,6 @@ def test_glcm_statistics_of_the_textbook_4x4_image() -> None:
 
 
 def test_haralick_properties_match_scikit_image_on_real_steel_and_on_a_flat_window(neu_root) -> None:
-    from skimage.feature import graycomatrix, graycoprops
-
-    from datasets.background import read_gray_image
-    from datasets.texture.features import quantise
-
     files = sorted((neu_root / "images").iterdir())[::150][:8]
     windows = [read_gray_image(f)[:128, 40:168] for f in files] + [np.full((64, 64), 90, np.uint8)]
     thetas = [0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
