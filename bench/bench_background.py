@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
@@ -25,8 +26,10 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from datasets.detections import Detections  # noqa: E402
 from datasets.split import read_split  # noqa: E402
 from training.background import (  # noqa: E402
+    CleanCanvas,
     detections_on,
     load_canvases,
     strays_on_real_crops,
@@ -96,7 +99,14 @@ def main() -> None:
         Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
 
-def contact_sheets(canvases, dets, threshold: float, names: list[str], prefix: str, cols: int = 6) -> None:
+def contact_sheets(
+    canvases: Sequence[CleanCanvas],
+    dets: Sequence[Detections],
+    threshold: float,
+    names: list[str],
+    prefix: str,
+    cols: int = 6,
+) -> None:
     """Tiles with a stray, for looking at by eye: the real crop in cyan, each stray in red with its class
     and score, the tile's file name in green; 4 rows of ``cols`` tiles per JPEG."""
     cells = []
