@@ -46,7 +46,7 @@ def clean_canvases(neu_root, tmp_path_factory) -> list[np.ndarray]:
     return [c.image for c in load_canvases(tiles_dir)]
 
 
-def _saved(scorer, canvases, out) -> Path:
+def _saved(scorer: FeatureGaussian | TextureFusedScorer, canvases: list[np.ndarray], out: Path) -> Path:
     """``scorer`` saved with its threshold at 50 per 1,000 of the clean tiles it was fitted on."""
     threshold = threshold_for_budget([tile_score(m) for m in scorer.maps(canvases)], 50.0)
     arch = {"backbone_size": "n", "in_channels": 1}
