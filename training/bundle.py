@@ -45,6 +45,7 @@ __all__ = [
     "code_version",
     "load_bundle",
     "read_manifest",
+    "read_weights",
     "rewrite_manifest",
     "save_bundle",
     "sha256_file",
@@ -203,6 +204,26 @@ def _read_tensors(weights_path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _check_dtype(weights_path: Path, state: dict[str, torch.Tensor], dtype: str) -> None:
+    """Every floating tensor is stored as the manifest's ``weights.dtype`` says."""
+    expected = getattr(torch, dtype)
+    other = [name for name, t in state.items() if t.is_floating_point() and t.dtype != expected]
+    if other:
+        found = str(state[other[0]].dtype).removeprefix("torch.")
+        raise BundleError(
+            f"{weights_path}: {len(other)} tensors are {found}, manifest weights.dtype says {dtype} "
+            f"(e.g. {other[0]})"
+        )
+
+
+def read_weights(bundle_dir: Path, spec: ModelManifest) -> dict[str, torch.Tensor]:
+    """The bundle's tensors, after checking the file's hash, format, finiteness and ``weights.dtype``."""
+    weights_path = _weights_file(bundle_dir, spec)
+    state = _read_tensors(weights_path)
+    _check_dtype(weights_path, state, spec.weights.dtype)
+    return state
+
+
 def _build(bundle_dir: Path, spec: ModelManifest) -> tuple[nn.Module, ModelConfig]:
     # The bundle's own weights are loaded next; a fine-tuning start file named in the config is not needed.
     cfg = spec.architecture
@@ -233,9 +254,8 @@ def load_bundle(path: str | Path, *, device: str | torch.device = "cpu") -> Bund
 
         ensemble = load_ensemble(bundle_dir, spec, device=device, load_member=load_bundle)
         return Bundle(path=bundle_dir, manifest=raw, model=ensemble, model_config=None, validated=spec)
-    weights_path = _weights_file(bundle_dir, spec)
     model, model_config = _build(bundle_dir, spec)
-    state = _read_tensors(weights_path)
+    state = read_weights(bundle_dir, spec)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

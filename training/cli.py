@@ -1,4 +1,4 @@
-"""``steel train | eval | predict | export``: the training package's command line."""
+"""``steel train | eval | calibrate-thresholds | predict | export | bundle-fp16``: training's command line."""
 
 from __future__ import annotations
 
@@ -229,3 +229,19 @@ def export_command(
     except (BundleError, ValueError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"wrote {path}")
+
+
+@app.command("bundle-fp16")
+def bundle_fp16_command(
+    model: Annotated[Path, typer.Option("--model", help="Model bundle folder (fp32 weights)")],
+    out: Annotated[Path, typer.Option("--out", help="New bundle folder (must not exist)")],
+) -> None:
+    """Copy a bundle with fp16 weights: half the bytes, loaded into the same fp32 model (check with eval)."""
+    from training.bundle import BundleError  # torch: this command only
+    from training.bundle_fp16 import half_precision_copy
+
+    try:
+        path = half_precision_copy(model, out)
+    except BundleError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {path} ({sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6:.1f} MB)")

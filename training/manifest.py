@@ -58,6 +58,8 @@ class WeightsSpec(StrictModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     tensors: int = Field(ge=1)
     parameters: int = Field(ge=1)
+    # the stored floating-point type; the model is built in fp32 and loading casts (``steel bundle-fp16``)
+    dtype: Literal["float32", "float16"] = "float32"
 
     @field_validator("file")
     @classmethod
