@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from training.bundle import read_manifest, rewrite_manifest
+from training.eval_inputs import GroundTruth, Prediction
 from training.evaluate_cli import Scored, evaluate_at_bundle_point
 from training.evaluation import EvalResult, evaluate
 from training.operating_point import CalibrationConfig, OperatingPoint, calibrate
@@ -58,6 +61,27 @@ def write_operating_point(bundle_dir: Path, point: OperatingPoint, *, data: str)
     manifest["version"] = version
     rewrite_manifest(bundle_dir, manifest)
     return version
+
+
+def with_clean_tiles(scored: Scored, folder: Path, split: Path | None) -> Scored:
+    """``scored`` plus the clean tiles of a ``steel data background`` folder as defect-free images (only
+    those cut from the split's val images when a split is given): their detections count as strays, so
+    the ``line`` method also weighs what the rule would reject on clean steel."""
+    from datasets.split import read_split
+    from training.background import load_canvases
+
+    sources = set(read_split(split).val) if split is not None else None
+    canvases = load_canvases(folder, sources)
+    if not canvases:
+        where = " cut from the split's val images" if split is not None else ""
+        raise ValueError(f"{folder}: no clean tiles{where} (--clean)")
+    detections = scored.predictor([c.image for c in canvases])
+    return Scored(
+        predictor=scored.predictor,
+        gts=[*scored.gts, *(GroundTruth(np.zeros((0, 4)), np.zeros(0, np.int64)) for _ in canvases)],
+        preds=[*scored.preds, *(Prediction(d.xyxy, d.scores, d.class_ids) for d in detections)],
+        data=f"{scored.data} + {len(canvases)} clean tiles of {folder}",
+    )
 
 
 def run_calibration(scored: Scored, cfg: CalibrationConfig, *, write: bool) -> CalibrationReport:

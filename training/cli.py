@@ -112,21 +112,42 @@ def calibrate_thresholds_command(
         Path | None, typer.Option("--split", help="Calibrate on the val side of this split")
     ] = None,
     method: Annotated[
-        str, typer.Option("--method", help="f1 (best F1 per class) or recall (image recall >= target)")
+        str,
+        typer.Option(
+            "--method",
+            help="f1 (best F1 per class), recall (image recall >= target) or line (fewest strays at "
+            "the reject-recall targets)",
+        ),
     ] = "f1",
     target_recall: Annotated[float, typer.Option("--target-recall", help="For --method recall")] = 0.95,
+    target_reject: Annotated[
+        float, typer.Option("--target-reject-recall", help="--method line: overall reject recall to keep")
+    ] = 0.99,
+    target_class_reject: Annotated[
+        float, typer.Option("--target-class-reject-recall", help="--method line: every class's reject recall")
+    ] = 0.97,
     floor: Annotated[float, typer.Option("--floor", help="No class threshold below this")] = 0.05,
+    clean: Annotated[
+        Path | None,
+        typer.Option("--clean", help="A `steel data background` folder: its clean tiles join as defect-free"),
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; leave the bundle")] = False,
     device: Annotated[str, typer.Option("--device")] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Choose a score threshold per class on validation data and store them in the bundle's manifest."""
     # scoring loads torch (seconds): only this command needs it
-    from training.calibrate_cli import report_dict, run_calibration
+    from training.calibrate_cli import report_dict, run_calibration, with_clean_tiles
     from training.evaluate_cli import print_eval, score_dataset
 
     try:
-        cfg = CalibrationConfig(method=method, target_recall=target_recall, floor=floor)
+        cfg = CalibrationConfig(
+            method=method,
+            target_recall=target_recall,
+            floor=floor,
+            target_reject_recall=target_reject,
+            target_class_reject_recall=target_class_reject,
+        )
     except ValidationError as exc:
         first = exc.errors()[0]
         raise _fail(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}", 2) from None
@@ -135,6 +156,8 @@ def calibrate_thresholds_command(
             model=model, data=data, format=format, images=images, split=split, device=device,
             show_progress=not as_json,
         )  # fmt: skip
+        if clean is not None:
+            scored = with_clean_tiles(scored, clean, split)
         report = run_calibration(scored, cfg, write=not dry_run)
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
