@@ -22,7 +22,7 @@ from training.inference import Predictor, read_image
 from training.manifest import EnsembleSpec, FusionSpec, MemberSpec, TtaSpec
 
 from .test_line_figures import voc_truth
-from .tiny_bundle import edit_manifest, tiny_yolo_bundle
+from .tiny_bundle import edit_manifest, tiny_faster_rcnn_bundle, tiny_yolo_bundle
 
 runner = CliRunner()
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "neu-yolo-n"
@@ -93,6 +93,19 @@ def test_ensemble_bundle_loads_as_one_model_with_the_contract(members: Path, neu
     bundle.model.train()
     with pytest.raises(RuntimeError, match="train its member bundles"):
         bundle.model(images, [])
+
+
+def test_a_faster_rcnn_member_fuses_with_a_yolo_member_in_image_pixels(members: Path, neu_root: Path):
+    tiny_faster_rcnn_bundle(members / "frcnn", size=96)
+    ens = load_bundle(ensemble(members, "mixed", paths=("../a", "../frcnn")))
+    assert [type(m).__name__ for m in ens.model.members] == ["YOLO", "FasterRCNNDetector"]
+    assert ens.model.member_sizes == [64, 96]
+    predictor = Predictor(ens, device="cpu", score_threshold=0.0)
+    image = read_image(str(neu_root / "images" / "crazing_1.jpg"))  # 200 x 200
+    (found,) = predictor([image])
+    assert len(found) > 0  # an untrained Faster R-CNN still proposes boxes at a zero threshold
+    assert (found.xyxy >= 0).all() and (found.xyxy <= 200).all()
+    assert set(found.class_ids.tolist()) <= set(range(len(NEU_DET_CLASSES)))
 
 
 def test_steel_predict_and_eval_accept_an_ensemble_folder(members: Path, neu_root: Path):

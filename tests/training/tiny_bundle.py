@@ -14,6 +14,7 @@ from datasets.model import NEU_DET_CLASSES
 from training.bundle import MANIFEST, save_bundle
 from training.config import ModelConfig
 from training.models.yolo.model import YoloConfig, build_yolo
+from training.registry import build_model
 
 SIZE = 64
 
@@ -42,3 +43,18 @@ def edit_manifest(bundle_dir: Path, **changes: Any) -> dict[str, Any]:
             manifest[key] = value
     path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return manifest
+
+
+def tiny_faster_rcnn_bundle(out_dir: Path, *, seed: int = 0, size: int = 96) -> Path:
+    """An untrained MobileNetV3-FPN Faster R-CNN bundle (the other family an ensemble may mix in)."""
+    torch.manual_seed(seed)
+    config = ModelConfig(family="faster_rcnn", image_size=size, in_channels=1)
+    model = build_model(config, num_classes=len(NEU_DET_CLASSES)).eval()
+    return save_bundle(
+        out_dir,
+        model,
+        model_config=config,
+        class_names=list(NEU_DET_CLASSES),
+        version=f"tiny-frcnn-seed{seed}",
+        score_threshold=0.05,
+    )
