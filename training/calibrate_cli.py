@@ -18,7 +18,7 @@ import numpy as np
 
 from training.bundle import read_manifest, rewrite_manifest
 from training.eval_inputs import GroundTruth, Prediction
-from training.evaluate_cli import Scored, evaluate_at_bundle_point
+from training.evaluate_cli import Scored, evaluate_at_bundle_point, print_eval
 from training.evaluation import EvalResult, evaluate
 from training.operating_point import CalibrationConfig, OperatingPoint, calibrate
 
@@ -122,3 +122,13 @@ def report_dict(report: CalibrationReport) -> dict[str, object]:
         "before": figures(report.before),
         "after": figures(report.after),
     }
+
+
+def print_report(report: CalibrationReport, manifest: Path) -> None:
+    """The two evaluation tables (before, after) and where the operating point went."""
+    print("before (the bundle's operating point so far):")
+    print_eval(report.before)
+    print("after:")
+    print_eval(report.after)
+    state = "written to" if report.written else "not written (--dry-run) to"
+    print(f"operating point {state} {manifest}; version {report.version}")

@@ -111,14 +111,7 @@ def calibrate_thresholds_command(
     split: Annotated[
         Path | None, typer.Option("--split", help="Calibrate on the val side of this split")
     ] = None,
-    method: Annotated[
-        str,
-        typer.Option(
-            "--method",
-            help="f1 (best F1 per class), recall (image recall >= target) or line (fewest strays at "
-            "the reject-recall targets)",
-        ),
-    ] = "f1",
+    method: Annotated[str, typer.Option("--method", help="f1 | recall | line (see the README)")] = "f1",
     target_recall: Annotated[float, typer.Option("--target-recall", help="For --method recall")] = 0.95,
     target_reject: Annotated[
         float, typer.Option("--target-reject-recall", help="--method line: overall reject recall to keep")
@@ -137,8 +130,8 @@ def calibrate_thresholds_command(
 ) -> None:
     """Choose a score threshold per class on validation data and store them in the bundle's manifest."""
     # scoring loads torch (seconds): only this command needs it
-    from training.calibrate_cli import report_dict, run_calibration, with_clean_tiles
-    from training.evaluate_cli import print_eval, score_dataset
+    from training.calibrate_cli import print_report, report_dict, run_calibration, with_clean_tiles
+    from training.evaluate_cli import score_dataset
 
     try:
         cfg = CalibrationConfig(
@@ -163,13 +156,8 @@ def calibrate_thresholds_command(
         raise _fail(str(exc)) from None
     if as_json:
         sys.stdout.write(json.dumps(report_dict(report)) + "\n")
-        return
-    typer.echo("before (the bundle's operating point so far):")
-    print_eval(report.before)
-    typer.echo("after:")
-    print_eval(report.after)
-    state = "written to" if report.written else "not written (--dry-run) to"
-    typer.echo(f"operating point {state} {model / 'manifest.json'}; version {report.version}")
+    else:
+        print_report(report, model / "manifest.json")
 
 
 # One image of `steel predict --json`: the JSON keys (``class`` is a keyword, hence the functional form).

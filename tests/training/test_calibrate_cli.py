@@ -78,7 +78,12 @@ def test_dry_run_leaves_the_manifest_byte_identical(bundle: Path, voc: Path, neu
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--method", "best"], "--method"), (["--target-recall", "1.5"], "--target-recall")],
+    [
+        (["--method", "best"], "--method"),
+        (["--target-recall", "1.5"], "--target-recall"),
+        (["--method", "line", "--target-reject-recall", "1.5"], "--target-reject-recall"),
+        (["--method", "line", "--target-class-reject-recall", "0"], "--target-class-reject-recall"),
+    ],
 )
 def test_bad_calibration_options_exit_2_naming_the_option(bundle, voc, neu_root, args, message):
     result = steel(*calibrate_args(bundle, voc, neu_root, *args))
