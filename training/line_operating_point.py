@@ -48,6 +48,8 @@ class Detections1D:
     def of(
         cls, gts: Sequence[GroundTruth], preds: Sequence[Prediction], classes: int, floor: float
     ) -> Detections1D:
+        if not gts:
+            raise ValueError("no images to choose an operating point on")
         parts: list[tuple[np.ndarray, ...]] = []
         for i, (gt, pred) in enumerate(zip(gts, preds, strict=True)):
             keep = pred.scores >= floor
@@ -85,8 +87,11 @@ def _step_past_lowest_stray(d: Detections1D, thresholds: np.ndarray, k: int) -> 
         return None
     lowest = float(d.score[mine].min())
     step = round(math.floor(lowest * 1e4) / 1e4 + 1e-4, 4)
+    step = step if step > lowest else round(step + 1e-4, 4)  # 0.3 * 1e4 is 2999.99...
+    if step > 1.0:  # a stray scored 1.0 cannot be passed: a threshold is a score
+        return None
     raised = thresholds.copy()
-    raised[k] = step if step > lowest else round(step + 1e-4, 4)  # 0.3 * 1e4 is 2999.99...
+    raised[k] = step
     return raised
 
 

@@ -99,6 +99,14 @@ def test_a_target_out_of_reach_still_removes_every_stray_that_costs_nothing(scen
     assert point.per_class["inclusion"] == pytest.approx(0.5001)
 
 
+def test_a_stray_scored_one_stays_and_no_threshold_passes_one(scene):
+    gts, preds = scene
+    sure = Prediction(np.array([gts[0].boxes[0], CORNER]), [0.6, 1.0], [CRAZING, INCLUSION])
+    point = calibrate(gts, [sure, *preds[1:]], NEU_DET_CLASSES, line(1.0, 1.0))
+    assert max(point.per_class.values()) <= 1.0
+    assert point.per_class["inclusion"] == pytest.approx(0.5001)  # its 0.5 stray passed, the 1.0 one kept
+
+
 def test_classes_without_images_are_held_at_the_highest_seen_threshold(scene):
     gts, preds = scene
     point = calibrate(gts, preds, NEU_DET_CLASSES, line(1.0, 1.0))
