@@ -6,9 +6,11 @@ Run from the repository root:
 
 Each member scores every image once straight and once mirrored (cached), so every combination below costs
 only the fusion: each member alone, every member fused with flip TTA, and the first k members for
-k = 2..N with and without flip. Fusion is ``training.ensemble.fuse_views`` (exactly what an ensemble bundle
-runs). Line figures are at each row's own best-F1 per-class point calibrated on the same images
-(optimistic, the same for every row). Prints a Markdown table; never asserts.
+k = 2..N with and without flip; with ``--last-weight 2 3`` also all N with flip, the last member's views
+weighing 2 (3) in the fusion (for a member of another architecture). Fusion is
+``training.ensemble.fuse_views`` (exactly what an ensemble bundle runs). Line figures are at each row's
+own best-F1 per-class point calibrated on the same images (optimistic, the same for every row). Prints a
+Markdown table; never asserts.
 """
 
 from __future__ import annotations
@@ -35,19 +37,22 @@ from training.manifest import FusionSpec  # noqa: E402
 
 
 def fused(
-    members: list[tuple[Views, int]], images: list[np.ndarray], fusion: FusionSpec, *, flip: bool
+    members: list[tuple[Views, int, float]], images: list[np.ndarray], fusion: FusionSpec, *, flip: bool
 ) -> list[Prediction]:
-    """Per image: WBF over every member's straight view (and mirrored view with ``flip``)."""
+    """Per image: WBF over every member's straight view (and mirrored view with ``flip``), each view
+    weighted by its member's weight."""
     preds = []
     for i, image in enumerate(images):
         h, w = image.shape[:2]
-        views = []
-        for member_views, size in members:
+        views, weights = [], []
+        for member_views, size, weight in members:
             straight, mirrored = member_views[i]
             views.append((straight, size, False))
+            weights.append(weight)
             if flip:
                 views.append((mirrored, size, True))
-        boxes, scores, labels = fuse_views(views, weights=[1.0] * len(views), fusion=fusion)
+                weights.append(weight)
+        boxes, scores, labels = fuse_views(views, weights=weights, fusion=fusion)
         preds.append(Prediction(boxes * [w, h, w, h], scores, labels))
     return preds
 
@@ -59,6 +64,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("STEEL_DATA", "")) / "annotations")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iou", type=float, nargs="+", default=[0.55, 0.7], help="WBF IoU thresholds")
+    parser.add_argument(
+        "--last-weight",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="WBF weights to try for the last member (the others weigh 1), e.g. another architecture",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bundles = [load_bundle(path) for path in args.members]
@@ -69,7 +81,7 @@ def main() -> None:
     members = []
     for path, bundle in zip(args.members, bundles, strict=True):
         views = score_views(bundle.model, images, bundle.image_size, bundle.in_channels)
-        members.append((views, bundle.image_size))
+        members.append((views, bundle.image_size, 1.0))
         print(f"scored {path} ({bundle.version})", file=sys.stderr, flush=True)
     print(f"{len(images)} images; line figures at best-F1 points\n")
     print("| members | flip | WBF IoU | mAP@0.5 | mAP@0.5:0.95 | crazing AP50 | rolled-in AP50 "
@@ -85,6 +97,11 @@ def main() -> None:
                 preds = fused(members[:k], images, fusion, flip=flip)
                 label = f"first {k} | {'yes' if flip else 'no'} | {iou}"
                 print(row(label, gts, preds, names), flush=True)
+        for weight in (w for w in args.last_weight if w != 1.0):
+            views, size, _ = members[-1]
+            preds = fused([*members[:-1], (views, size, weight)], images, fusion, flip=True)
+            label = f"all {len(members)}, last weighs {weight} | yes | {iou}"
+            print(row(label, gts, preds, names), flush=True)
 
 
 if __name__ == "__main__":
