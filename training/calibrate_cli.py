@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.split import read_split
+from training.background import load_canvases
 from training.bundle import read_manifest, rewrite_manifest
 from training.eval_inputs import GroundTruth, Prediction
 from training.evaluate_cli import Scored, evaluate_at_bundle_point, print_eval
@@ -67,9 +69,6 @@ def with_clean_tiles(scored: Scored, folder: Path, split: Path | None) -> Scored
     """``scored`` plus the clean tiles of a ``steel data background`` folder as defect-free images (only
     those cut from the split's val images when a split is given): their detections count as strays, so
     the ``line`` method also weighs what the rule would reject on clean steel."""
-    from datasets.split import read_split
-    from training.background import load_canvases
-
     sources = set(read_split(split).val) if split is not None else None
     canvases = load_canvases(folder, sources)
     if not canvases:
