@@ -25,6 +25,7 @@ from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
 from training.anomaly.store import save_anomaly
 from training.anomaly.texture import GlcmMemory, TextureFusedScorer
+from training.anomaly.window_mean import WindowFusedScorer, WindowMeanMemory, grid_side
 from training.background import load_canvases
 from training.bundle import load_bundle
 
@@ -46,7 +47,9 @@ def clean_canvases(neu_root, tmp_path_factory) -> list[np.ndarray]:
     return [c.image for c in load_canvases(tiles_dir)]
 
 
-def _saved(scorer: FeatureGaussian | TextureFusedScorer, canvases: list[np.ndarray], out: Path) -> Path:
+def _saved(
+    scorer: FeatureGaussian | TextureFusedScorer | WindowFusedScorer, canvases: list[np.ndarray], out: Path
+) -> Path:
     """``scorer`` saved with its threshold at 50 per 1,000 of the clean tiles it was fitted on."""
     threshold = threshold_for_budget([tile_score(m) for m in scorer.maps(canvases)], 50.0)
     arch = {"backbone_size": "n", "in_channels": 1}
@@ -120,12 +123,21 @@ def test_calibrated_class_thresholds_from_the_manifest_drop_weaker_detections(ne
     assert kept.scores.tolist() == pytest.approx([0.9])
 
 
-def test_with_the_texture_memory_pitted_steel_the_backbone_memory_misses_becomes_an_anomaly(
-    neu_root, clean_canvases, anomaly_dir, tmp_path
+def _glcm_fused(gaussian: FeatureGaussian) -> TextureFusedScorer:
+    return TextureFusedScorer(gaussian, GlcmMemory())
+
+
+def _window_fused(gaussian: FeatureGaussian) -> WindowFusedScorer:
+    return WindowFusedScorer(gaussian, WindowMeanMemory.for_grid(grid_side(gaussian.input_size)))
+
+
+@pytest.mark.parametrize("second_memory", [_glcm_fused, _window_fused], ids=["glcm", "window-mean"])
+def test_with_a_texture_memory_pitted_steel_the_backbone_memory_misses_becomes_an_anomaly(
+    neu_root, clean_canvases, anomaly_dir, tmp_path, second_memory
 ):
     bundle = load_bundle(SHIPPED)
     gaussian = FeatureGaussian(EarlyBackbone(bundle.model.backbone), input_size=bundle.image_size)
-    fused = _saved(TextureFusedScorer(gaussian, GlcmMemory()).fit(clean_canvases), clean_canvases, tmp_path)
+    fused = _saved(second_memory(gaussian).fit(clean_canvases), clean_canvases, tmp_path)
     aset = read_dataset(neu_root / "annotations")
     pitted = [im.name for im in aset.images if im.name.startswith("pitted_surface")][:12]
     flagged = {}
@@ -149,8 +161,8 @@ def test_without_an_anomaly_model_frames_pass_through_unchanged(neu_root):
 @pytest.mark.parametrize(
     ("bundle", "kind"),
     [
-        (SHIPPED, "backbone-gaussian-s3"),
-        (REPO_ROOT / "models" / "neu-yolo-n-bg30-s0", "backbone-gaussian-glcm"),
+        (SHIPPED, "backbone-gaussian-window-s3"),
+        (REPO_ROOT / "models" / "neu-yolo-n-bg30-s0", "backbone-gaussian-window-s3"),
     ],
 )
 def test_steel_inspect_once_json_reports_anomaly_scores_of_every_frame(tmp_path, bundle, kind):

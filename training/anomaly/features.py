@@ -72,8 +72,12 @@ def tile_features(
     stages under ONNX Runtime, ``training.anomaly.onnx``) when given, else by ``extractor`` in torch."""
     out = []
     for start in range(0, len(tiles), batch_size):
-        chunk = tiles[start : start + batch_size]
-        batch = np.stack([to_model_input(to_gray(t), size=input_size, channels=1) for t in chunk])
-        images = batch.astype(np.float32) / np.float32(255.0)
+        images = model_inputs(tiles[start : start + batch_size], input_size)
         out.append(torch.from_numpy(runner(images)) if runner else extractor(torch.from_numpy(images)))
     return torch.cat(out)
+
+
+def model_inputs(tiles: Sequence[np.ndarray], input_size: int) -> np.ndarray:
+    """float32 (B, 1, S, S) in [0, 1]: uint8 tiles, grey, resized as the detector resizes them."""
+    batch = np.stack([to_model_input(to_gray(t), size=input_size, channels=1) for t in tiles])
+    return batch.astype(np.float32) / np.float32(255.0)

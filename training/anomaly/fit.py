@@ -27,6 +27,7 @@ from training.anomaly.calibrate import (
 from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
 from training.anomaly.texture import GlcmMemory, TextureFusedScorer
+from training.anomaly.window_mean import WindowFusedScorer, WindowMeanMemory, grid_side
 from training.background import load_canvases
 from training.bundle import Bundle
 from training.models.yolo.model import as_yolo
@@ -35,6 +36,7 @@ CANDIDATES = (  # kind[:last stage]
     "backbone-gaussian:3",
     "backbone-gaussian:4",
     "backbone-gaussian+glcm:3",
+    "backbone-gaussian+window:3",
     "conv-autoencoder",
 )
 
@@ -80,17 +82,20 @@ def fit_candidate(
     ae_steps: int = 800,
     fit_tiles: int | None = None,
     input_size: int | None = None,
-) -> FeatureGaussian | AutoencoderScorer | TextureFusedScorer:
+) -> FeatureGaussian | AutoencoderScorer | TextureFusedScorer | WindowFusedScorer:
     """A fitted scorer (``kind`` or ``kind:last_stage``; the Gaussian needs the detector's backbone, run
     at ``input_size`` px, default the detector's; ``fit_tiles`` None or 0: every clean training tile)."""
     kind, _, stage = candidate.partition(":")
-    if kind in ("backbone-gaussian", "backbone-gaussian+glcm"):
+    if kind in ("backbone-gaussian", "backbone-gaussian+glcm", "backbone-gaussian+window"):
         extractor = EarlyBackbone(as_yolo(bundle.model).backbone, last_stage=int(stage or 3))
         tiles = clean.train[:: max(1, len(clean.train) // fit_tiles)] if fit_tiles else clean.train
         gaussian = FeatureGaussian(extractor, input_size=input_size or bundle.image_size)
         gaussian.use_onnxruntime()  # as the daemon runs it (torch when onnxruntime is not installed)
         if kind == "backbone-gaussian":
             return gaussian.fit(tiles)
+        if kind == "backbone-gaussian+window":
+            window = WindowMeanMemory.for_grid(grid_side(gaussian.input_size))
+            return WindowFusedScorer(gaussian, window).fit(tiles)
         return TextureFusedScorer(gaussian, GlcmMemory()).fit(tiles)
     if kind == "conv-autoencoder":
         return AutoencoderScorer(ConvAutoencoder()).fit(clean.train_crops, steps=ae_steps)
@@ -125,4 +130,16 @@ def validate(
         val_false_alarms_per_1000=false_alarms_per_1000(clean_scores, threshold),
         val_defect_tiles=len(defect_scores),
         defect_tile_recall=float(np.mean([s > threshold for s in defect_scores])),
+        extra={"tile_auroc_by_class": _auroc_by_class(defects, defect_scores, clean_scores)},
     )
+
+
+def _auroc_by_class(
+    defects: list[ImageRecord], defect_scores: list[float], clean_scores: list[float]
+) -> dict[str, float]:
+    """Tile AUROC of each class's images (by the image's first box) against all the clean tiles."""
+    by_class: dict[str, list[float]] = {}
+    for rec, score in zip(defects, defect_scores, strict=True):
+        if rec.boxes:
+            by_class.setdefault(rec.boxes[0].label, []).append(score)
+    return {name: tile_auroc(scores, clean_scores) for name, scores in sorted(by_class.items())}

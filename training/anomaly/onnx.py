@@ -39,18 +39,31 @@ class MahalanobisHead(nn.Module):
         self.register_buffer("whiten", lower.T.contiguous()[:, :, None, None])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        centred = self.extractor(images) - self.mean
-        out: torch.Tensor = F.conv2d(centred, self.whiten).pow(2).sum(1).clamp_min(0).sqrt()
+        return self.distances(self.extractor(images))
+
+    def distances(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, D, h, w) features -> (B, h, w) distances."""
+        out: torch.Tensor = F.conv2d(features - self.mean, self.whiten).pow(2).sum(1).clamp_min(0).sqrt()
         return out
 
 
 def ort_runner(module: nn.Module, input_size: int, threads: int | None = None) -> FeatureRunner | None:
     """An ONNX Runtime session over ``module`` (float32 (B, 1, S, S) in [0, 1] in, one array out); None
     when onnxruntime is not installed."""
+    run = ort_outputs_runner(module, input_size, threads, outputs=1)
+    return None if run is None else (lambda images: run(images)[0])
+
+
+def ort_outputs_runner(
+    module: nn.Module, input_size: int, threads: int | None = None, *, outputs: int
+) -> Callable[[np.ndarray], list[np.ndarray]] | None:
+    """As :func:`ort_runner` for a module that returns ``outputs`` tensors (a tuple when more than one),
+    each with the batch first; the runner returns them in order."""
     if not ort_available():
         return None
     import onnxruntime as ort  # may be absent (checked above): the torch backend does without it
 
+    names = [f"out{i}" for i in range(outputs)]
     buffer = io.BytesIO()
     dummy = torch.zeros(1, 1, input_size, input_size)
     with warnings.catch_warnings():  # the traced shape test (stride 4 -> 8 pooling) is constant per size
@@ -62,8 +75,8 @@ def ort_runner(module: nn.Module, input_size: int, threads: int | None = None) -
             dynamo=False,
             opset_version=17,
             input_names=["images"],
-            output_names=["out"],
-            dynamic_axes={"images": {0: "batch"}, "out": {0: "batch"}},
+            output_names=names,
+            dynamic_axes={"images": {0: "batch"}} | {name: {0: "batch"} for name in names},
         )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -73,8 +86,8 @@ def ort_runner(module: nn.Module, input_size: int, threads: int | None = None) -
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as the detector's session
     session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
-    def run(images: np.ndarray) -> np.ndarray:
-        out: np.ndarray = session.run(["out"], {"images": images})[0]
+    def run(images: np.ndarray) -> list[np.ndarray]:
+        out: list[np.ndarray] = session.run(names, {"images": images})
         return out
 
     return run

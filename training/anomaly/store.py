@@ -21,7 +21,8 @@ from datasets.texture.settings import FeatureSettings
 from training.anomaly.autoencoder import AutoencoderScorer, ConvAutoencoder
 from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
-from training.anomaly.texture import GlcmMemory, ScoreScale, TextureFusedScorer
+from training.anomaly.texture import GAUSSIAN_ARRAYS, GlcmMemory, ScoreScale, TextureFusedScorer
+from training.anomaly.window_mean import WINDOW_TENSORS, WindowFusedScorer, WindowMeanMemory
 from training.bundle import sha256_file
 from training.models.yolo.backbone import BackboneNeck
 from training.models.yolo.model import SCALES
@@ -30,10 +31,10 @@ ANOMALY_FORMAT = "steel-anomaly/1"
 ANOMALY_JSON = "anomaly.json"
 ANOMALY_WEIGHTS = "anomaly.safetensors"
 BUNDLE_SUBDIR = "anomaly"
-KINDS = ("backbone-gaussian", "conv-autoencoder", "backbone-gaussian+glcm")
-GLCM_TENSORS = ("centre", "scale", "location", "precision")
+KINDS = ("backbone-gaussian", "conv-autoencoder", "backbone-gaussian+glcm", "backbone-gaussian+window")
+GLCM_TENSORS = GAUSSIAN_ARRAYS
 
-Scorer = FeatureGaussian | AutoencoderScorer | TextureFusedScorer
+Scorer = FeatureGaussian | AutoencoderScorer | TextureFusedScorer | WindowFusedScorer
 
 
 class AnomalyStoreError(ValueError):
@@ -66,6 +67,8 @@ def save_anomaly(
         tensors, arch = _gaussian_state(scorer)
     elif isinstance(scorer, TextureFusedScorer):
         tensors, arch = _fused_state(scorer)
+    elif isinstance(scorer, WindowFusedScorer):
+        tensors, arch = _window_state(scorer)
     else:
         tensors = {
             f"autoencoder.{k}": v.detach().cpu().contiguous().clone()
@@ -120,6 +123,23 @@ def _fused_state(scorer: TextureFusedScorer) -> tuple[dict[str, torch.Tensor], d
         "backbone_std": scorer.backbone_scale.std,
         "glcm_mean": scorer.glcm_scale.mean,
         "glcm_std": scorer.glcm_scale.std,
+    }
+    return tensors, arch
+
+
+def _window_state(scorer: WindowFusedScorer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The Gaussian's state, the window memory's arrays (float64) and both score scales (JSON)."""
+    arrays = dict(zip(WINDOW_TENSORS, scorer.window.fitted(), strict=True))
+    if scorer.backbone_scale is None or scorer.window_scale is None:
+        raise AnomalyStoreError("WindowFusedScorer is not fitted")
+    tensors, arch = _gaussian_state(scorer.gaussian)
+    tensors |= {f"window.{k}": torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()}
+    arch["window"] = {"cells": scorer.window.cells, "step": scorer.window.step}
+    arch["fusion"] = {
+        "backbone_mean": scorer.backbone_scale.mean,
+        "backbone_std": scorer.backbone_scale.std,
+        "window_mean": scorer.window_scale.mean,
+        "window_std": scorer.window_scale.std,
     }
     return tensors, arch
 
@@ -209,17 +229,26 @@ def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Scorer
     gaussian = _build_gaussian(arch, tensors)
     if manifest["kind"] == "backbone-gaussian":
         return gaussian
+    fusion = arch["fusion"]
+    backbone_scale = ScoreScale(float(fusion["backbone_mean"]), float(fusion["backbone_std"]))
+    if manifest["kind"] == "backbone-gaussian+window":
+        window = WindowMeanMemory(
+            cells=int(arch["window"]["cells"]),
+            step=int(arch["window"]["step"]),
+            **{name: tensors[f"window.{name}"].numpy() for name in WINDOW_TENSORS},
+        ).check_shapes(int(arch["feature_dims"]))
+        window_scale = ScoreScale(float(fusion["window_mean"]), float(fusion["window_std"]))
+        return WindowFusedScorer(gaussian, window, backbone_scale=backbone_scale, window_scale=window_scale)
     glcm = GlcmMemory(
         window_px=int(arch["glcm"]["window_px"]),
         step_px=int(arch["glcm"]["step_px"]),
         settings=FeatureSettings.model_validate(arch["glcm"]["features"]),
         **{name: tensors[f"glcm.{name}"].numpy() for name in GLCM_TENSORS},
     ).check_shapes()
-    fusion = arch["fusion"]
     return TextureFusedScorer(
         gaussian,
         glcm,
-        backbone_scale=ScoreScale(float(fusion["backbone_mean"]), float(fusion["backbone_std"])),
+        backbone_scale=backbone_scale,
         glcm_scale=ScoreScale(float(fusion["glcm_mean"]), float(fusion["glcm_std"])),
     )
 

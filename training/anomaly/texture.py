@@ -37,6 +37,29 @@ def window_starts(length: int, window: int, step: int) -> list[int]:
     return starts if starts[-1] == length - window else [*starts, length - window]
 
 
+GAUSSIAN_ARRAYS = ("centre", "scale", "location", "precision")
+
+
+def fit_standardised_gaussian(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column centre and spread (1 where a column is constant), then the Ledoit-Wolf mean and inverse
+    covariance of the standardised vectors: ``(centre, scale, location, precision)``."""
+    from sklearn.covariance import LedoitWolf  # scikit-learn imports in ~1 s: only fitting needs it
+
+    centre = vectors.mean(axis=0)
+    std = vectors.std(axis=0)
+    scale = np.where(std > 1e-12, std, 1.0)
+    shrunk = LedoitWolf().fit((vectors - centre) / scale)
+    return centre, scale, shrunk.location_, shrunk.precision_
+
+
+def check_gaussian_shapes(prefix: str, arrays: Sequence[np.ndarray | None], n: int) -> None:
+    """Raise ValueError naming ``prefix.array`` when loaded arrays do not fit ``n``-long vectors."""
+    expected = {"centre": (n,), "scale": (n,), "location": (n,), "precision": (n, n)}
+    for (name, shape), got in zip(expected.items(), arrays, strict=True):
+        if got is None or got.shape != shape:
+            raise ValueError(f"{prefix}.{name}: shape {None if got is None else got.shape}, expected {shape}")
+
+
 @dataclass
 class GlcmMemory:
     """Standardisation and inverse covariance of clean windows' GLCM vectors; fit, then :meth:`maps`."""
@@ -67,12 +90,8 @@ class GlcmMemory:
 
     def check_shapes(self) -> GlcmMemory:
         """Raise ValueError when loaded arrays do not fit the feature settings' vector length."""
-        n = self.settings.length
-        expected = {"centre": (n,), "scale": (n,), "location": (n,), "precision": (n, n)}
-        for name, shape in expected.items():
-            got = getattr(self, name)
-            if got is None or got.shape != shape:
-                raise ValueError(f"glcm.{name}: shape {None if got is None else got.shape}, expected {shape}")
+        arrays = (self.centre, self.scale, self.location, self.precision)
+        check_gaussian_shapes("glcm", arrays, self.settings.length)
         return self
 
     def _windows(self, tile: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
@@ -86,14 +105,8 @@ class GlcmMemory:
         ]
 
     def fit(self, clean_tiles: Sequence[np.ndarray]) -> GlcmMemory:
-        from sklearn.covariance import LedoitWolf  # scikit-learn imports in ~1 s: only fitting needs it
-
         vectors = self.vectors([win for tile in clean_tiles for _, _, win in self._windows(tile)])
-        self.centre = vectors.mean(axis=0)
-        std = vectors.std(axis=0)
-        self.scale = np.where(std > 1e-12, std, 1.0)
-        shrunk = LedoitWolf().fit((vectors - self.centre) / self.scale)
-        self.location, self.precision = shrunk.location_, shrunk.precision_
+        self.centre, self.scale, self.location, self.precision = fit_standardised_gaussian(vectors)
         return self
 
     def window_scores(self, tile: np.ndarray) -> list[tuple[int, int, float]]:
@@ -173,9 +186,14 @@ class TextureFusedScorer:
     def maps(self, tiles: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self.backbone_scale is None or self.glcm_scale is None:
             raise RuntimeError("TextureFusedScorer: fit() or load before scoring")
-        b, g = self.backbone_scale, self.glcm_scale
-        fused = []
-        for backbone, texture in zip(self.gaussian.maps(tiles), self.glcm.maps(tiles), strict=True):
-            in_backbone_units = b.mean + b.std * (texture - g.mean) / g.std
-            fused.append(np.maximum(backbone, in_backbone_units.astype(np.float32)))
-        return fused
+        pairs = zip(self.gaussian.maps(tiles), self.glcm.maps(tiles), strict=True)
+        return [fuse(backbone, texture, self.backbone_scale, self.glcm_scale) for backbone, texture in pairs]
+
+
+def fuse(
+    backbone: np.ndarray, other: np.ndarray, backbone_scale: ScoreScale, other_scale: ScoreScale
+) -> np.ndarray:
+    """The per-pixel higher z-score of two maps, written in the backbone map's units (float32)."""
+    b, o = backbone_scale, other_scale
+    fused: np.ndarray = np.maximum(backbone, (b.mean + b.std * (other - o.mean) / o.std).astype(np.float32))
+    return fused
