@@ -10,6 +10,9 @@ import torch
 
 from datasets.model import NEU_DET_CLASSES
 from tests.training.neu_samples import load_neu_batch
+from tests.training.tiny_bundle import tiny_yolo_bundle
+from training.bundle import load_bundle
+from training.inference import Predictor
 from training.models.yolo.head import decode_distances
 from training.models.yolo.loss import (
     TaskAlignedAssigner,
@@ -17,7 +20,7 @@ from training.models.yolo.loss import (
     distribution_focal_loss,
     pad_targets,
 )
-from training.models.yolo.model import STRIDES, YoloConfig, build_yolo
+from training.models.yolo.model import P2_STRIDES, STRIDES, YoloConfig, build_yolo
 from training.models.yolo.postprocess import postprocess
 
 SIZE = 96
@@ -120,6 +123,57 @@ def test_raw_outputs_cover_every_anchor_of_the_three_levels():
     assert boxes.shape == (3, anchors, 4)
     assert scores.shape == (3, anchors, NUM_CLASSES)
     assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_a_p2_level_adds_stride_4_anchors_and_leaves_the_other_levels_heads_as_they_were():
+    plain = build_yolo(YoloConfig(), num_classes=NUM_CLASSES, in_channels=1, image_size=SIZE).eval()
+    fine = build_yolo(YoloConfig(p2=True), num_classes=NUM_CLASSES, in_channels=1, image_size=SIZE).eval()
+    with torch.inference_mode():
+        boxes, scores = fine.raw(torch.rand(2, 1, SIZE, SIZE))
+    assert fine.head.strides == P2_STRIDES == (4, *STRIDES)
+    assert boxes.shape == (2, sum((SIZE // s) ** 2 for s in P2_STRIDES), 4)
+    assert scores.shape == (2, boxes.shape[1], NUM_CLASSES)
+    for level, branch in enumerate(plain.head.cls_branches):  # same widths at strides 8/16/32
+        shapes = [t.shape for t in branch.state_dict().values()]
+        assert shapes == [t.shape for t in fine.head.cls_branches[level + 1].state_dict().values()]
+    # the stride-4 boxes can be small: a P2 anchor's box is at most 4 * (reg_max - 1) px from its centre
+    assert (boxes[:, : (SIZE // 4) ** 2, 2:] - boxes[:, : (SIZE // 4) ** 2, :2]).max() <= 2 * 4 * 15 + 1e-3
+
+
+def test_a_p2_model_exports_to_onnx_runtime_with_the_same_raw_outputs(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = build_yolo(YoloConfig(p2=True), num_classes=NUM_CLASSES, in_channels=1, image_size=SIZE).eval()
+
+    class Raw(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.model.raw(images)
+
+    images, _ = neu_batch()
+    path = tmp_path / "p2.onnx"
+    torch.onnx.export(
+        Raw().eval(), (images,), str(path), dynamo=False, opset_version=17, input_names=["images"]
+    )
+    session = ort.InferenceSession(str(path))
+    got_boxes, got_scores = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    with torch.inference_mode():
+        boxes, scores = model.raw(images)
+    assert got_boxes.shape == tuple(boxes.shape)
+    assert abs(got_boxes - boxes.numpy()).max() < 1e-2 and abs(got_scores - scores.numpy()).max() < 1e-4
+
+
+def test_a_p2_bundle_reloads_as_a_p2_model_and_predicts_on_real_images(tmp_path):
+    bundle_dir = tiny_yolo_bundle(tmp_path / "p2", size=SIZE, score=0.001, p2=True)
+    bundle = load_bundle(bundle_dir, device="cpu")
+    assert bundle.model_config.yolo.p2 and bundle.model.head.strides == P2_STRIDES
+    images, _ = neu_batch()
+    detections = Predictor(bundle, device="cpu", backend="torch")(
+        [(im[0] * 255).byte().numpy() for im in images]
+    )
+    assert len(detections) == 2 and all(len(d) > 0 for d in detections)
 
 
 def test_images_without_boxes_are_legal_in_a_batch():
@@ -290,8 +344,9 @@ def test_postprocess_suppresses_within_a_class_but_not_across_classes():
 # --- learning --------------------------------------------------------------------------------------
 
 
-def test_overfits_two_real_images():
-    model = build_yolo(YoloConfig(), num_classes=NUM_CLASSES, in_channels=1, image_size=SIZE).train()
+@pytest.mark.parametrize("p2", [False, True], ids=["p3-p5", "p2-p5"])
+def test_overfits_two_real_images(p2: bool):
+    model = build_yolo(YoloConfig(p2=p2), num_classes=NUM_CLASSES, in_channels=1, image_size=SIZE).train()
     images, targets = neu_batch()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     history = []

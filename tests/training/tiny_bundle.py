@@ -19,13 +19,16 @@ from training.registry import build_model
 SIZE = 64
 
 
-def tiny_yolo_bundle(out_dir: Path, *, seed: int = 0, size: int = SIZE, score: float = 0.25) -> Path:
+def tiny_yolo_bundle(
+    out_dir: Path, *, seed: int = 0, size: int = SIZE, score: float = 0.25, p2: bool = False
+) -> Path:
     torch.manual_seed(seed)
-    model = build_yolo(YoloConfig(), num_classes=len(NEU_DET_CLASSES), in_channels=1, image_size=size).eval()
+    cfg = YoloConfig(p2=p2)
+    model = build_yolo(cfg, num_classes=len(NEU_DET_CLASSES), in_channels=1, image_size=size).eval()
     return save_bundle(
         out_dir,
         model,
-        model_config=ModelConfig(family="yolo", image_size=size, in_channels=1, yolo=YoloConfig()),
+        model_config=ModelConfig(family="yolo", image_size=size, in_channels=1, yolo=cfg),
         class_names=list(NEU_DET_CLASSES),
         version=f"tiny-seed{seed}",
         score_threshold=score,

@@ -48,8 +48,10 @@ class DetectHead(nn.Module):
         self.num_classes = num_classes
         self.reg_max = reg_max
         self.strides = strides
-        box_hidden = max(16, in_channels[0] // 4, reg_max * 4)
-        cls_hidden = max(in_channels[0], min(num_classes, 100))
+        # sized by the stride-8 level's channels: a P2 level (fewer channels) leaves the others' as they were
+        base = in_channels[strides.index(8)] if 8 in strides else in_channels[0]
+        box_hidden = max(16, base // 4, reg_max * 4)
+        cls_hidden = max(base, min(num_classes, 100))
         self.box_branches = nn.ModuleList(
             nn.Sequential(
                 ConvBNAct(c, box_hidden, 3),

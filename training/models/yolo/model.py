@@ -28,6 +28,7 @@ SCALES: dict[str, tuple[float, float, int]] = {
     "m": (0.67, 0.75, 768),
 }
 STRIDES = (8, 16, 32)
+P2_STRIDES = (4, *STRIDES)
 
 
 class YoloConfig(StrictModel):
@@ -41,6 +42,11 @@ class YoloConfig(StrictModel):
     score_threshold: float = Field(0.001, ge=0, lt=1)
     max_detections: int = Field(300, ge=1)
     weights: str | None = None  # a local state-dict file to start from; never downloaded
+    p2: bool = False  # a stride-4 level in the neck and head (fine texture, small defects): 4x the anchors
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return P2_STRIDES if self.p2 else STRIDES
 
 
 def as_yolo(model: nn.Module) -> YOLO:
@@ -58,12 +64,12 @@ class YOLO(nn.Module):
         self.num_classes = num_classes
         self.image_size = image_size
         self.backbone = BackboneNeck(
-            in_channels=in_channels, width_mult=width, depth_mult=depth, max_channels=max_channels
+            in_channels=in_channels, width_mult=width, depth_mult=depth, max_channels=max_channels, p2=cfg.p2
         )
         self.head = DetectHead(
             num_classes=num_classes,
             in_channels=self.backbone.out_channels,
-            strides=STRIDES,
+            strides=cfg.strides,
             reg_max=cfg.reg_max,
         )
         self.head.init_biases(image_size)
