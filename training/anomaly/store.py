@@ -22,7 +22,7 @@ from training.anomaly.autoencoder import AutoencoderScorer, ConvAutoencoder
 from training.anomaly.features import EarlyBackbone
 from training.anomaly.gaussian import FeatureGaussian
 from training.anomaly.texture import GAUSSIAN_ARRAYS, GlcmMemory, ScoreScale, TextureFusedScorer
-from training.anomaly.window_mean import WINDOW_TENSORS, WindowFusedScorer, WindowMeanMemory
+from training.anomaly.window_mean import WindowFusedScorer, WindowMeanMemory
 from training.bundle import sha256_file
 from training.models.yolo.backbone import BackboneNeck
 from training.models.yolo.model import SCALES
@@ -32,7 +32,6 @@ ANOMALY_JSON = "anomaly.json"
 ANOMALY_WEIGHTS = "anomaly.safetensors"
 BUNDLE_SUBDIR = "anomaly"
 KINDS = ("backbone-gaussian", "conv-autoencoder", "backbone-gaussian+glcm", "backbone-gaussian+window")
-GLCM_TENSORS = GAUSSIAN_ARRAYS
 
 Scorer = FeatureGaussian | AutoencoderScorer | TextureFusedScorer | WindowFusedScorer
 
@@ -108,7 +107,7 @@ def _gaussian_state(scorer: FeatureGaussian) -> tuple[dict[str, torch.Tensor], d
 
 def _fused_state(scorer: TextureFusedScorer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The Gaussian's state, the GLCM memory's arrays (float64) and both score scales (JSON)."""
-    arrays = {name: getattr(scorer.glcm, name) for name in GLCM_TENSORS}
+    arrays = {name: getattr(scorer.glcm, name) for name in GAUSSIAN_ARRAYS}
     if any(a is None for a in arrays.values()) or scorer.backbone_scale is None or scorer.glcm_scale is None:
         raise AnomalyStoreError("TextureFusedScorer is not fitted")
     tensors, arch = _gaussian_state(scorer.gaussian)
@@ -129,7 +128,7 @@ def _fused_state(scorer: TextureFusedScorer) -> tuple[dict[str, torch.Tensor], d
 
 def _window_state(scorer: WindowFusedScorer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The Gaussian's state, the window memory's arrays (float64) and both score scales (JSON)."""
-    arrays = dict(zip(WINDOW_TENSORS, scorer.window.fitted(), strict=True))
+    arrays = dict(zip(GAUSSIAN_ARRAYS, scorer.window.fitted(), strict=True))
     if scorer.backbone_scale is None or scorer.window_scale is None:
         raise AnomalyStoreError("WindowFusedScorer is not fitted")
     tensors, arch = _gaussian_state(scorer.gaussian)
@@ -235,7 +234,7 @@ def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Scorer
         window = WindowMeanMemory(
             cells=int(arch["window"]["cells"]),
             step=int(arch["window"]["step"]),
-            **{name: tensors[f"window.{name}"].numpy() for name in WINDOW_TENSORS},
+            **{name: tensors[f"window.{name}"].numpy() for name in GAUSSIAN_ARRAYS},
         ).check_shapes(int(arch["feature_dims"]))
         window_scale = ScoreScale(float(fusion["window_mean"]), float(fusion["window_std"]))
         return WindowFusedScorer(gaussian, window, backbone_scale=backbone_scale, window_scale=window_scale)
@@ -243,7 +242,7 @@ def _build(manifest: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Scorer
         window_px=int(arch["glcm"]["window_px"]),
         step_px=int(arch["glcm"]["step_px"]),
         settings=FeatureSettings.model_validate(arch["glcm"]["features"]),
-        **{name: tensors[f"glcm.{name}"].numpy() for name in GLCM_TENSORS},
+        **{name: tensors[f"glcm.{name}"].numpy() for name in GAUSSIAN_ARRAYS},
     ).check_shapes()
     return TextureFusedScorer(
         gaussian,

@@ -3,9 +3,10 @@
 The patch Gaussian (:mod:`training.anomaly.gaussian`) sees 3 x 3-pooled patches, a few pixels of steel
 each, and is weakest where a defect changes the texture over a whole area rather than at a spot
 (pitted_surface: tile AUROC 0.73 against 0.90-1.00 for the other classes). Averaged over a window of
-15 x 15 feature cells (about 128 px of a 200 px tile; 4 windows, stepped by 9 cells, the last flush with
-the edge), the same features describe the area's texture: a window's score is the squared Mahalanobis
-distance of its standardised mean vector from the clean training windows' (Ledoit-Wolf, scikit-learn).
+5/8 of the feature grid a side (14 of 22 cells at 176 px input, about 128 px of a 200 px tile; 2 x 2
+windows, the second flush with the edge), the same features describe the area's texture: a window's score
+is the squared Mahalanobis distance of its standardised mean vector from the clean training windows'
+(Ledoit-Wolf, scikit-learn).
 This is the GLCM memory's role (:mod:`training.anomaly.texture`) at almost no cost, since the features are
 already computed: both distances come out of one ONNX Runtime graph (:class:`WindowMeanHead`).
 
@@ -27,14 +28,11 @@ from training.anomaly.features import model_inputs
 from training.anomaly.gaussian import FeatureGaussian
 from training.anomaly.onnx import MahalanobisHead, ort_outputs_runner
 from training.anomaly.texture import (
-    GAUSSIAN_ARRAYS,
     ScoreScale,
     check_gaussian_shapes,
     fit_standardised_gaussian,
     window_starts,
 )
-
-WINDOW_TENSORS = GAUSSIAN_ARRAYS
 
 
 def grid_side(input_size: int) -> int:
