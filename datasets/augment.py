@@ -27,7 +27,9 @@ from pydantic import Field, model_validator
 
 from datasets.settings import StrictModel
 
-__all__ = ["AugmentConfig", "build_transform", "reseed_transform"]
+__all__ = ["MOSAIC_KEY", "AugmentConfig", "build_transform", "mosaic_partners", "reseed_transform"]
+
+MOSAIC_KEY = "mosaic_metadata"  # the call's keyword for the other images a Mosaic draws from
 
 
 class AugmentConfig(StrictModel):
@@ -54,6 +56,9 @@ class AugmentConfig(StrictModel):
     crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
     min_visibility: float = Field(default=0.3, ge=0.0, le=1.0)
     """A box cut by a crop is kept only if this fraction of its area remains."""
+    mosaic_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    """2 x 2 mosaic of this image and three others of the set (albumentations ``Mosaic``), cropped back to
+    the input size at a random centre; first in the pipeline, so the other ops see the mosaic."""
 
     @model_validator(mode="after")
     def _check_ranges(self) -> AugmentConfig:
@@ -119,7 +124,14 @@ def build_transform(
 
 def _train_ops(cfg: AugmentConfig, image_size: int) -> list[A.BasicTransform]:
     # Geometry first (box-exact), then photometry; a transform with p == 0 is left out entirely.
+    side = (image_size, image_size)
     candidates: list[tuple[float, A.BasicTransform]] = [
+        (
+            cfg.mosaic_p,
+            A.Mosaic(
+                grid_yx=(2, 2), target_size=side, cell_shape=side, metadata_key=MOSAIC_KEY, p=cfg.mosaic_p
+            ),
+        ),
         (
             cfg.crop_p,
             A.RandomResizedCrop(
@@ -147,6 +159,16 @@ def _train_ops(cfg: AugmentConfig, image_size: int) -> list[A.BasicTransform]:
         (cfg.noise_p, A.GaussNoise(std_range=cfg.noise_std_range, per_channel=False, p=cfg.noise_p)),
     ]
     return [op for p, op in candidates if p > 0.0]
+
+
+def mosaic_partners(transform: object) -> int:
+    """How many other images ``transform``'s Mosaic needs beside the one it is called on (0: none)."""
+    if isinstance(transform, A.Compose):
+        for op in transform.transforms:
+            if isinstance(op, A.Mosaic):
+                rows, cols = op.grid_yx
+                return int(rows * cols - 1)
+    return 0
 
 
 def reseed_transform(transform: A.BaseCompose, seed: int | None) -> None:

@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import albumentations as A
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from datasets.augment import reseed_transform
+from datasets.augment import MOSAIC_KEY, mosaic_partners, reseed_transform
 from datasets.model import ImageRecord
 
 __all__ = [
@@ -87,6 +88,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         self.image_size = image_size
         self.in_channels = in_channels
         self.transform = transform
+        self._mosaic_partners = mosaic_partners(transform)
         self.preload = preload
         index = class_index(self.class_names)
         self._labels = [_labels_of(rec, index) for rec in self.records]
@@ -109,7 +111,8 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         labels = self._labels[i]
         if self.transform is not None:
             # Copy: the cache must survive transforms that would work in place or return views.
-            out = self.transform(image=image.copy(), bboxes=boxes, labels=labels)
+            extra = {MOSAIC_KEY: self._mosaic_items(i)} if self._mosaic_partners else {}
+            out = self.transform(image=image.copy(), bboxes=boxes, labels=labels, **extra)
             image = out["image"]
             boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
             labels = np.asarray(out["labels"], dtype=np.int64).reshape(-1)
@@ -120,6 +123,18 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
             "orig_size": orig_size,
         }
         return self._to_tensor(image, self.records[i]), target
+
+    def _mosaic_items(self, i: int) -> list[dict[str, np.ndarray]]:
+        """Other images for the pipeline's Mosaic, drawn with the pipeline's own generator (seeded, and
+        reseeded per epoch and worker like the rest of it), never image ``i`` itself."""
+        assert isinstance(self.transform, A.Compose)  # mosaic_partners() is 0 for anything else
+        count = min(self._mosaic_partners, len(self) - 1)
+        picks = self.transform.random_generator.choice(len(self) - 1, size=count, replace=False)
+        items = []
+        for j in (int(k) + int(k >= i) for k in picks):
+            image, boxes, _ = self._load(j)
+            items.append({"image": image.copy(), "bboxes": boxes, "labels": self._labels[j]})
+        return items
 
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         if self._cache is not None:
