@@ -1,4 +1,5 @@
-"""``steel train | eval | calibrate-thresholds | predict | export | bundle-fp16``: training's command line."""
+"""``steel train | pretrain | eval | calibrate-thresholds | predict | export | bundle-fp16``: training's
+command line."""
 
 from __future__ import annotations
 
@@ -52,6 +53,34 @@ def train_command(
     typer.echo(
         f"best val mAP@0.5 {result.best_map50:.4f} after {result.epochs_run} epochs; "
         f"bundle: {result.bundle_dir}"
+    )
+
+
+@app.command("pretrain")
+def pretrain_command(
+    config: Annotated[
+        Path, typer.Argument(help="Pretraining config (YAML), e.g. configs/pretrain/yolo_n.yaml")
+    ],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: key.path=value (repeatable)")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from out_dir/last.pt exactly")] = False,
+) -> None:
+    """Masked-image pretraining of the YOLO backbone on the split's training images (no labels); start a
+    detector from it with `--set model.yolo.weights=OUT/backbone.safetensors`."""
+    from training.pretrain.run import BACKBONE_FILE, PretrainConfig, pretrain  # torch: this command only
+
+    try:
+        cfg = load_config(config, PretrainConfig, set_ or [])
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        result = pretrain(cfg, resume=resume)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(
+        f"masked L1 {result.losses[-1]:.4f} after {len(result.losses)} epochs; "
+        f"{result.out_dir / BACKBONE_FILE}"
     )
 
 
