@@ -56,6 +56,10 @@ class AugmentConfig(StrictModel):
     crop_ratio: tuple[float, float] = (0.75, 4.0 / 3.0)
     min_visibility: float = Field(default=0.3, ge=0.0, le=1.0)
     """A box cut by a crop is kept only if this fraction of its area remains."""
+    copy_paste_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Paste 1..``copy_paste_max`` boxed defects cut from other training images into this one (also into
+    clean background tiles), before the pipeline (``datasets.copy_paste``; the training data set does it)."""
+    copy_paste_max: int = Field(default=2, ge=1, le=8)
     mosaic_p: float = Field(default=0.0, ge=0.0, le=1.0)
     """2 x 2 mosaic of this image and three others of the set (albumentations ``Mosaic``), cropped back to
     the input size at a random centre; first in the pipeline, so the other ops see the mosaic."""

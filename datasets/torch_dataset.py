@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from datasets.augment import MOSAIC_KEY, mosaic_partners, reseed_transform
+from datasets.copy_paste import Donor, paste_defects
 from datasets.model import ImageRecord
 
 __all__ = [
@@ -63,6 +64,8 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
             :func:`datasets.augment.build_transform`; ``None`` serves the resized image as is.
         preload: Decode every image once at construction (errors surface there); otherwise decode
             with OpenCV on every access.
+        copy_paste: ``(probability, most defects)``: paste boxed defects of other images of the set into
+            an image before ``transform`` (which must be a training pipeline: its seeded generator draws).
 
     Raises:
         DatasetError: A record has no path, an unreadable image (preload), a label not in
@@ -78,6 +81,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         in_channels: int = 1,
         transform: Callable[..., dict[str, Any]] | None = None,
         preload: bool = True,
+        copy_paste: tuple[float, int] = (0.0, 1),
     ):
         if in_channels not in (1, 3):
             raise DatasetError(f"in_channels must be 1 or 3, got {in_channels}")
@@ -89,9 +93,13 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         self.in_channels = in_channels
         self.transform = transform
         self._mosaic_partners = mosaic_partners(transform)
+        self.copy_paste = copy_paste
+        if copy_paste[0] > 0 and not isinstance(transform, A.Compose):
+            raise DatasetError("copy_paste needs a training pipeline (datasets.augment.build_transform)")
         self.preload = preload
         index = class_index(self.class_names)
         self._labels = [_labels_of(rec, index) for rec in self.records]
+        self._boxed = [j for j, labels in enumerate(self._labels) if len(labels)]  # copy-paste donors
         self._source_boxes = [_boxes_of(rec) for rec in self.records]
         for rec in self.records:
             if rec.path is None:
@@ -109,6 +117,8 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         """Return ``image`` float32 (C,H,W) in [0, 1] and its target (boxes in the served image)."""
         image, boxes, orig_size = self._load(i)
         labels = self._labels[i]
+        if self.copy_paste[0] > 0:
+            image, boxes, labels = self._paste_into(i, image, boxes, labels)
         if self.transform is not None:
             # Copy: the cache must survive transforms that would work in place or return views.
             extra = {MOSAIC_KEY: self._mosaic_items(i)} if self._mosaic_partners else {}
@@ -123,6 +133,25 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
             "orig_size": orig_size,
         }
         return self._to_tensor(image, self.records[i]), target
+
+    def _paste_into(
+        self, i: int, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Image ``i`` with defects of other boxed images pasted in, with the pipeline's generator."""
+        assert isinstance(self.transform, A.Compose)  # checked in __init__
+        rng = self.transform.random_generator
+        p, most = self.copy_paste
+        if rng.random() >= p:
+            return image, boxes, labels
+        if not self._boxed:
+            return image, boxes, labels
+        count = min(int(rng.integers(1, most + 1)), len(self._boxed))
+        picks = [self._boxed[int(k)] for k in rng.choice(len(self._boxed), size=count, replace=False)]
+        donors = []
+        for j in (j for j in picks if j != i):  # never a defect of the image itself
+            donor_image, donor_boxes, _ = self._load(j)
+            donors.append(Donor(donor_image, donor_boxes, self._labels[j]))
+        return paste_defects(image, boxes, labels, donors, rng)
 
     def _mosaic_items(self, i: int) -> list[dict[str, np.ndarray]]:
         """Other images for the pipeline's Mosaic, drawn with the pipeline's own generator (seeded, and

@@ -48,8 +48,14 @@ def build_loaders(
     size, chans = cfg.model.image_size, cfg.model.in_channels
     train_tf = build_transform(cfg.data.augment, image_size=size, train=True, seed=cfg.train.seed)
     eval_tf = build_transform(None, image_size=size, train=False)
+    augment = cfg.data.augment
     train_ds = DetectionDataset(
-        data.train, data.class_names, image_size=size, in_channels=chans, transform=train_tf
+        data.train,
+        data.class_names,
+        image_size=size,
+        in_channels=chans,
+        transform=train_tf,
+        copy_paste=(augment.copy_paste_p if augment.enabled else 0.0, augment.copy_paste_max),
     )
     val_ds = DetectionDataset(
         data.val, data.class_names, image_size=size, in_channels=chans, transform=eval_tf
