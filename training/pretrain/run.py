@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -23,6 +23,7 @@ from datasets.settings import StrictModel
 from datasets.torch_dataset import DetectionDataset, collate_detection
 from training.config import DataConfig, ModelConfig
 from training.data import prepare_data, write_json
+from training.fit_setup import pick_device
 from training.pretrain.masked import MaskedImageModel, mask_patches, masked_l1
 
 BACKBONE_FILE = "backbone.safetensors"
@@ -40,6 +41,7 @@ class PretrainConfig(StrictModel):
     patch_px: int = Field(16, ge=2)
     seed: int = 0
     threads: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     out_dir: str = "runs/pretrain"
 
 
@@ -65,9 +67,10 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> PretrainResult:
         in_channels=cfg.model.in_channels, transform=transform,
     )  # fmt: skip
     torch.manual_seed(cfg.seed)
-    model = MaskedImageModel(size=cfg.model.yolo.size, in_channels=cfg.model.in_channels)
+    device = pick_device(cfg.device)
+    model = MaskedImageModel(size=cfg.model.yolo.size, in_channels=cfg.model.in_channels).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    losses: list[float] = _resume(out / "last.pt", model, optimizer) if resume else []
+    losses: list[float] = _resume(out / "last.pt", model, optimizer, device) if resume else []
     for epoch in range(len(losses), cfg.epochs):
         losses.append(_epoch(cfg, model, optimizer, dataset, epoch))
         print(f"pretrain epoch {epoch + 1} | masked L1 {losses[-1]:.4f}", flush=True)
@@ -85,10 +88,12 @@ def pretrain(cfg: PretrainConfig, *, resume: bool = False) -> PretrainResult:
     return PretrainResult(out, losses)
 
 
-def _resume(path: Path, model: MaskedImageModel, optimizer: torch.optim.Optimizer) -> list[float]:
+def _resume(
+    path: Path, model: MaskedImageModel, optimizer: torch.optim.Optimizer, device: torch.device
+) -> list[float]:
     if not path.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return [float(v) for v in state["losses"]]
@@ -114,11 +119,18 @@ def _epoch(
         group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
     model.train()
     total, batches = 0.0, 0
-    for images, _ in loader:
-        masked, mask = mask_patches(images, patch=cfg.patch_px, ratio=cfg.mask_ratio, generator=masks)
+    device = next(model.parameters()).device
+    for cpu_images, _ in loader:
+        masked, mask = mask_patches(cpu_images, patch=cfg.patch_px, ratio=cfg.mask_ratio, generator=masks)
+        images, masked, mask = images_to(device, cpu_images, masked, mask)
         loss = masked_l1(model(masked), images, mask)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         total, batches = total + float(loss.detach()), batches + 1
     return total / max(batches, 1)
+
+
+def images_to(device: torch.device, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors on ``device`` (masks are drawn on the CPU, so a run's masks do not depend on it)."""
+    return tuple(t.to(device, non_blocking=True) for t in tensors)
