@@ -9,7 +9,7 @@ export STEEL_DATA
 DEMO_DIR ?= var/demo
 MODEL ?= models/neu-yolo-n
 
-.PHONY: demo test lint format bench install clean gpu-check
+.PHONY: demo test lint format bench install clean gpu-check gpu-session
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: $(STAMP)
 # Without a GPU it prints {"status": "skipped", "reason": "skipped: no CUDA device"} and exits 0.
 gpu-check: $(STAMP)
 	$(BIN)/python bench/gpu_check.py --out var/gpu-check.json
+
+# A lent GPU session in one command: the check, then the accuracy levers over seeds until the deadline.
+gpu-session: $(STAMP)
+	OUT=var/gpu-session bash bench/gpu_session.sh
 
 clean:
 	rm -rf $(VENV) var runs .pytest_cache .ruff_cache

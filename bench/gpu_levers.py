@@ -54,8 +54,7 @@ def job_command(lever: str, seed: int, args: argparse.Namespace) -> str:
         pre_sets = [f"seed={seed}", f"epochs={args.epochs}", f"device={args.device}", f"out_dir={pre}"]
         pre_sets += ["data.subset=8", "model.image_size=64", "batch_size=4"] if args.tiny else []
         resume = ["--resume"] if (pre / "last.pt").is_file() else []
-        steel = str(Path(sys.executable).parent / "steel")  # the venv's entry point
-        steps.append([steel, "pretrain", "configs/pretrain/yolo_n.yaml"])
+        steps.append([sys.executable, "-m", "steel", "pretrain", "configs/pretrain/yolo_n.yaml"])
         steps[-1] += [x for s in pre_sets for x in ("--set", s)] + resume
         sets.append(f"model.yolo.weights={pre / 'backbone.safetensors'}")
     run = [sys.executable, "bench/bench_seeds.py", RECIPE, "--seeds", str(seed), "--out", str(out)]
