@@ -141,9 +141,7 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         assert isinstance(self.transform, A.Compose)  # checked in __init__
         rng = self.transform.random_generator
         p, most = self.copy_paste
-        if rng.random() >= p:
-            return image, boxes, labels
-        if not self._boxed:
+        if rng.random() >= p or not self._boxed:
             return image, boxes, labels
         count = min(int(rng.integers(1, most + 1)), len(self._boxed))
         picks = [self._boxed[int(k)] for k in rng.choice(len(self._boxed), size=count, replace=False)]
