@@ -150,6 +150,28 @@ def test_with_a_texture_memory_pitted_steel_the_backbone_memory_misses_becomes_a
     assert flagged["fused"] > flagged["backbone"] and flagged["fused"] >= 10, flagged
 
 
+def test_the_shipped_anomaly_model_is_silent_on_clean_steel_and_flags_most_patches_at_its_threshold(
+    neu_root, clean_canvases
+):
+    """At the threshold calibrated into ``models/neu-yolo-n/anomaly`` (1 false alarm per 1,000 clean
+    training tiles): no clean canvas is above it, most validation images of patches are."""
+    stage = _stage(SHIPPED / "anomaly")
+    assert len(clean_canvases) >= 20
+    for k, canvas in enumerate(clean_canvases):
+        frame = Frame("clean", k, canvas, datetime.now(UTC))
+        stage.handle(
+            FrameDetections(frame=frame, detections=Detections.empty(), model_version="m1", latency_ms=0)
+        )
+    assert stage.tally.above_threshold_frames == 0 and stage.tally.anomaly_defects == 0
+    split = json.loads((REPO_ROOT / "configs" / "splits" / "neu-det-dev.json").read_text())
+    patches = [item["name"] for item in split["val"] if item["name"].startswith("patches")][:16]
+    flagged = _stage(SHIPPED / "anomaly")
+    for name in patches:
+        flagged.handle(_frame(neu_root, name, Detections.empty()))
+    assert flagged.tally.above_threshold_frames >= len(patches) // 2, flagged.tally.to_dict()
+    assert flagged.tally.anomaly_defects >= flagged.tally.above_threshold_frames
+
+
 def test_without_an_anomaly_model_frames_pass_through_unchanged(neu_root):
     stage = _stage(None)
     msg = _frame(neu_root, _scratch_image(neu_root), Detections.empty())
