@@ -107,38 +107,48 @@ def _gaussian_state(scorer: FeatureGaussian) -> tuple[dict[str, torch.Tensor], d
 
 def _fused_state(scorer: TextureFusedScorer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The Gaussian's state, the GLCM memory's arrays (float64) and both score scales (JSON)."""
-    arrays = {name: getattr(scorer.glcm, name) for name in GAUSSIAN_ARRAYS}
-    if any(a is None for a in arrays.values()) or scorer.backbone_scale is None or scorer.glcm_scale is None:
-        raise AnomalyStoreError("TextureFusedScorer is not fitted")
-    tensors, arch = _gaussian_state(scorer.gaussian)
-    tensors |= {f"glcm.{k}": torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()}
+    arrays = [getattr(scorer.glcm, name) for name in GAUSSIAN_ARRAYS]
+    tensors, arch = _with_second_memory(
+        scorer.gaussian, "glcm", arrays, scorer.backbone_scale, scorer.glcm_scale
+    )
     arch["glcm"] = {
         "window_px": scorer.glcm.window_px,
         "step_px": scorer.glcm.step_px,
         "features": scorer.glcm.settings.model_dump(mode="json"),
-    }
-    arch["fusion"] = {
-        "backbone_mean": scorer.backbone_scale.mean,
-        "backbone_std": scorer.backbone_scale.std,
-        "glcm_mean": scorer.glcm_scale.mean,
-        "glcm_std": scorer.glcm_scale.std,
     }
     return tensors, arch
 
 
 def _window_state(scorer: WindowFusedScorer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The Gaussian's state, the window memory's arrays (float64) and both score scales (JSON)."""
-    arrays = dict(zip(GAUSSIAN_ARRAYS, scorer.window.fitted(), strict=True))
-    if scorer.backbone_scale is None or scorer.window_scale is None:
-        raise AnomalyStoreError("WindowFusedScorer is not fitted")
-    tensors, arch = _gaussian_state(scorer.gaussian)
-    tensors |= {f"window.{k}": torch.from_numpy(np.ascontiguousarray(a)) for k, a in arrays.items()}
-    arch["window"] = {"cells": scorer.window.cells, "step": scorer.window.step}
+    w = scorer.window
+    arrays = [w.centre, w.scale, w.location, w.precision]
+    tensors, arch = _with_second_memory(
+        scorer.gaussian, "window", arrays, scorer.backbone_scale, scorer.window_scale
+    )
+    arch["window"] = {"cells": w.cells, "step": w.step}
+    return tensors, arch
+
+
+def _with_second_memory(
+    gaussian: FeatureGaussian,
+    prefix: str,
+    arrays: list[np.ndarray | None],
+    backbone_scale: ScoreScale | None,
+    scale: ScoreScale | None,
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The Gaussian's state plus a second memory's arrays as ``<prefix>.<name>`` tensors, and both score
+    scales as ``architecture.fusion`` (``backbone_*``, ``<prefix>_*``)."""
+    if any(a is None for a in arrays) or backbone_scale is None or scale is None:
+        raise AnomalyStoreError(f"the {prefix} fusion is not fitted")
+    tensors, arch = _gaussian_state(gaussian)
+    for name, array in zip(GAUSSIAN_ARRAYS, arrays, strict=True):
+        tensors[f"{prefix}.{name}"] = torch.from_numpy(np.ascontiguousarray(array))
     arch["fusion"] = {
-        "backbone_mean": scorer.backbone_scale.mean,
-        "backbone_std": scorer.backbone_scale.std,
-        "window_mean": scorer.window_scale.mean,
-        "window_std": scorer.window_scale.std,
+        "backbone_mean": backbone_scale.mean,
+        "backbone_std": backbone_scale.std,
+        f"{prefix}_mean": scale.mean,
+        f"{prefix}_std": scale.std,
     }
     return tensors, arch
 
