@@ -7,7 +7,8 @@ Run from the repository root:
 Each member scores every image once straight and once mirrored (cached), so every combination below costs
 only the fusion: each member alone, every member fused with flip TTA, and the first k members for
 k = 2..N with and without flip; with ``--last-weight 2 3`` also all N with flip, the last member's views
-weighing 2 (3) in the fusion (for a member of another architecture). Fusion is
+weighing 2 (3) in the fusion (for a member of another architecture); with ``--extra-sizes 192`` each member
+also scores every image resized to 192 px (multi-scale TTA), and rows fuse those views too. Fusion is
 ``training.ensemble.fuse_views`` (exactly what an ensemble bundle runs). Line figures are at each row's
 own best-F1 per-class point calibrated on the same images (optimistic, the same for every row). Prints a
 Markdown table; never asserts.
@@ -71,6 +72,13 @@ def main() -> None:
         default=[1.0],
         help="WBF weights to try for the last member (the others weigh 1), e.g. another architecture",
     )
+    parser.add_argument(
+        "--extra-sizes",
+        type=int,
+        nargs="*",
+        default=[],
+        help="multi-scale TTA: each member also scores the images at these input sizes (multiples of 32)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bundles = [load_bundle(path) for path in args.members]
@@ -83,6 +91,10 @@ def main() -> None:
         views = score_views(bundle.model, images, bundle.image_size, bundle.in_channels)
         members.append((views, bundle.image_size, 1.0))
         print(f"scored {path} ({bundle.version})", file=sys.stderr, flush=True)
+    scaled = [
+        [(score_views(b.model, images, size, b.in_channels), size, 1.0) for size in args.extra_sizes]
+        for b in bundles
+    ]
     print(f"{len(images)} images; line figures at best-F1 points\n")
     print("| members | flip | WBF IoU | mAP@0.5 | mAP@0.5:0.95 | crazing AP50 | rolled-in AP50 "
           "| reject recall | worst class | stray/100 |")  # fmt: skip
@@ -102,6 +114,14 @@ def main() -> None:
             preds = fused([*members[:-1], (views, size, weight)], images, fusion, flip=True)
             label = f"all {len(members)}, last weighs {weight} | yes | {iou}"
             print(row(label, gts, preds, names), flush=True)
+        if args.extra_sizes:
+            sizes = "+".join(str(s) for s in [bundles[0].image_size, *args.extra_sizes])
+            for i, path in enumerate(args.members):
+                preds = fused([members[i], *scaled[i]], images, fusion, flip=True)
+                print(row(f"{path} at {sizes} | yes | {iou}", gts, preds, names), flush=True)
+            every = [view for i in range(len(members)) for view in (members[i], *scaled[i])]
+            preds = fused(every, images, fusion, flip=True)
+            print(row(f"all {len(members)} at {sizes} | yes | {iou}", gts, preds, names), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""``steel train | pretrain | eval | calibrate-thresholds | predict | export | bundle-fp16``: training's
-command line."""
+"""``steel train | pretrain | eval | calibrate-thresholds | pseudo-label | predict | export | bundle-fp16``:
+training's command line."""
 
 from __future__ import annotations
 
@@ -187,6 +187,42 @@ def calibrate_thresholds_command(
         sys.stdout.write(json.dumps(report_dict(report)) + "\n")
     else:
         print_report(report, model / "manifest.json")
+
+
+@app.command("pseudo-label")
+def pseudo_label_command(
+    teacher: Annotated[Path, typer.Option("--teacher", help="Teacher bundle (e.g. the accuracy ensemble)")],
+    data: Annotated[Path, typer.Option("--data", help="Annotations (any supported format)")],
+    split: Annotated[Path, typer.Option("--split", help="Only its training side gets pseudo-labels")],
+    out: Annotated[Path, typer.Option("--out", help="COCO JSON to write (a recipe's data.path)")],
+    format: Annotated[str, typer.Option("--format")] = "auto",
+    images: Annotated[Path | None, typer.Option("--images", help="Image folder")] = None,
+    min_score: Annotated[float, typer.Option("--min-score", help="Teacher boxes at or above this")] = 0.5,
+    max_iou: Annotated[
+        float, typer.Option("--max-iou", help="...overlapping every annotated box by less than this")
+    ] = 0.3,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+) -> None:
+    """Add a teacher's confident boxes where the annotators drew none (training side only)."""
+    # scoring loads torch (seconds): only this command needs it
+    from training.pseudo_label_cli import report_lines, run_pseudo_labels
+    from training.pseudo_labels import PseudoLabelRule
+
+    try:
+        rule = PseudoLabelRule(min_score=min_score, max_iou=max_iou)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise _fail(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}", 2) from None
+    try:
+        report = run_pseudo_labels(
+            teacher=teacher, data=data, split=split, out=out, rule=rule, format=format, images=images,
+            device=device,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    for line in report_lines(report):
+        typer.echo(line)
+    typer.echo(f"wrote {out}")
 
 
 # One image of `steel predict --json`: the JSON keys (``class`` is a keyword, hence the functional form).

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
+from datasets.model import AnnotatedSet
 from datasets.readers import read_dataset
 from datasets.split import apply_split, read_split
 from training.bundle import load_bundle
@@ -39,6 +40,15 @@ class BackendOptions:
     calibration_images: int = CALIBRATION_IMAGES
 
 
+def read_labelled(data: Path, *, format: str, images: Path | None, class_names: list[str]) -> AnnotatedSet:
+    """The annotated set at ``data``; ValueError naming the first error when any annotation has one."""
+    aset = read_dataset(data, format=format, images_dir=images, class_names=class_names)
+    errors = [p for p in aset.problems if p.severity == "error"]
+    if errors:
+        raise ValueError(f"{len(errors)} annotation errors, e.g. {errors[0]}")
+    return aset
+
+
 def score_dataset(
     *,
     model: Path,
@@ -53,10 +63,7 @@ def score_dataset(
 ) -> Scored:
     """Read the labelled set (the val side of ``split`` when given) and score it with the bundle."""
     bundle = load_bundle(model)
-    aset = read_dataset(data, format=format, images_dir=images, class_names=bundle.class_names)
-    errors = [p for p in aset.problems if p.severity == "error"]
-    if errors:
-        raise ValueError(f"{len(errors)} annotation errors, e.g. {errors[0]}")
+    aset = read_labelled(data, format=format, images=images, class_names=bundle.class_names)
     records = train_records = aset.images
     described = str(data)
     if split is not None:
