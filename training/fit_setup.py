@@ -3,6 +3,7 @@ scaler and EMA, in one fixed order, and the state a checkpoint restores (exact r
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from training.distributed import DistInfo, barrier, init_distributed
 from training.ema import ModelEMA, unwrap
 from training.optim import build_optimizer, build_scheduler
 from training.registry import build_model
+
+log = logging.getLogger("steel.train")
 
 
 def pick_device(kind: str) -> torch.device:
@@ -118,7 +121,7 @@ class Run:
     train_ds: DetectionDataset
     train_loader: DetectionLoader
     val_loader: DetectionLoader
-    amp: bool
+    amp_dtype: torch.dtype | None  # the training step's autocast dtype; None: float32
     channels_last: bool
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -168,14 +171,26 @@ def start(cfg: TrainConfig) -> tuple[torch.device, DistInfo, Path]:
     return device, info, out_dir
 
 
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """fp16 on CUDA with ``train.amp``; bf16 on CPU with ``train.cpu_precision: bf16`` (a warning where the
+    CPU has no native bf16: it runs, emulated, slower than fp32); else None (float32)."""
+    if device.type == "cuda":
+        return torch.float16 if cfg.train.amp else None
+    if cfg.train.cpu_precision != "bf16":
+        return None
+    if not torch.backends.mkldnn.is_available() or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        log.warning("train.cpu_precision: bf16: this CPU has no native bf16; steps will be slower than fp32")
+    return torch.bfloat16
+
+
 def build_run(cfg: TrainConfig) -> Run:
     """Data, loaders, model (DDP-wrapped when distributed), optimizer, schedule, scaler and EMA."""
     device, info, out_dir = start(cfg)
     data = prepare_data(cfg.data, out_dir=out_dir, write=info.is_main)
     train_ds, train_loader, val_loader = build_loaders(cfg, data, info, device)
     use_cuda = device.type == "cuda"
-    amp = cfg.train.amp and use_cuda
-    channels_last = cfg.train.channels_last and use_cuda
+    amp_dtype = autocast_dtype(cfg, device)
+    channels_last = cfg.train.channels_last and amp_dtype is not None
 
     model = build_model(cfg.model, num_classes=len(data.class_names)).to(device)
     if channels_last:
@@ -192,11 +207,11 @@ def build_run(cfg: TrainConfig) -> Run:
     scheduler = build_scheduler(
         optimizer, total_steps=total_steps, warmup_steps=warmup, cfg=cfg.train.schedule
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)  # bf16 needs no scaling
     ema = ModelEMA(model, decay=cfg.train.ema.decay, tau=cfg.train.ema.tau) if cfg.train.ema.enabled else None
     return Run(
         cfg=cfg, device=device, info=info, out_dir=out_dir, data=data, train_ds=train_ds,
-        train_loader=train_loader, val_loader=val_loader, amp=amp, channels_last=channels_last,
+        train_loader=train_loader, val_loader=val_loader, amp_dtype=amp_dtype, channels_last=channels_last,
         model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema,
         steps_per_epoch=steps_per_epoch,
     )  # fmt: skip

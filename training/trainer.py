@@ -71,7 +71,7 @@ def train_one_epoch(
     device: torch.device,
     ema: ModelEMA | None = None,
     grad_clip: float | None = None,
-    amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     max_steps: int | None = None,
     progress: tqdm | None = None,
@@ -85,7 +85,7 @@ def train_one_epoch(
     steps = 0
     for images, targets in loader:
         images, targets = _to_device(images, targets, device, channels_last)
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             losses = model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
@@ -221,7 +221,7 @@ def _train_epoch(run: Run, epoch: int, progress: Progress) -> dict[str, Any]:
         device=run.device,
         ema=run.ema,
         grad_clip=cfg.train.grad_clip,
-        amp=run.amp,
+        amp_dtype=run.amp_dtype,
         channels_last=run.channels_last,
         max_steps=cfg.train.max_steps,
         progress=bar,

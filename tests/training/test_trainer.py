@@ -14,11 +14,15 @@ from torch import nn
 
 from datasets.settings import REPO_ROOT, ConfigError, load_config
 from training import trainer
+from training.bundle import load_bundle
 from training.config import TrainConfig
 from training.ema import ModelEMA
+from training.fit_setup import build_run
 from training.models.yolo.model import YoloConfig, build_yolo
 from training.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler, lr_factor
 from training.trainer import NonFiniteLossError, fit, train_one_epoch, validation_loss
+
+from .neu_samples import load_neu_batch
 
 CONFIG = REPO_ROOT / "configs" / "train" / "yolo_n.yaml"
 
@@ -99,9 +103,13 @@ class Interrupted(Exception):
     pass
 
 
-def test_resume_continues_exactly(neu_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_exactly(
+    precision: str, neu_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     # Augmentation and EMA stay on: resume must restore the sampler order, augmentation draws and EMA.
-    settings = ("train.epochs=2", "train.deterministic=true", "train.workers=0", "train.seed=3")
+    settings = ("train.epochs=2", "train.deterministic=true", "train.workers=0", "train.seed=3",
+                f"train.cpu_precision={precision}")  # fmt: skip
     fit(tiny(tmp_path / "straight", *settings))
 
     real_save = trainer.save_checkpoint
@@ -135,6 +143,50 @@ def test_resume_continues_exactly(neu_root: Path, tmp_path: Path, monkeypatch: p
 def test_resume_without_a_checkpoint_is_a_clear_error(neu_root: Path, tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         fit(tiny(tmp_path), resume=True)
+
+
+# --- bf16 on the CPU ----------------------------------------------------------------------------------
+
+
+def test_a_bf16_cpu_step_runs_the_convolutions_in_bf16_and_keeps_float32_weights(neu_root: Path):
+    torch.manual_seed(0)
+    model = build_yolo(YoloConfig(), num_classes=6, in_channels=1, image_size=64)
+    model = model.to(memory_format=torch.channels_last)
+    images, targets = load_neu_batch(["crazing_1", "scratches_10"], size=64)
+    optimizer = build_optimizer(OptimizerConfig(), model)
+    scheduler = build_scheduler(optimizer, total_steps=10, warmup_steps=0, cfg=ScheduleConfig())
+    seen: list[torch.dtype] = []
+    first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    first_conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    before = first_conv.weight.detach().clone()
+    losses = train_one_epoch(
+        model,
+        [(images, targets)],
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=False),
+        device=torch.device("cpu"),
+        amp_dtype=torch.bfloat16,
+        channels_last=True,
+    )
+    assert seen == [torch.bfloat16] and math.isfinite(losses["loss"])
+    assert first_conv.weight.dtype == torch.float32 and not torch.equal(first_conv.weight, before)
+
+
+def test_a_bf16_cpu_run_ships_a_float32_bundle_that_loads(neu_root: Path, tmp_path: Path):
+    result = fit(tiny(tmp_path, "train.cpu_precision=bf16"))
+    assert result.bundle_dir is not None
+    bundle = load_bundle(result.bundle_dir, device="cpu")
+    params = list(bundle.model.parameters())
+    assert params and all(p.dtype == torch.float32 for p in params)
+    run = build_run(tiny(tmp_path / "again", "train.cpu_precision=bf16"))
+    assert run.amp_dtype == torch.bfloat16 and run.channels_last
+    assert not run.scaler.is_enabled()
+
+
+def test_fp32_cpu_runs_stay_as_they_were(neu_root: Path, tmp_path: Path):
+    run = build_run(tiny(tmp_path))
+    assert run.amp_dtype is None and not run.channels_last
 
 
 # --- divergence and early stopping -------------------------------------------------------------------
