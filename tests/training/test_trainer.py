@@ -57,6 +57,24 @@ def tiny(out_dir: Path, *extra: str) -> TrainConfig:
     )
 
 
+def one_cpu_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    targets: list,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """``train_one_epoch`` over one batch on the CPU with the shipped optimizer and schedule."""
+    optimizer = build_optimizer(OptimizerConfig(), model)
+    scheduler = build_scheduler(optimizer, total_steps=10, warmup_steps=0, cfg=ScheduleConfig())
+    return train_one_epoch(
+        model, [(images, targets)], optimizer=optimizer, scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=False), device=torch.device("cpu"),
+        amp_dtype=amp_dtype, channels_last=channels_last,
+    )  # fmt: skip
+
+
 def checkpoint(path: Path) -> dict:
     return torch.load(path / "last.pt", map_location="cpu", weights_only=True)
 
@@ -153,22 +171,11 @@ def test_a_bf16_cpu_step_runs_the_convolutions_in_bf16_and_keeps_float32_weights
     model = build_yolo(YoloConfig(), num_classes=6, in_channels=1, image_size=64)
     model = model.to(memory_format=torch.channels_last)
     images, targets = load_neu_batch(["crazing_1", "scratches_10"], size=64)
-    optimizer = build_optimizer(OptimizerConfig(), model)
-    scheduler = build_scheduler(optimizer, total_steps=10, warmup_steps=0, cfg=ScheduleConfig())
     seen: list[torch.dtype] = []
     first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     first_conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
     before = first_conv.weight.detach().clone()
-    losses = train_one_epoch(
-        model,
-        [(images, targets)],
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=torch.amp.GradScaler("cuda", enabled=False),
-        device=torch.device("cpu"),
-        amp_dtype=torch.bfloat16,
-        channels_last=True,
-    )
+    losses = one_cpu_step(model, images, targets, amp_dtype=torch.bfloat16, channels_last=True)
     assert seen == [torch.bfloat16] and math.isfinite(losses["loss"])
     assert first_conv.weight.dtype == torch.float32 and not torch.equal(first_conv.weight, before)
 
@@ -198,18 +205,9 @@ def test_non_finite_loss_stops_before_the_weights_are_touched():
     images = torch.rand(2, 1, 64, 64)
     images[0, 0, 10, 10] = float("nan")
     targets = [{"boxes": torch.tensor([[8.0, 8.0, 40.0, 40.0]]), "labels": torch.tensor([1])}] * 2
-    optimizer = build_optimizer(OptimizerConfig(), model)
-    scheduler = build_scheduler(optimizer, total_steps=10, warmup_steps=0, cfg=ScheduleConfig())
     before = {k: v.clone() for k, v in model.state_dict().items() if v.is_floating_point()}
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 0"):
-        train_one_epoch(
-            model,
-            [(images, targets)],
-            optimizer=optimizer,
-            scheduler=scheduler,
-            scaler=torch.amp.GradScaler("cuda", enabled=False),
-            device=torch.device("cpu"),
-        )
+        one_cpu_step(model, images, targets)
     weights = {k: v for k, v in model.state_dict().items() if k in before and "running" not in k}
     assert all(torch.equal(v, before[k]) for k, v in weights.items())
 
