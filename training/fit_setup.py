@@ -190,7 +190,7 @@ def build_run(cfg: TrainConfig) -> Run:
     train_ds, train_loader, val_loader = build_loaders(cfg, data, info, device)
     use_cuda = device.type == "cuda"
     amp_dtype = autocast_dtype(cfg, device)
-    channels_last = cfg.train.channels_last and amp_dtype is not None
+    channels_last = cfg.train.channels_last and (use_cuda or amp_dtype is not None)  # CPU: with bf16 only
 
     model = build_model(cfg.model, num_classes=len(data.class_names)).to(device)
     if channels_last:
