@@ -11,7 +11,7 @@ annotations exactly, so a student's scores stay comparable with every other run.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from pydantic import Field
@@ -43,14 +43,7 @@ class PseudoLabelReport:
     added: dict[str, int]
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "teacher": self.teacher,
-            "rule": self.rule.model_dump(),
-            "train_images": self.train_images,
-            "images_changed": self.images_changed,
-            "annotated": self.annotated,
-            "added": self.added,
-        }
+        return {**asdict(self), "rule": self.rule.model_dump()}
 
 
 def teacher_boxes(
