@@ -4,6 +4,7 @@ manifest honest about what the file holds, and every refusal named (``steel bund
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,16 +25,31 @@ VAL_NAMES = ("crazing_102", "inclusion_107", "patches_1", "pitted_surface_101", 
 
 
 @pytest.fixture(scope="module")
-def fp16_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fp32_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped model as a training run writes it: fp32 weights, no ``weights.dtype`` (it ships fp16)."""
     if not (SHIPPED / MANIFEST).is_file():
         pytest.skip("shipped bundle models/neu-yolo-n not present")
-    return half_precision_copy(SHIPPED, tmp_path_factory.mktemp("fp16") / "neu-yolo-n-fp16")
+    out = tmp_path_factory.mktemp("fp32") / "neu-yolo-n"
+    shutil.copytree(SHIPPED, out, ignore=shutil.ignore_patterns("*.onnx"))
+    shipped = load_file(str(SHIPPED / WEIGHTS))
+    state = {k: t.float() if t.is_floating_point() else t for k, t in shipped.items()}
+    save_file(state, str(out / WEIGHTS))
+    manifest = json.loads((out / MANIFEST).read_text())
+    del manifest["weights"]["dtype"]
+    manifest["weights"]["sha256"] = sha256_file(out / WEIGHTS)
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    return out
 
 
-def test_the_copy_stores_half_the_bytes_and_says_so(fp16_copy: Path):
-    source = json.loads((SHIPPED / MANIFEST).read_text())
+@pytest.fixture(scope="module")
+def fp16_copy(fp32_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return half_precision_copy(fp32_bundle, tmp_path_factory.mktemp("fp16") / "neu-yolo-n-fp16")
+
+
+def test_the_copy_stores_half_the_bytes_and_says_so(fp32_bundle: Path, fp16_copy: Path):
+    source = json.loads((fp32_bundle / MANIFEST).read_text())
     manifest = json.loads((fp16_copy / MANIFEST).read_text())
-    assert (fp16_copy / WEIGHTS).stat().st_size < 0.52 * (SHIPPED / WEIGHTS).stat().st_size
+    assert (fp16_copy / WEIGHTS).stat().st_size < 0.52 * (fp32_bundle / WEIGHTS).stat().st_size
     assert manifest["weights"]["dtype"] == "float16"
     assert manifest["weights"]["sha256"] == sha256_file(fp16_copy / WEIGHTS)
     assert manifest["version"] == source["version"] + "-fp16"
@@ -47,9 +63,9 @@ def test_the_copy_stores_half_the_bytes_and_says_so(fp16_copy: Path):
     assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
 
 
-def test_the_fp16_copy_finds_what_the_shipped_model_finds_on_real_images(fp16_copy: Path):
+def test_the_fp16_copy_finds_what_the_fp32_model_finds_on_real_images(fp32_bundle: Path, fp16_copy: Path):
     images = load_neu_batch(VAL_NAMES, size=224)[0]
-    fp32, fp16 = load_bundle(SHIPPED), load_bundle(fp16_copy)
+    fp32, fp16 = load_bundle(fp32_bundle), load_bundle(fp16_copy)
     assert next(fp16.model.parameters()).dtype == torch.float32  # built in fp32, cast on load
     with torch.inference_mode():
         expected, got = fp32.model(images), fp16.model(images)
@@ -72,11 +88,13 @@ def test_weights_whose_type_differs_from_the_manifest_are_refused(fp16_copy: Pat
         load_bundle(liar)
 
 
-def test_an_fp16_bundle_or_an_existing_folder_is_refused(fp16_copy: Path, tmp_path: Path):
+def test_an_fp16_bundle_or_an_existing_folder_is_refused(fp32_bundle: Path, fp16_copy: Path, tmp_path: Path):
     with pytest.raises(BundleError, match="already float16"):
         half_precision_copy(fp16_copy, tmp_path / "again")
+    with pytest.raises(BundleError, match="already float16"):
+        half_precision_copy(SHIPPED, tmp_path / "again")  # the shipped default is fp16 already
     with pytest.raises(BundleError, match="already exists"):
-        half_precision_copy(SHIPPED, fp16_copy)
+        half_precision_copy(fp32_bundle, fp16_copy)
     assert not (tmp_path / "again").exists()
 
 
@@ -85,14 +103,14 @@ def test_an_ensemble_has_no_weights_to_halve(tmp_path: Path):
         half_precision_copy(REPO_ROOT / "models" / "neu-yolo-n-ens3", tmp_path / "out")
 
 
-def test_a_weight_beyond_fp16_range_is_refused_and_nothing_is_written(fp16_copy: Path, tmp_path: Path):
+def test_a_weight_beyond_fp16_range_is_refused_and_nothing_is_written(fp32_bundle: Path, tmp_path: Path):
     big = tmp_path / "big"
     big.mkdir()
-    state = load_file(str(SHIPPED / WEIGHTS))
+    state = load_file(str(fp32_bundle / WEIGHTS))
     name = next(k for k, t in state.items() if t.is_floating_point())
     state[name] = state[name].clone().fill_(1e6)
     save_file(state, str(big / WEIGHTS))
-    manifest = json.loads((SHIPPED / MANIFEST).read_text())
+    manifest = json.loads((fp32_bundle / MANIFEST).read_text())
     manifest["weights"]["sha256"] = sha256_file(big / WEIGHTS)
     (big / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=f"{name} holds values beyond fp16's range"):
@@ -100,9 +118,9 @@ def test_a_weight_beyond_fp16_range_is_refused_and_nothing_is_written(fp16_copy:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]
 
 
-def test_the_command_writes_the_copy_and_names_a_bad_source(fp16_copy: Path, tmp_path: Path):
+def test_the_command_writes_the_copy_and_names_a_bad_source(fp32_bundle: Path, tmp_path: Path):
     runner = CliRunner()
-    done = runner.invoke(app, ["bundle-fp16", "--model", str(SHIPPED), "--out", str(tmp_path / "b")])
+    done = runner.invoke(app, ["bundle-fp16", "--model", str(fp32_bundle), "--out", str(tmp_path / "b")])
     assert done.exit_code == 0, done.output
     assert f"wrote {tmp_path / 'b'}" in done.stdout and (tmp_path / "b" / MANIFEST).is_file()
     bad = runner.invoke(app, ["bundle-fp16", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "c")])
