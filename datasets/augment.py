@@ -63,6 +63,9 @@ class AugmentConfig(StrictModel):
     mosaic_p: float = Field(default=0.0, ge=0.0, le=1.0)
     """2 x 2 mosaic of this image and three others of the set (albumentations ``Mosaic``), cropped back to
     the input size at a random centre; first in the pipeline, so the other ops see the mosaic."""
+    close_mosaic_epochs: int = Field(default=0, ge=0)
+    """Mosaic and copy-paste off for the last this many epochs (the trainer switches them), so a run
+    ends on whole images as validation and the line see them; the other augmentations stay on."""
 
     @model_validator(mode="after")
     def _check_ranges(self) -> AugmentConfig:

@@ -94,6 +94,9 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         self.transform = transform
         self._mosaic_partners = mosaic_partners(transform)
         self.copy_paste = copy_paste
+        self.composites = True  # mosaic and copy-paste on; ``set_composites`` switches them
+        ops = transform.transforms if isinstance(transform, A.Compose) else []
+        self._mosaics = [(op, op.p) for op in ops if isinstance(op, A.Mosaic)]
         if copy_paste[0] > 0 and not isinstance(transform, A.Compose):
             raise DatasetError("copy_paste needs a training pipeline (datasets.augment.build_transform)")
         self.preload = preload
@@ -117,11 +120,11 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
         """Return ``image`` float32 (C,H,W) in [0, 1] and its target (boxes in the served image)."""
         image, boxes, orig_size = self._load(i)
         labels = self._labels[i]
-        if self.copy_paste[0] > 0:
+        if self.composites and self.copy_paste[0] > 0:
             image, boxes, labels = self._paste_into(i, image, boxes, labels)
         if self.transform is not None:
             # Copy: the cache must survive transforms that would work in place or return views.
-            extra = {MOSAIC_KEY: self._mosaic_items(i)} if self._mosaic_partners else {}
+            extra = {MOSAIC_KEY: self._mosaic_items(i)} if self._mosaic_partners and self.composites else {}
             out = self.transform(image=image.copy(), bboxes=boxes, labels=labels, **extra)
             image = out["image"]
             boxes = np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)
@@ -133,6 +136,12 @@ class DetectionDataset(Dataset[tuple[torch.Tensor, Target]]):
             "orig_size": orig_size,
         }
         return self._to_tensor(image, self.records[i]), target
+
+    def set_composites(self, on: bool) -> None:
+        """Mosaic and copy-paste on or off (``close_mosaic_epochs``); the pipeline's other ops stay."""
+        self.composites = on
+        for op, p in self._mosaics:
+            op.p = p if on else 0.0
 
     def _paste_into(
         self, i: int, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray

@@ -84,6 +84,22 @@ def build_loaders(
     return train_ds, train_loader, val_loader
 
 
+def fresh_train_loader(run: Run) -> DetectionLoader:
+    """The training loader again, same sampler and batches, with new workers: persistent workers hold
+    copies of the data set made when they started, so a switch of its augmentation reaches them only so."""
+    old = run.train_loader
+    assert isinstance(old.sampler, Sampler)  # build_loaders gave it a RandomSampler or DistributedSampler
+    pin = run.device.type == "cuda"
+    return _loader(
+        run.train_ds,
+        run.cfg,
+        pin,
+        batch_size=old.batch_size or 1,
+        sampler=old.sampler,
+        drop_last=old.drop_last,
+    )
+
+
 def _loader(
     ds: DetectionDataset,
     cfg: TrainConfig,

@@ -28,7 +28,14 @@ from training.data import PreparedData, write_json
 from training.distributed import barrier, broadcast_flag, cleanup
 from training.ema import ModelEMA, unwrap
 from training.evaluation import EvalResult, Prediction, evaluate, ground_truth_from_records
-from training.fit_setup import DetectionLoader, Progress, Run, build_run, resume_progress
+from training.fit_setup import (
+    DetectionLoader,
+    Progress,
+    Run,
+    build_run,
+    fresh_train_loader,
+    resume_progress,
+)
 from training.plots import plot_confusion_matrix, plot_pr_curves, plot_training_curves
 
 
@@ -187,6 +194,17 @@ def _set_epoch(loader: DetectionLoader, dataset: DetectionDataset, seed: int, ep
         reseed_transform(dataset.transform, seed * 1000 + epoch)
 
 
+def _close_mosaic(run: Run, epoch: int) -> None:
+    """Mosaic and copy-paste off from epoch ``epochs - close_mosaic_epochs`` on (a pure function of the
+    epoch, so a resumed run switches where a straight one did)."""
+    on = epoch < run.cfg.train.epochs - run.cfg.data.augment.close_mosaic_epochs
+    if run.train_ds.composites == on:
+        return
+    run.train_ds.set_composites(on)
+    if run.cfg.train.workers > 0:
+        run.train_loader = fresh_train_loader(run)
+
+
 def _write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
     write_json(out_dir / "metrics.json", history)
     keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
@@ -203,6 +221,7 @@ def _write_history(out_dir: Path, history: list[dict[str, Any]]) -> None:
 def _train_epoch(run: Run, epoch: int, progress: Progress) -> dict[str, Any]:
     """One epoch of training; returns its log row (epoch, lr, time, mean losses)."""
     cfg = run.cfg
+    _close_mosaic(run, epoch)
     _set_epoch(run.train_loader, run.train_ds, cfg.train.seed, epoch)
     started = time.perf_counter()
     bar = tqdm(

@@ -64,3 +64,25 @@ def test_a_set_of_one_image_makes_its_mosaic_from_itself():
 def test_a_mosaic_probability_out_of_range_is_named():
     with pytest.raises(ValidationError, match="mosaic_p"):
         AugmentConfig(mosaic_p=1.5)
+
+
+def test_with_composites_off_an_item_is_its_own_image_and_boxes_and_back_on_it_is_a_mosaic_again():
+    # close_mosaic_epochs: the last epochs see whole images; mosaic and copy-paste both certain here.
+    transform = build_transform(AugmentConfig(**OFF, mosaic_p=1.0), image_size=SIZE, train=True, seed=0)
+    records = [neu_record(s) for s in STEMS]
+    ds = DetectionDataset(records, NEU_DET_CLASSES, image_size=SIZE, transform=transform, copy_paste=(1.0, 2))
+    plain = DetectionDataset(records, NEU_DET_CLASSES, image_size=SIZE)
+    ds.set_composites(False)
+    for i in range(len(STEMS)):
+        (image, target), (expected, truth) = ds[i], plain[i]
+        assert np.array_equal(image.numpy(), expected.numpy())
+        assert np.allclose(target["boxes"].numpy(), truth["boxes"].numpy(), atol=1e-3)  # float round trip
+        assert target["labels"].tolist() == truth["labels"].tolist()
+    ds.set_composites(True)
+    assert any(ds[i][1]["boxes"].shape != plain[i][1]["boxes"].shape for i in range(len(STEMS)))
+    assert not np.array_equal(ds[0][0].numpy(), plain[0][0].numpy())
+
+
+def test_a_negative_close_mosaic_epochs_is_named():
+    with pytest.raises(ValidationError, match="close_mosaic_epochs"):
+        AugmentConfig(close_mosaic_epochs=-1)

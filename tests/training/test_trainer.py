@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from datasets.settings import REPO_ROOT, ConfigError, load_config
+from datasets.torch_dataset import DetectionDataset
 from training import trainer
 from training.bundle import load_bundle
 from training.config import TrainConfig
@@ -121,13 +122,24 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+CLOSE_LAST = (
+    "data.augment.mosaic_p=1.0",
+    "data.augment.copy_paste_p=1.0",
+    "data.augment.close_mosaic_epochs=1",
+)
+
+
+@pytest.mark.parametrize(
+    ("precision", "augment"),
+    [("fp32", ()), ("bf16", ()), ("fp32", CLOSE_LAST)],
+    ids=["fp32", "bf16", "mosaic-closed-after-the-resume"],
+)
 def test_resume_continues_exactly(
-    precision: str, neu_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    precision: str, augment: tuple[str, ...], neu_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     # Augmentation and EMA stay on: resume must restore the sampler order, augmentation draws and EMA.
     settings = ("train.epochs=2", "train.deterministic=true", "train.workers=0", "train.seed=3",
-                f"train.cpu_precision={precision}")  # fmt: skip
+                f"train.cpu_precision={precision}", *augment)  # fmt: skip
     fit(tiny(tmp_path / "straight", *settings))
 
     real_save = trainer.save_checkpoint
@@ -156,6 +168,38 @@ def test_resume_continues_exactly(
     assert [{k: v for k, v in row.items() if k not in drop} for row in straight["history"]] == [
         {k: v for k, v in row.items() if k not in drop} for row in resumed["history"]
     ]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_mosaic_and_copy_paste_stop_for_the_last_epochs(
+    workers: int, neu_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    switches: list[tuple[int, bool]] = []
+    real_switch, real_fresh = DetectionDataset.set_composites, trainer.fresh_train_loader
+    fresh: list[int] = []
+
+    def spy_switch(ds: DetectionDataset, on: bool) -> None:
+        switches.append((len(fresh), on))
+        real_switch(ds, on)
+
+    def spy_fresh(run):
+        fresh.append(1)
+        return real_fresh(run)
+
+    monkeypatch.setattr(DetectionDataset, "set_composites", spy_switch)
+    monkeypatch.setattr(trainer, "fresh_train_loader", spy_fresh)
+    seen: list[bool] = []
+    real_epoch = trainer.train_one_epoch
+
+    def spy_epoch(model, loader, **kwargs):
+        seen.append(loader.dataset.composites)
+        return real_epoch(model, loader, **kwargs)
+
+    monkeypatch.setattr(trainer, "train_one_epoch", spy_epoch)
+    fit(tiny(tmp_path, "train.epochs=3", "train.eval_every=3", f"train.workers={workers}", *CLOSE_LAST))
+    assert seen == [True, True, False]  # the last epoch trains on whole images
+    assert switches == [(0, False)]
+    assert len(fresh) == workers  # persistent workers hold the old data set: they are started again
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(neu_root: Path, tmp_path: Path):
