@@ -35,6 +35,7 @@ from datasets.readers import read_dataset  # noqa: E402
 from datasets.settings import data_root  # noqa: E402
 from datasets.split import apply_split, read_split  # noqa: E402
 from training.anomaly.autoencoder import AutoencoderScorer  # noqa: E402
+from training.anomaly.calibrate import EVIDENCE_QUANTILE  # noqa: E402
 from training.anomaly.fit import CANDIDATES, CleanData, fit_candidate, load_clean, validate  # noqa: E402
 from training.anomaly.store import save_anomaly  # noqa: E402
 from training.bundle import Bundle, load_bundle  # noqa: E402
@@ -120,7 +121,13 @@ def _bench(kind: str, args: argparse.Namespace, detector, predictor, clean, defe
     row = {"kind": kind, "fit_s": fit_s, "ms_per_tile": ms, "detector_ms_per_tile": detector_ms}
     row |= figures.to_dict()
     row["cost_vs_detector"] = ms / detector_ms
-    threshold = {"score": figures.threshold, "budget_per_1000": args.budget, "fitted_on": args.tiles}
+    threshold = {
+        "score": figures.threshold,
+        "budget_per_1000": args.budget,
+        "fitted_on": args.tiles,
+        "detection_evidence": figures.detection_evidence,  # the daemon drops detections below it
+        "detection_evidence_quantile": EVIDENCE_QUANTILE,
+    }
     extra = {
         "architecture": _arch(kind, detector),
         "threshold": threshold,

@@ -123,6 +123,11 @@ def _print(result: CalibrationResult, path: Path) -> None:
             f"{a['alarms_before'] or 0.0:.1f} -> {a['alarms_after']:.1f} (per 100 m: "
             f"{per_m['before'] or 0.0:.1f} -> {per_m['after']:.1f})"
         )
+        ev = a["detection_evidence_before"]
+        typer.echo(
+            f"detection evidence level {'none' if ev is None else f'{ev:.3f}'} -> "
+            f"{a['detection_evidence_after']:.3f} (quantile {a['detection_evidence_quantile']:g} of them)"
+        )
     for name, figures in result.validation.items():
         typer.echo(
             f"{name}: "

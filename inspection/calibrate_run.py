@@ -30,7 +30,13 @@ from inspection.config import InspectionConfig
 from inspection.storage.db import upgrade
 from inspection.storage.model_registry import active_model, register_model_version
 from inspection.storage.repository import Repository
-from training.anomaly.calibrate import false_alarms_per_1000, threshold_for_budget, tile_scores
+from training.anomaly.calibrate import (
+    EVIDENCE_QUANTILE,
+    evidence_level,
+    false_alarms_per_1000,
+    threshold_for_budget,
+    tile_scores,
+)
 from training.anomaly.store import find_anomaly_dir, load_anomaly
 from training.evaluation import GroundTruth, Prediction, evaluate
 from training.inference import Predictor
@@ -181,9 +187,13 @@ def _calibrate_anomaly(
     before = model.threshold
     after = threshold_for_budget(scores, budget)
     defect_scores = tile_scores(model.scorer, defect_images)
+    quantile = model.manifest.get("threshold", {}).get("detection_evidence_quantile", EVIDENCE_QUANTILE)
     return {
         "threshold_before": before,
         "threshold_after": after,
+        "detection_evidence_before": model.detection_evidence,
+        "detection_evidence_after": evidence_level(scores, quantile),  # of the line's own clean steel
+        "detection_evidence_quantile": quantile,
         "alarms_before": false_alarms_per_1000(scores, before) if before is not None else None,
         "alarms_after": false_alarms_per_1000(scores, after),
         "neu_val_defect_images_flagged_before": (

@@ -155,6 +155,8 @@ def write_calibrated_bundle(src: Path, dst: Path, result: CalibrationResult) -> 
                 "score": result.anomaly["threshold_after"],
                 "budget_per_1000": result.budget_per_1000,
                 "fitted_on": "steel calibrate --clean",
+                "detection_evidence": result.anomaly["detection_evidence_after"],
+                "detection_evidence_quantile": result.anomaly["detection_evidence_quantile"],
             }
             (tmp / BUNDLE_SUBDIR / ANOMALY_JSON).write_text(
                 json.dumps(amf, indent=2) + "\n", encoding="utf-8"

@@ -115,3 +115,8 @@ def _print_summary(d: dict[str, Any], *, as_json: bool) -> None:
                 f"{a['frames_above_threshold']} frames above, {a['anomaly_defects']} anomaly defects "
                 f"({a['regions_explained_by_detections']} regions explained by detections)"
             )
+            if a.get("detection_evidence") is not None:
+                typer.echo(
+                    f"{a['detections_vetoed']} detections dropped: their boxes looked no more unusual than "
+                    f"clean steel (anomaly below {a['detection_evidence']:.2f})"
+                )

@@ -30,11 +30,11 @@ from inspection.calibration import apply_class_thresholds
 from inspection.messages import FrameDetections
 from inspection.metrics import DaemonMetrics
 from inspection.queues import BoundedQueue
-from inspection.stages.anomaly_evidence import MAP_META_KEY, frame_map_u8
+from inspection.stages.anomaly_evidence import MAP_META_KEY, frame_map, frame_map_u8
 from inspection.stages.base import Stage
 from inspection.tiling import cut_tiles, tile_grid
 from inspection.tracking import iou_one_to_many
-from training.anomaly.base import tile_score
+from training.anomaly.base import box_evidence, tile_score
 from training.anomaly.calibrate import anomaly_regions
 
 if TYPE_CHECKING:  # the model's module pulls in torch: imported for real only in load()
@@ -51,6 +51,10 @@ class AnomalyStageConfig(StrictModel):
     explained_iou: float = Field(0.0, ge=0, lt=1)  # a region overlapping a detection by more is explained
     backend: Literal["auto", "torch"] = "auto"  # auto: the backbone stages under ONNX Runtime when installed
     threads: int | None = Field(None, ge=1, le=1024)  # ONNX Runtime intra-op threads (None: its default)
+    # A detection whose box shows less anomaly than this is dropped: steel no more unusual than most clean
+    # tiles (README "Clean steel and anomalies"). None: the level stored with the model; veto off: never.
+    veto_detections: bool = True
+    detection_evidence: float | None = Field(None, ge=0)
 
 
 @dataclass
@@ -65,6 +69,8 @@ class AnomalyTally:
     regions: int = 0
     explained: int = 0
     anomaly_defects: int = 0
+    detection_evidence: float | None = None
+    vetoed_detections: int = 0
 
     def to_dict(self) -> dict:
         s = np.asarray(self.scores, dtype=np.float64)
@@ -79,6 +85,8 @@ class AnomalyTally:
             "regions": self.regions,
             "regions_explained_by_detections": self.explained,
             "anomaly_defects": self.anomaly_defects,
+            "detection_evidence": self.detection_evidence,
+            "detections_vetoed": self.vetoed_detections,
         }
 
 
@@ -141,6 +149,9 @@ class AnomalyStage(Stage[FrameDetections]):
             raise ValueError(f"{self.model_path}: anomaly.json has no threshold.score; run `steel calibrate`")
         self._model, self.threshold = model, float(threshold)
         self.tally.model_version, self.tally.threshold = model.manifest["version"], self.threshold
+        if self.cfg.veto_detections:
+            explicit = self.cfg.detection_evidence
+            self.tally.detection_evidence = model.detection_evidence if explicit is None else explicit
 
     def _calibrated(self, msg: FrameDetections) -> FrameDetections:
         """Drop detections below their class's calibrated threshold (when the bundle has them)."""
@@ -166,6 +177,8 @@ class AnomalyStage(Stage[FrameDetections]):
         maps = self._model.scorer.maps(list(tiles))
         scores = [tile_score(m) for m in maps]
         frame_score = max(scores) if scores else 0.0
+        full = frame_map(maps, grid, (frame.height, frame.width))
+        msg = self._vetoed(msg, full)
         found = []
         for (x0, y0), amap in zip(grid, maps, strict=True):
             for region in anomaly_regions(amap, threshold, min_area_px=self.cfg.min_area_px):
@@ -175,10 +188,19 @@ class AnomalyStage(Stage[FrameDetections]):
         self._count(frame_score, found, new)
         meta = {**frame.meta, "anomaly_score": frame_score, "anomaly_threshold": self.threshold}
         if len(new):  # the sink crops it beside each anomaly defect's crop (its evidence)
-            meta[MAP_META_KEY] = frame_map_u8(maps, grid, (frame.height, frame.width), threshold)
+            meta[MAP_META_KEY] = frame_map_u8(full, threshold)
         return [
             replace(msg, frame=replace(frame, meta=meta), detections=Detections.merge([msg.detections, new]))
         ]
+
+    def _vetoed(self, msg: FrameDetections, full: np.ndarray) -> FrameDetections:
+        """Drop the detections whose box shows less anomaly than the evidence level (when there is one)."""
+        level = self.tally.detection_evidence
+        if level is None or not len(msg.detections):
+            return msg
+        keep = box_evidence(msg.detections.xyxy, full) >= level
+        self.tally.vetoed_detections += int((~keep).sum())
+        return msg if keep.all() else replace(msg, detections=msg.detections[keep])
 
     def _unexplained(self, found, detections: Detections, width: int, height: int) -> Detections:
         """Regions (frame pixels) that no detection overlaps, as ``anomaly`` detections."""

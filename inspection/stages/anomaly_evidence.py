@@ -24,10 +24,10 @@ CROP_PAD_PX = 8  # the defect crop's margin: the heat-map covers the same pixels
 HEAT_BLEND = 0.6  # share of the colour map over the grey pixels in the written crop
 
 
-def frame_map_u8(
-    maps: Sequence[np.ndarray], grid: Sequence[tuple[int, int]], frame_hw: tuple[int, int], threshold: float
+def frame_map(
+    maps: Sequence[np.ndarray], grid: Sequence[tuple[int, int]], frame_hw: tuple[int, int]
 ) -> np.ndarray:
-    """Tile maps (tile pixels, corners ``grid``) -> one (H, W) uint8 map of the frame, threshold at 128."""
+    """Tile maps (tile pixels, corners ``grid``) -> one float32 (H, W) map of the frame (max on overlaps)."""
     h, w = frame_hw
     out = np.zeros((h, w), np.float32)
     for (x0, y0), amap in zip(grid, maps, strict=True):
@@ -36,7 +36,12 @@ def frame_map_u8(
             continue
         view = out[y0 : y0 + th, x0 : x0 + tw]
         np.maximum(view, amap[:th, :tw], out=view)
-    return np.clip(out * (THRESHOLD_LEVEL / threshold), 0, 255).astype(np.uint8)
+    return out
+
+
+def frame_map_u8(full: np.ndarray, threshold: float) -> np.ndarray:
+    """A frame's float map (``frame_map``) as uint8, the threshold at :data:`THRESHOLD_LEVEL`."""
+    return np.clip(full * (THRESHOLD_LEVEL / threshold), 0, 255).astype(np.uint8)
 
 
 def crop_window(xyxy: Sequence[float], frame_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:

@@ -13,7 +13,13 @@ import pytest
 import yaml
 
 from datasets.settings import REPO_ROOT
-from inspection.stages.anomaly_evidence import THRESHOLD_LEVEL, crop_window, frame_map_u8, map_crop_path
+from inspection.stages.anomaly_evidence import (
+    THRESHOLD_LEVEL,
+    crop_window,
+    frame_map,
+    frame_map_u8,
+    map_crop_path,
+)
 from tests.inspection.daemon_fixtures import query, run_cli, sqlite_db, strip_spec
 
 SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
@@ -23,14 +29,14 @@ LOW_SHARE = 0.6  # of the shipped model's calibrated threshold: a few regions on
 def test_the_frame_map_puts_the_threshold_at_one_level_and_keeps_the_larger_of_overlapping_tiles():
     left = np.full((4, 4), 10.0, np.float32)
     right = np.full((4, 4), 30.0, np.float32)
-    amap = frame_map_u8([left, right], [(0, 0), (2, 0)], (4, 6), threshold=10.0)
+    amap = frame_map_u8(frame_map([left, right], [(0, 0), (2, 0)], (4, 6)), threshold=10.0)
     assert amap.shape == (4, 6) and amap.dtype == np.uint8
     assert (amap[:, :2] == THRESHOLD_LEVEL).all()  # the threshold itself
     assert (amap[:, 2:] == 255).all()  # three times the threshold saturates; overlap takes the maximum
 
 
 def test_a_tile_reaching_past_a_small_frame_is_cut_to_the_frame():
-    amap = frame_map_u8([np.full((8, 8), 5.0, np.float32)], [(0, 0)], (3, 5), threshold=5.0)
+    amap = frame_map_u8(frame_map([np.full((8, 8), 5.0, np.float32)], [(0, 0)], (3, 5)), threshold=5.0)
     assert amap.shape == (3, 5) and (amap == THRESHOLD_LEVEL).all()
 
 

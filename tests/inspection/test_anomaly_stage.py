@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.background import BackgroundRule, read_gray_image, select_clean_tiles, write_tiles
+from datasets.background import read_gray_image
 from datasets.detections import Detections
 from datasets.readers import read_dataset
 from datasets.settings import REPO_ROOT
 from inspection.messages import Frame, FrameDetections
 from inspection.queues import BoundedQueue
 from inspection.stages.anomaly import AnomalyStage, AnomalyStageConfig
+from tests.inspection import clean_tiles
 from tests.inspection.daemon_fixtures import query, run_cli, sqlite_db, strip_spec
 from training.anomaly.base import tile_score
 from training.anomaly.calibrate import threshold_for_budget
@@ -26,7 +27,6 @@ from training.anomaly.gaussian import FeatureGaussian
 from training.anomaly.store import save_anomaly
 from training.anomaly.texture import GlcmMemory, TextureFusedScorer
 from training.anomaly.window_mean import WindowFusedScorer, WindowMeanMemory, grid_side
-from training.background import load_canvases
 from training.bundle import load_bundle
 
 SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
@@ -38,13 +38,7 @@ def clean_canvases(neu_root, tmp_path_factory) -> list[np.ndarray]:
     """Clean tiles of every 12th inclusion/scratches image (a small fit: the tests are about the stage)."""
     if not (SHIPPED / "manifest.json").is_file():
         pytest.skip("shipped bundle models/neu-yolo-n not present")
-    aset = read_dataset(neu_root / "annotations")
-    subset = aset.subset(
-        [im.name for im in aset.images if im.name.startswith(("inclusion", "scratches"))][::12]
-    )
-    tiles_dir = tmp_path_factory.mktemp("tiles")
-    write_tiles(select_clean_tiles(subset, BackgroundRule()), subset, tiles_dir)
-    return [c.image for c in load_canvases(tiles_dir)]
+    return clean_tiles.clean_canvases(neu_root, ("inclusion", "scratches"), tmp_path_factory.mktemp("tiles"))
 
 
 def _saved(

@@ -36,3 +36,15 @@ def tile_score(anomaly_map: np.ndarray, border_px: int = 4) -> float:
     h, w = anomaly_map.shape
     inner = anomaly_map[border_px : h - border_px, border_px : w - border_px]
     return float(inner.max() if inner.size else anomaly_map.max())
+
+
+def box_evidence(xyxy: np.ndarray, anomaly_map: np.ndarray) -> np.ndarray:
+    """The highest value of ``anomaly_map`` inside each ``(N, 4)`` box (at least one pixel each): how
+    unusual the steel under a detection looks, in the map's units."""
+    h, w = anomaly_map.shape
+    out = np.zeros(len(xyxy), np.float32)
+    for k, (x1, y1, x2, y2) in enumerate(np.asarray(xyxy, np.float32).reshape(-1, 4)):
+        xa, ya = int(np.clip(np.floor(x1), 0, w - 1)), int(np.clip(np.floor(y1), 0, h - 1))
+        xb, yb = max(xa + 1, int(np.ceil(min(x2, w)))), max(ya + 1, int(np.ceil(min(y2, h))))
+        out[k] = float(anomaly_map[ya:yb, xa:xb].max())
+    return out

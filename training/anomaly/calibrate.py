@@ -30,6 +30,21 @@ def threshold_for_budget(clean_scores: Sequence[float], per_1000: float) -> floa
     return float(ordered[min(allowed, len(ordered) - 1)])
 
 
+EVIDENCE_QUANTILE = 0.5
+"""Default level of ``evidence_level``: below the first quantile that cost the shipped model any reject
+recall on validation (0.65; ``bench/bench_anomaly_veto.py``), with a margin."""
+
+
+def evidence_level(clean_scores: Sequence[float], quantile: float = EVIDENCE_QUANTILE) -> float:
+    """The anomaly a detection's box must reach to stand: this quantile of clean tiles' scores. A box on
+    steel no more unusual than that share of clean tiles is texture the detector mistook, not a defect."""
+    if not clean_scores:
+        raise ValueError("evidence_level: no clean scores")
+    if not 0.0 <= quantile < 1.0:
+        raise ValueError(f"quantile: {quantile} is not in [0, 1)")
+    return float(np.quantile(np.asarray(clean_scores, np.float64), quantile))
+
+
 def false_alarms_per_1000(scores: Sequence[float], threshold: float) -> float:
     if not scores:
         return 0.0

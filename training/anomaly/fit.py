@@ -18,6 +18,7 @@ from datasets.model import ImageRecord
 from training.anomaly.autoencoder import AutoencoderScorer, ConvAutoencoder
 from training.anomaly.base import AnomalyScorer, tile_score
 from training.anomaly.calibrate import (
+    evidence_level,
     false_alarms_per_1000,
     pixel_auroc,
     threshold_for_budget,
@@ -61,6 +62,7 @@ class ValidationFigures:
     val_false_alarms_per_1000: float
     val_defect_tiles: int
     defect_tile_recall: float
+    detection_evidence: float  # evidence_level of the calibration tiles
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +132,7 @@ def validate(
         val_false_alarms_per_1000=false_alarms_per_1000(clean_scores, threshold),
         val_defect_tiles=len(defect_scores),
         defect_tile_recall=float(np.mean([s > threshold for s in defect_scores])),
+        detection_evidence=evidence_level(calib),
         extra={"tile_auroc_by_class": _auroc_by_class(defects, defect_scores, clean_scores)},
     )
 

@@ -51,6 +51,12 @@ class AnomalyModel:
         value = self.manifest.get("threshold", {}).get("score")
         return None if value is None else float(value)
 
+    @property
+    def detection_evidence(self) -> float | None:
+        """The anomaly a detection's box must reach (``evidence_level``); None: no veto stored."""
+        value = self.manifest.get("threshold", {}).get("detection_evidence")
+        return None if value is None else float(value)
+
 
 def save_anomaly(
     out_dir: str | Path,
