@@ -82,6 +82,14 @@ def test_calibrate_writes_a_registered_bundle_that_steel_models_activate_promote
     assert manifest["thresholds"]["per_class"] == thresholds  # what the detector and reject rule apply
     assert manifest["thresholds"]["calibration"]["class_score_thresholds"] == thresholds
     assert manifest["thresholds"]["score"] == min(thresholds.values())
+    # the detection evidence level follows the line's own clean steel, at the shipped model's quantile
+    level = json.loads((SHIPPED / "anomaly" / "anomaly.json").read_text())["threshold"]["detection_evidence"]
+    written = json.loads((tmp_path / "registry" / "cal-test" / "anomaly" / "anomaly.json").read_text())
+    assert out["anomaly"]["detection_evidence_before"] == pytest.approx(level)
+    assert written["threshold"]["detection_evidence"] == pytest.approx(
+        out["anomaly"]["detection_evidence_after"]
+    )
+    assert written["threshold"]["detection_evidence_quantile"] == 0.5
     res = CliRunner().invoke(app, ["models", "activate", "cal-test", "--db", db])
     assert res.exit_code == 0, res.output
 
