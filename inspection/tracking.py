@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from datasets.detections import Detections
 from datasets.dhash import dhash_array, hamming
@@ -85,41 +86,46 @@ class Tracker:
                 count += 1
         return count
 
-    def _match(self, class_id: int, box: np.ndarray, digest: int, taken: set[int]) -> int | None:
-        candidates = [i for i, t in enumerate(self.tracks) if t.class_id == class_id and i not in taken]
-        if not candidates:
-            return None
-        ious = iou_one_to_many(box, np.stack([self.tracks[i].strip_xyxy for i in candidates]))
-        order = np.argsort(-ious, kind="stable")
-        for k in order:
-            track = self.tracks[candidates[k]]
-            if ious[k] >= self.iou_threshold:
-                return candidates[k]
-            if (
-                ious[k] >= self.hash_iou_threshold
-                and track.dhash >= 0
-                and hamming(digest, track.dhash) <= self.max_hamming
-            ):
-                return candidates[k]
-        return None
+    def _assign(self, strips: np.ndarray, classes: np.ndarray, digests: list[int]) -> dict[int, int]:
+        """Detection index -> open track index, one track per detection, most IoU in all.
+
+        A pair may match when the IoU is high, or moderate with crops that look alike by dHash. Among
+        those pairs the assignment is global (``linear_sum_assignment``, maximum total IoU): matched one by
+        one, a well-scored box that overlaps a neighbour's track moderately could take that track and
+        leave the neighbour's own re-sighting (IoU 1) to be stored again as a new defect.
+        """
+        if not self.tracks or not len(strips):
+            return {}
+        boxes = np.stack([t.strip_xyxy for t in self.tracks])
+        iou = np.stack([iou_one_to_many(box, boxes) for box in strips])
+        same = classes[:, None] == np.array([t.class_id for t in self.tracks])[None, :]
+        allowed = same & (iou >= self.iou_threshold)
+        for i, k in zip(*np.nonzero(same & ~allowed & (iou >= self.hash_iou_threshold)), strict=True):
+            dhash = self.tracks[k].dhash
+            allowed[i, k] = dhash >= 0 and hamming(digests[i], dhash) <= self.max_hamming
+        if not allowed.any():
+            return {}
+        rows, cols = linear_sum_assignment(np.where(allowed, -iou, 1.0))
+        return {int(i): int(k) for i, k in zip(rows, cols, strict=True) if allowed[i, k]}
 
     def update(self, frame: Frame, detections: Detections) -> tuple[list[TrackedDefect], list[str]]:
         """New defects (first sighting) and the ids of tracks seen again in this frame."""
         offset = frame.start_line
         new: list[TrackedDefect] = []
         seen_again: list[str] = []
-        taken: set[int] = set()
         order = np.lexsort((detections.xyxy[:, 0], detections.xyxy[:, 1], -detections.scores))
+        boxes = detections.xyxy[order].astype(np.float64)
+        digests = [crop_hash(frame.image, box) for box in boxes]
+        strips = None if offset is None else boxes + np.array([0, offset, 0, offset], np.float64)
+        matches = {} if strips is None else self._assign(strips, detections.class_ids[order], digests)
+        opened: list[_Track] = []
         for n, i in enumerate(order):
-            box = detections.xyxy[i].astype(np.float64)
+            box, digest = boxes[n], digests[n]
             class_id = int(detections.class_ids[i])
-            digest = crop_hash(frame.image, box)
-            strip = None if offset is None else box + np.array([0, offset, 0, offset], np.float64)
-            matched = None if strip is None else self._match(class_id, strip, digest, taken)
-            if matched is not None:
+            strip = None if strips is None else strips[n]
+            if n in matches:
                 assert strip is not None, "only a box with a strip position is matched"
-                track = self.tracks[matched]
-                taken.add(matched)
+                track = self.tracks[matches[n]]
                 track.strip_xyxy, track.dhash, track.last_seq = strip, digest, frame.seq
                 seen_again.append(track.track_id)
                 continue
@@ -137,8 +143,8 @@ class Tracker:
                 )
             )
             if strip is not None:
-                self.tracks.append(_Track(track_id, class_id, strip, digest, frame.seq))
-                taken.add(len(self.tracks) - 1)
+                opened.append(_Track(track_id, class_id, strip, digest, frame.seq))
+        self.tracks.extend(opened)  # after the assignment: this frame's new defects match from the next on
         if offset is not None:
             # Frames only move forward: a track that ends before this frame's first line is done.
             self.tracks = [t for t in self.tracks if t.strip_xyxy[3] >= offset]

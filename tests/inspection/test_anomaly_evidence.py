@@ -23,7 +23,7 @@ from inspection.stages.anomaly_evidence import (
 from tests.inspection.daemon_fixtures import query, run_cli, sqlite_db, strip_spec
 
 SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
-LOW_SHARE = 0.6  # of the shipped model's calibrated threshold: a few regions on NEU validation frames
+LOW_SHARE = 0.2  # of the shipped model's calibrated threshold: a few regions no detection explains
 
 
 def test_the_frame_map_puts_the_threshold_at_one_level_and_keeps_the_larger_of_overlapping_tiles():
@@ -67,7 +67,8 @@ def test_a_daemon_run_stores_each_anomaly_defects_map_crop_and_the_gallery_shows
         crop, heat = cv2.imread(crop_file, cv2.IMREAD_UNCHANGED), cv2.imread(map_file, cv2.IMREAD_COLOR)
         assert heat.shape[:2] == crop.shape[:2]  # the same pixels as the defect crop
         b, g, r = (heat[..., i].astype(int) for i in range(3))
-        assert (r - b).max() > 60  # a warm (above-threshold) area: the region that made the defect
+        # green (JET at the threshold's level 128) or warmer somewhere: the region that made the defect
+        assert max((g - b).max(), (r - b).max()) > 60
 
     # The dashboard's enlarged view draws it (the media root is the database's folder).
     from streamlit.testing.v1 import AppTest

@@ -153,6 +153,21 @@ def test_one_track_takes_one_detection_per_frame() -> None:
     assert new_b[0].track_id == "200-1"  # second in (score, y, x) order
 
 
+def test_a_re_sighting_keeps_its_track_when_a_better_scored_neighbour_also_fits_it() -> None:
+    """Greedy in score order, the neighbour (moderate IoU, same look) took the small defect's track and
+    the small defect itself (IoU 1) was stored a second time; the frame is matched as a whole now."""
+    strip = paint_ramp(strip_image(), (20, 300, 180, 400))
+    big, small, neighbour = (20, 200, 180, 400), (20, 305, 60, 400), (20, 300, 130, 400)  # strip pixels
+    assert hamming(crop_hash(strip, np.array(big, float)), crop_hash(strip, np.array(neighbour, float))) > 10
+    assert crop_hash(strip, np.array(small, float)) == crop_hash(strip, np.array(neighbour, float))
+    t = tracker()
+    t.update(frame(strip, 0), dets(big, small, scores=[0.9, 0.3]))
+    in_b = [(x1, y1 - 200, x2, y2 - 200) for x1, y1, x2, y2 in (neighbour, small)]
+    new_b, again_b = t.update(frame(strip, 200), dets(*in_b, scores=[0.8, 0.2]))
+    assert again_b == ["0-1"]  # the small defect's own track
+    assert [d.strip_xyxy for d in new_b] == [neighbour]  # the neighbour is the new one, stored once
+
+
 def test_finished_tracks_are_dropped() -> None:
     strip = strip_image()
     t = tracker()
