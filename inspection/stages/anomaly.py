@@ -177,17 +177,22 @@ class AnomalyStage(Stage[FrameDetections]):
         maps = self._model.scorer.maps(list(tiles))
         scores = [tile_score(m) for m in maps]
         frame_score = max(scores) if scores else 0.0
-        full = frame_map(maps, grid, (frame.height, frame.width))
-        msg = self._vetoed(msg, full)
         found = []
         for (x0, y0), amap in zip(grid, maps, strict=True):
             for region in anomaly_regions(amap, threshold, min_area_px=self.cfg.min_area_px):
                 x1, y1, x2, y2 = region.xyxy
                 found.append(((x1 + x0, y1 + y0, x2 + x0, y2 + y0), region.score))
+        veto = self.tally.detection_evidence is not None and len(msg.detections) > 0
+        # the stitched map only where it is read: the veto, or an anomaly defect's evidence crop
+        full = frame_map(maps, grid, (frame.height, frame.width)) if veto or found else None
+        if veto:
+            assert full is not None
+            msg = self._vetoed(msg, full)
         new = self._unexplained(found, msg.detections, frame.width, frame.height)
         self._count(frame_score, found, new)
         meta = {**frame.meta, "anomaly_score": frame_score, "anomaly_threshold": self.threshold}
         if len(new):  # the sink crops it beside each anomaly defect's crop (its evidence)
+            assert full is not None, "a new anomaly defect comes from a found region"
             meta[MAP_META_KEY] = frame_map_u8(full, threshold)
         return [
             replace(msg, frame=replace(frame, meta=meta), detections=Detections.merge([msg.detections, new]))
@@ -196,8 +201,7 @@ class AnomalyStage(Stage[FrameDetections]):
     def _vetoed(self, msg: FrameDetections, full: np.ndarray) -> FrameDetections:
         """Drop the detections whose box shows less anomaly than the evidence level (when there is one)."""
         level = self.tally.detection_evidence
-        if level is None or not len(msg.detections):
-            return msg
+        assert level is not None, "handle() vetoes only with a level"
         keep = box_evidence(msg.detections.xyxy, full) >= level
         self.tally.vetoed_detections += int((~keep).sum())
         return msg if keep.all() else replace(msg, detections=msg.detections[keep])
