@@ -32,7 +32,8 @@ from inspection.calibration import alarms_per_1000  # noqa: E402
 from training.anomaly.base import box_evidence, tile_score  # noqa: E402
 from training.anomaly.store import load_anomaly  # noqa: E402
 from training.background import load_canvases  # noqa: E402
-from training.evaluation import GroundTruth, Prediction  # noqa: E402
+from training.eval_inputs import ground_truth_from_records  # noqa: E402
+from training.evaluation import Prediction  # noqa: E402
 from training.inference import Predictor  # noqa: E402
 from training.line_figures import line_figures  # noqa: E402
 
@@ -64,20 +65,13 @@ def main() -> None:
     predictor = Predictor(args.bundle, device="cpu", score_threshold=LOW_SCORE)
     anomaly = load_anomaly(args.bundle, threads=args.threads)
     names = list(predictor.class_names)
-    index = {n: i for i, n in enumerate(names)}
     clean_train = [c.image for c in load_canvases(args.tiles, set(split.train))]
     levels = np.quantile([tile_score(m) for m in anomaly.scorer.maps(clean_train)], args.quantiles)
     clean_val = scored(
         predictor, anomaly.scorer, [c.image for c in load_canvases(args.tiles, set(split.val))]
     )
     val = scored(predictor, anomaly.scorer, [read_gray_image(r.found_path()) for r in val_set.images])
-    gts = [
-        GroundTruth(
-            np.array([b.xyxy for b in r.boxes], np.float32).reshape(-1, 4),
-            np.array([index[b.label] for b in r.boxes], np.int64),
-        )
-        for r in val_set.images
-    ]
+    gts = ground_truth_from_records(val_set.images, names)
     own = predictor.bundle.class_thresholds(None)
     print(f"{predictor.version} + {anomaly.manifest['version']}: {len(clean_train)} clean training tiles "
           f"(levels), {len(clean_val)} clean validation tiles, {len(gts)} validation images\n")  # fmt: skip
