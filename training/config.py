@@ -45,6 +45,14 @@ class DataConfig(StrictModel):
     background: BackgroundConfig = BackgroundConfig()
 
 
+class DistillConfig(StrictModel):
+    """``train.distill``: teacher bundles (YOLO on the student's anchor grid) and each soft term's weight."""
+
+    teachers: list[str] = Field(default_factory=list)  # model bundle folders; empty: no distillation
+    cls_gain: float = Field(0.5, ge=0)  # Bernoulli KL of the class probabilities over all anchors
+    dfl_gain: float = Field(1.5, ge=0)  # KL of the distance distributions, weighted by teacher confidence
+
+
 class EMAConfig(StrictModel):
     enabled: bool = True
     decay: float = Field(0.9999, gt=0, lt=1)
@@ -57,6 +65,7 @@ class TrainSettings(StrictModel):
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     ema: EMAConfig = EMAConfig()
+    distill: DistillConfig = DistillConfig()
     grad_clip: float | None = Field(10.0, gt=0)
     # BatchNorm normalises with its running statistics and never updates them (fine-tuning with tiny
     # batches; on CPU DDP, where SyncBatchNorm is unavailable, ranks then match one process exactly).
@@ -94,4 +103,7 @@ class TrainConfig(StrictModel):
     def _unique_classes(self) -> TrainConfig:
         if len(set(self.data.classes)) != len(self.data.classes):
             raise ValueError(f"data.classes: {self.data.classes} has a repeated name")
+        if self.train.distill.teachers and self.model.family != "yolo":
+            family = self.model.family
+            raise ValueError(f"train.distill.teachers: distillation needs model.family yolo, not {family}")
         return self

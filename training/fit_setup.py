@@ -19,8 +19,10 @@ from datasets.torch_dataset import DetectionDataset, Target, collate_detection, 
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import PreparedData, prepare_data
+from training.distill import load_teacher
 from training.distributed import DistInfo, barrier, init_distributed
 from training.ema import ModelEMA, unwrap
+from training.models.yolo.model import as_yolo
 from training.optim import build_optimizer, build_scheduler
 from training.registry import build_model
 
@@ -209,6 +211,9 @@ def build_run(cfg: TrainConfig) -> Run:
     channels_last = cfg.train.channels_last and (use_cuda or amp_dtype is not None)  # CPU: with bf16 only
 
     model = build_model(cfg.model, num_classes=len(data.class_names)).to(device)
+    if cfg.train.distill.teachers:
+        student = as_yolo(model)
+        student.teacher = load_teacher(cfg.train.distill, student, list(data.class_names), device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if info.enabled:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from datasets.background import BackgroundRule, select_clean_tiles, write_tiles
 from datasets.model import ImageRecord
@@ -25,3 +26,12 @@ def clean_and_defects(neu_root, tmp_path_factory) -> tuple[list[np.ndarray], lis
         next(im for im in unseen if im.name.startswith(c)) for c in ("inclusion", "scratches", "patches")
     ]
     return canvases, defects
+
+
+@pytest.fixture
+def one_thread():
+    """Torch at one thread for the test (as the CI machine's budget assumes), restored after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,12 +23,7 @@ STEMS = ("patches_1", "scratches_10", "crazing_1", "inclusion_10")
 SPLIT = str(REPO_ROOT / "configs" / "splits" / "neu-det-dev.json")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_config(out_dir, *, epochs: int) -> PretrainConfig:

@@ -7,7 +7,7 @@ Eval mode: ``model(images) -> [{"boxes" (K,4) xyxy pixels, "scores" (K,), "label
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from pydantic import Field
@@ -16,7 +16,7 @@ from torch import nn
 from datasets.settings import StrictModel
 from datasets.torch_dataset import Target
 from training.models.yolo.backbone import BackboneNeck
-from training.models.yolo.head import DetectHead
+from training.models.yolo.head import DetectHead, HeadOutput
 from training.models.yolo.loss import YoloLoss
 from training.models.yolo.postprocess import decode_predictions, postprocess
 from training.weights import load_local_weights
@@ -49,6 +49,12 @@ class YoloConfig(StrictModel):
         return P2_STRIDES if self.p2 else STRIDES
 
 
+class SoftTeacher(Protocol):
+    """What distillation adds to the student's losses (``training.distill.DenseTeacher``)."""
+
+    def losses(self, images: torch.Tensor, student: HeadOutput) -> dict[str, torch.Tensor]: ...
+
+
 def as_yolo(model: nn.Module) -> YOLO:
     """``model`` as our YOLO network (what a bundle of the yolo family holds), else a TypeError."""
     if not isinstance(model, YOLO):
@@ -73,6 +79,7 @@ class YOLO(nn.Module):
             reg_max=cfg.reg_max,
         )
         self.head.init_biases(image_size)
+        self.teacher: SoftTeacher | None = None  # a plain attribute: never in state_dict or parameters
         self.loss = YoloLoss(
             num_classes=num_classes,
             reg_max=cfg.reg_max,
@@ -94,7 +101,10 @@ class YOLO(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("YOLO in train mode needs targets")
-            return self.loss(out, targets)
+            losses = self.loss(out, targets)
+            if self.teacher is not None:
+                losses.update(self.teacher.losses(images, out))
+            return losses
         boxes, scores = decode_predictions(out, self.cfg.reg_max)
         return postprocess(
             boxes,
