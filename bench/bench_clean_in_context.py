@@ -30,16 +30,11 @@ from datasets.settings import data_root  # noqa: E402
 from datasets.split import apply_split, read_split  # noqa: E402
 from training.anomaly.base import box_evidence  # noqa: E402
 from training.anomaly.store import BUNDLE_SUBDIR, load_anomaly  # noqa: E402
-from training.background import load_canvases  # noqa: E402
+from training.background import load_canvases, strays_per_100  # noqa: E402
 from training.clean_context import clean_context_strays  # noqa: E402
 from training.inference import Predictor  # noqa: E402
 
 SOURCES = ("inclusion", "patches", "rolled-in_scale", "scratches")
-
-
-def canvas_strays_per_100(dets: list[Detections], thresholds: np.ndarray) -> float:
-    n = sum(int((d.scores >= thresholds[d.class_ids]).sum()) for d in dets)
-    return 100.0 * n / max(1, len(dets))
 
 
 def with_veto(
@@ -91,7 +86,7 @@ def main() -> None:
             per_source = " | ".join(f"{found.per_100(s):.1f}" for s in SOURCES)
             print(
                 f"| {bundle} ({predictor.version}) | {veto} | {sum(found.tile_areas.values()):.1f} | "
-                f"{found.per_100():.1f} | {per_source} | {canvas_strays_per_100(td, thresholds):.1f} |"
+                f"{found.per_100():.1f} | {per_source} | {strays_per_100(td, thresholds):.1f} |"
             )
 
 

@@ -57,11 +57,15 @@ def detections_on(predictor: ImageDetector, canvases: Sequence[CleanCanvas]) -> 
     return predictor([c.image for c in canvases])
 
 
-def strays_per_100(detections: Sequence[Detections], threshold: float) -> float:
-    """Detections at ``score >= threshold`` per 100 clean tiles (each one a false alarm)."""
+def strays_per_100(detections: Sequence[Detections], threshold: float | np.ndarray) -> float:
+    """Detections at ``score >= threshold`` per 100 clean tiles (each one a false alarm); an array is a
+    threshold per class id (a bundle's operating point)."""
     if not detections:
         return 0.0
-    strays = sum(int((d.scores >= threshold).sum()) for d in detections)
+    per_class = np.asarray(threshold, dtype=np.float32)
+    strays = sum(
+        int((d.scores >= (per_class[d.class_ids] if per_class.ndim else per_class)).sum()) for d in detections
+    )
     return 100.0 * strays / len(detections)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from datasets.detections import Detections
 from datasets.readers import read_dataset
+from training.background import strays_per_100
 from training.clean_context import clean_context_strays
 
 # scratches_71.jpg is 200 x 200 with one scratch at x 83..98, y 3..199; with a 12 px margin the
@@ -56,3 +57,11 @@ def test_a_frame_with_no_detection_adds_clean_area_but_no_stray(scratches_71):
 def test_records_and_detections_of_different_lengths_are_refused(scratches_71):
     with pytest.raises(ValueError, match="1 records but 2 detection sets"):
         clean_context_strays([scratches_71], [dets(), dets()], THRESHOLDS)
+
+
+def test_strays_per_tile_take_one_threshold_or_one_per_class():
+    tiles = [dets((0, 0, 10, 10, 0.45, 5), (20, 20, 30, 30, 0.35, 1)), dets()]
+    assert strays_per_100(tiles, 0.3) == 100.0  # two strays on two tiles
+    assert strays_per_100(tiles, 0.4) == 50.0
+    assert strays_per_100(tiles, THRESHOLDS) == 50.0  # the scratch (0.45) is below its 0.5
+    assert strays_per_100([], THRESHOLDS) == 0.0
