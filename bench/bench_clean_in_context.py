@@ -29,7 +29,7 @@ from datasets.readers import read_dataset  # noqa: E402
 from datasets.settings import data_root  # noqa: E402
 from datasets.split import apply_split, read_split  # noqa: E402
 from training.anomaly.base import box_evidence  # noqa: E402
-from training.anomaly.store import BUNDLE_SUBDIR, load_anomaly  # noqa: E402
+from training.anomaly.store import BUNDLE_SUBDIR, AnomalyModel, load_anomaly  # noqa: E402
 from training.background import load_canvases, strays_per_100  # noqa: E402
 from training.clean_context import clean_context_strays  # noqa: E402
 from training.inference import Predictor  # noqa: E402
@@ -37,11 +37,8 @@ from training.inference import Predictor  # noqa: E402
 SOURCES = ("inclusion", "patches", "rolled-in_scale", "scratches")
 
 
-def with_veto(
-    bundle: str, images: list[np.ndarray], dets: list[Detections], threads: int
-) -> list[Detections]:
+def with_veto(anomaly: AnomalyModel, images: list[np.ndarray], dets: list[Detections]) -> list[Detections]:
     """The detections the daemon keeps once its anomaly veto has run (unchanged without a stored level)."""
-    anomaly = load_anomaly(Path(bundle) / BUNDLE_SUBDIR, threads=threads)
     level = anomaly.detection_evidence
     if level is None:
         return dets
@@ -74,13 +71,9 @@ def main() -> None:
         frame_dets, tile_dets = predictor(frames), predictor(tiles)
         variants = [("none", frame_dets, tile_dets)]
         if (Path(bundle) / BUNDLE_SUBDIR).is_dir():
-            variants.append(
-                (
-                    "anomaly",
-                    with_veto(bundle, frames, frame_dets, args.threads),
-                    with_veto(bundle, tiles, tile_dets, args.threads),
-                )
-            )
+            anomaly = load_anomaly(Path(bundle) / BUNDLE_SUBDIR, threads=args.threads)
+            vetoed = (with_veto(anomaly, frames, frame_dets), with_veto(anomaly, tiles, tile_dets))
+            variants.append(("anomaly", *vetoed))
         for veto, fd, td in variants:
             found = clean_context_strays(records, fd, thresholds, margin_px=args.margin)
             per_source = " | ".join(f"{found.per_100(s):.1f}" for s in SOURCES)
