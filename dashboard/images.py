@@ -6,6 +6,7 @@ read gives None, and the page shows a placeholder instead of failing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import SupportsFloat
 
@@ -13,6 +14,9 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from dashboard.colors import class_rgb
 from dashboard.export import box_in_crop
+from inspection.storage.paths import crop_window
+
+Resolver = Callable[[str | None], Path | None]  # a stored media path -> the file on disk, or None
 
 BOX_RGB = (255, 40, 40)
 PAD_RGB = (245, 245, 245)
@@ -96,3 +100,28 @@ def row_crop(path: Path | None, row: dict, *, size: int | None = None) -> Image.
     xyxy = (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"]))
     frame_wh = (_int_or_none(row.get("frame_width")), _int_or_none(row.get("frame_height")))
     return annotated_crop(crop, xyxy, frame_wh, size=size, rgb=class_rgb(str(row["class_name"])))
+
+
+def defect_picture(row: dict, resolve: Resolver, *, size: int | None = None) -> Image.Image | None:
+    """A defect row's crop with its box; cut from the frame image when the crop file is missing.
+
+    A crop can be gone while its frame is kept: a clean-up job deleted it, or the daemon never wrote it
+    (``output.save_crops: false`` saves its encoding on a busy line). The window is the daemon's own
+    (``crop_window``), taken from the frame image scaled to the frame's stored size when it differs.
+    """
+    picture = row_crop(resolve(row.get("crop_path")), row, size=size)
+    if picture is not None:
+        return picture
+    frame = load_rgb(resolve(row.get("frame_image_path")))
+    if frame is None:
+        return None
+    xyxy = (float(row["x1"]), float(row["y1"]), float(row["x2"]), float(row["y2"]))
+    stored_w, stored_h = _int_or_none(row.get("frame_width")), _int_or_none(row.get("frame_height"))
+    if stored_w and stored_h and (stored_w, stored_h) != frame.size:  # a frame image kept at another scale
+        sx, sy = frame.width / stored_w, frame.height / stored_h
+        xyxy = (xyxy[0] * sx, xyxy[1] * sy, xyxy[2] * sx, xyxy[3] * sy)
+    window = crop_window(xyxy, (frame.height, frame.width))
+    if window is None:  # the box lies outside the frame image: nothing of it to show
+        return None
+    rgb = class_rgb(str(row["class_name"]))
+    return annotated_crop(frame.crop(window), xyxy, frame.size, size=size, rgb=rgb)

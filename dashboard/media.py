@@ -41,9 +41,10 @@ def media_roots(*, media_root: str | None, live_dir: str | None, db_folder: Path
 def confined_media_path(stored: str | None, roots: Sequence[Path]) -> Path | None:
     """The file a stored path names when it lies inside one of ``roots`` (resolved), else None.
 
-    None also when the path is empty, holds a NUL or ``..``, or names no regular file.
+    None also when the path is empty, holds a NUL or ``..``, or names no regular file, and when it is
+    no string at all: pandas gives a NULL ``crop_path`` (a daemon with ``save_crops: false``) as NaN.
     """
-    if not stored or "\0" in stored:
+    if not isinstance(stored, str) or not stored or "\0" in stored:
         return None
     path = Path(stored)
     if ".." in path.parts:

@@ -7,6 +7,7 @@ database: a report must hold what is stored now, not a cached aggregate.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -14,7 +15,7 @@ from sqlalchemy import Engine
 from dashboard import queries
 from dashboard.data import PageContext, media_path, query_engine
 from dashboard.filters import Filters
-from dashboard.images import row_crop
+from dashboard.images import defect_picture
 from dashboard.localtime import fmt_time
 from dashboard.reports import CoilPart, CropPart, png_b64, render_report
 from dashboard.surfaces import by_surface
@@ -75,7 +76,7 @@ def crop_parts(ctx: PageContext, engine: Engine, f: Filters) -> list[CropPart]:
     rows = queries.list_defects(engine, f, sort="score_desc", limit=ctx.config.report_crops)
     parts = []
     for row in rows.to_dict("records"):
-        image = row_crop(media_path(ctx, row["crop_path"]), row, size=CROP_PX)
+        image = defect_picture(row, partial(media_path, ctx), size=CROP_PX)
         if image is None:
             continue
         where = f"{row['line'] or '-'} / {row['coil'] or '-'}"

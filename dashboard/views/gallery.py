@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import tzinfo
+from functools import partial
 from typing import SupportsFloat
 
 import pandas as pd
@@ -12,7 +13,7 @@ import streamlit as st
 from dashboard import queries
 from dashboard.colors import class_rgb
 from dashboard.data import PageContext, context, media_path, q, query_engine
-from dashboard.images import draw_box, load_rgb, row_crop
+from dashboard.images import defect_picture, draw_box, load_rgb
 from dashboard.localtime import fmt_time, local_columns
 from dashboard.ui import csv_button, empty_state, fmt_int, table_columns
 from dashboard.views.explain import explain_defect
@@ -56,7 +57,7 @@ def show_defect(ctx: PageContext, defect_id: int) -> None:
         return
     xyxy = (float(detail["x1"]), float(detail["y1"]), float(detail["x2"]), float(detail["y2"]))
     frame = load_rgb(media_path(ctx, detail["frame_image_path"]))
-    crop = row_crop(media_path(ctx, detail["crop_path"]), detail)
+    crop = defect_picture(detail, partial(media_path, ctx))
     if frame is not None:
         st.image(
             draw_box(frame, xyxy, label=detail["class_name"], rgb=class_rgb(str(detail["class_name"]))),
@@ -108,7 +109,7 @@ def defect_grid(ctx: PageContext, rows: pd.DataFrame, *, key: str) -> None:
     cols = st.columns(COLUMNS)
     for k, row in enumerate(rows.to_dict("records")):
         with cols[k % COLUMNS]:
-            image = row_crop(media_path(ctx, row["crop_path"]), row, size=THUMB_PX)
+            image = defect_picture(row, partial(media_path, ctx), size=THUMB_PX)
             if image is not None:
                 st.image(image, caption=caption(row), width="stretch")
             else:

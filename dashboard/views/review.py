@@ -6,12 +6,14 @@ storage repository; the defect row itself never changes. The latest review of a 
 
 from __future__ import annotations
 
+from functools import partial
+
 import streamlit as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard import queries
 from dashboard.data import PageContext, clear_query_cache, context, engine, media_path, q
-from dashboard.images import row_crop
+from dashboard.images import defect_picture
 from dashboard.localtime import fmt_time, local_columns
 from dashboard.ui import csv_button, empty_state, fmt_int, table_columns
 from dashboard.vott_download import export_section
@@ -88,7 +90,7 @@ def _review_form(ctx: PageContext, row: dict, reviewer: str) -> None:
     defect_id = int(row["id"])
     left, right = st.columns([1, 2])
     with left:
-        image = row_crop(media_path(ctx, row["crop_path"]), row, size=320)
+        image = defect_picture(row, partial(media_path, ctx), size=320)
         if image is not None:
             st.image(image, width="stretch")
         else:

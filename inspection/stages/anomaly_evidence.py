@@ -20,7 +20,6 @@ from inspection.messages import Frame
 ANOMALY_CLASS = "anomaly"  # the class name of a region the anomaly model flags and no detection explains
 MAP_META_KEY = "anomaly_map_u8"
 THRESHOLD_LEVEL = 128  # the threshold's value in the uint8 map: above it (warm colours) is anomalous
-CROP_PAD_PX = 8  # the defect crop's margin: the heat-map covers the same pixels
 HEAT_BLEND = 0.6  # share of the colour map over the grey pixels in the written crop
 
 
@@ -42,15 +41,6 @@ def frame_map(
 def frame_map_u8(full: np.ndarray, threshold: float) -> np.ndarray:
     """A frame's float map (``frame_map``) as uint8, the threshold at :data:`THRESHOLD_LEVEL`."""
     return np.clip(full * (THRESHOLD_LEVEL / threshold), 0, 255).astype(np.uint8)
-
-
-def crop_window(xyxy: Sequence[float], frame_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """The defect crop's window ``(xa, ya, xb, yb)`` in frame pixels (box plus the margin), or None."""
-    h, w = frame_hw
-    x1, y1, x2, y2 = xyxy
-    xa, ya = int(max(0, x1 - CROP_PAD_PX)), int(max(0, y1 - CROP_PAD_PX))
-    xb, yb = int(min(w, x2 + CROP_PAD_PX)), int(min(h, y2 + CROP_PAD_PX))
-    return None if xb <= xa or yb <= ya else (xa, ya, xb, yb)
 
 
 def heat_map_crop(frame: Frame, window: tuple[int, int, int, int]) -> np.ndarray | None:

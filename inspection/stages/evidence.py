@@ -15,8 +15,8 @@ import numpy as np
 
 from datasets.palette import class_bgr
 from inspection.messages import Frame, FrameEvidence, FrameResult, TrackedDefect
-from inspection.stages.anomaly_evidence import ANOMALY_CLASS, crop_window, heat_map_crop, map_crop_path
-from inspection.storage.paths import crop_path, frame_image_path, live_frame_path, raw_frame_path
+from inspection.stages.anomaly_evidence import ANOMALY_CLASS, heat_map_crop, map_crop_path
+from inspection.storage.paths import crop_path, crop_window, frame_image_path, live_frame_path, raw_frame_path
 
 log = logging.getLogger("steel.sink")
 

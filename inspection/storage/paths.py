@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 # Raw frames are noise-like steel texture that PNG shrinks by only ~25 % at ~70x the CPU of an uncompressed
 # TIFF (4.2 vs 0.06 ms for 800x600), so TIFF is the default; PNG is read back from older output folders.
 RAW_FORMATS = ("tiff", "png")
+CROP_PAD_PX = 8  # a defect crop is its box widened by this margin, clipped to the frame
+
+
+def crop_window(xyxy: Sequence[float], frame_hw: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The defect crop's window ``(xa, ya, xb, yb)`` in frame pixels (box plus the margin), or None.
+
+    Here, not in the evidence writer, so the dashboard cuts the same window from a frame image when a
+    crop file is missing (deleted by a clean-up job, or never written: ``output.save_crops: false``)."""
+    h, w = frame_hw
+    x1, y1, x2, y2 = xyxy
+    xa, ya = int(max(0, x1 - CROP_PAD_PX)), int(max(0, y1 - CROP_PAD_PX))
+    xb, yb = int(min(w, x2 + CROP_PAD_PX)), int(min(h, y2 + CROP_PAD_PX))
+    return None if xb <= xa or yb <= ya else (xa, ya, xb, yb)
 
 
 def safe_name(text: str) -> str:

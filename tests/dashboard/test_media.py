@@ -64,6 +64,13 @@ def test_a_stored_path_outside_the_media_root_is_refused(plant: Path, stored: st
     assert media_path(ctx, stored.format(plant=plant)) is None
 
 
+@pytest.mark.parametrize("stored", [None, float("nan")])
+def test_a_null_path_is_no_file_whether_sql_or_pandas_gives_it(plant: Path, stored: None | float) -> None:
+    """A defect stored without a crop (``save_crops: false``) reaches the pages as None or NaN."""
+    ctx = _ctx(plant, media_root=str(plant / "media"))
+    assert media_path(ctx, stored) is None  # type: ignore[arg-type]  # NaN is what pandas hands over
+
+
 def test_without_a_media_root_paths_are_confined_to_the_database_folder_cwd_and_repo(
     plant: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

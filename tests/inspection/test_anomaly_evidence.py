@@ -15,11 +15,11 @@ import yaml
 from datasets.settings import REPO_ROOT
 from inspection.stages.anomaly_evidence import (
     THRESHOLD_LEVEL,
-    crop_window,
     frame_map,
     frame_map_u8,
     map_crop_path,
 )
+from inspection.storage.paths import crop_window
 from tests.inspection.daemon_fixtures import query, run_cli, sqlite_db, strip_spec
 
 SHIPPED = REPO_ROOT / "models" / "neu-yolo-n"
