@@ -173,6 +173,8 @@ def make_config(
         data["output"]["evidence_nice"] = variant.evidence_nice
     if args.no_evidence:
         data["output"].update(save_crops=False, save_frames="none", save_raw=False)
+    if getattr(args, "no_crops", False):  # frames and raw pixels kept; the dashboard cuts crops from them
+        data["output"]["save_crops"] = False
     if getattr(args, "no_anomaly", False):
         data["anomaly"]["enabled"] = False
     return InspectionConfig.model_validate(data)
@@ -267,6 +269,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-evidence", action="store_true", help="store rows only: no crops, frame images or raw frames"
     )
+    parser.add_argument(
+        "--no-crops", action="store_true", help="no crop files (save_crops: false); frames still kept"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of raw and saturated (best counts)")
     parser.add_argument(
         "--work-dir",
@@ -360,11 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         n_tiles = sum(len(b) for b in batches)
         results, runs_on = measure(args, work, variants, batches, cfg.source, lines)
         rss, cuda_mb = peak_rss_mb(), _cuda_peak_mb()
+    evidence = "off" if args.no_evidence else "written" + (" without crop files" if args.no_crops else "")
     print(
         f"{runs_on}\nstrip {args.across}x{args.along} images, {n_frames} frames of {args.frame_lines} lines "
         f"(overlap {args.overlap_lines}), {n_tiles} tiles of {cfg.tiling.tile_hw}, batches of "
         f"{cfg.detector.batch_tiles}, anomaly stage {'off' if args.no_anomaly else 'as configured'}, "
-        f"evidence {'off' if args.no_evidence else 'written'} "
+        f"evidence {evidence} "
         f"under {args.work_dir or tempfile.gettempdir()}; "
         f"best of {args.repeat}\n"
         f"load average (1/5/15 min) before {_load(load_before)}, after {_load(os.getloadavg())}\n"
