@@ -51,6 +51,9 @@ class DistillConfig(StrictModel):
     teachers: list[str] = Field(default_factory=list)  # model bundle folders; empty: no distillation
     cls_gain: float = Field(0.5, ge=0)  # Bernoulli KL of the class probabilities over all anchors
     dfl_gain: float = Field(1.5, ge=0)  # KL of the distance distributions, weighted by teacher confidence
+    # images without any box (clean tiles): "teacher" distils the teacher's probabilities there too;
+    # "labels" keeps the labels' word (no defect anywhere): for a teacher never trained on clean steel
+    clean_images: Literal["teacher", "labels"] = "teacher"
 
 
 class EMAConfig(StrictModel):

@@ -29,6 +29,12 @@ class SoftTargets:
     probs: torch.Tensor
     dists: torch.Tensor
 
+    def cleared(self, images: torch.Tensor) -> SoftTargets:
+        """These targets with zero class probability on the ``images`` (B,) mask: there the student learns
+        no defect anywhere, and no box shape either (the side term is weighted by that probability)."""
+        keep = (~images).to(self.probs.dtype).view(-1, 1, 1)
+        return SoftTargets(self.probs * keep, self.dists)
+
 
 class DenseTeacher:
     """Frozen YOLO teachers behind one call. Held by the student as a plain attribute, so it is in
@@ -53,9 +59,15 @@ class DenseTeacher:
             dists.append(out.pred_dist.float().view(b, a, 4, -1).softmax(dim=-1))
         return SoftTargets(torch.stack(probs).mean(0), torch.stack(dists).mean(0))
 
-    def losses(self, images: torch.Tensor, student: HeadOutput) -> dict[str, torch.Tensor]:
-        """``{kd_cls, kd_dfl}`` for the student's head output on ``images``, already weighted."""
-        return distillation_losses(student, self.soft_targets(images), self.cfg)
+    def losses(
+        self, images: torch.Tensor, student: HeadOutput, boxed: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``{kd_cls, kd_dfl}`` for the student's head output on ``images``, already weighted. ``boxed`` (B,)
+        says which images hold a box; with ``clean_images: labels`` the others teach "no defect" only."""
+        soft = self.soft_targets(images)
+        if self.cfg.clean_images == "labels":
+            soft = soft.cleared(~boxed)
+        return distillation_losses(student, soft, self.cfg)
 
 
 def _bernoulli_kl(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

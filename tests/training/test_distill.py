@@ -45,10 +45,34 @@ def test_a_student_equal_to_its_teacher_has_no_distillation_loss():
     student = as_yolo(copy.deepcopy(load_bundle(SHIPPED).model)).eval()
     teacher = teacher_for(student)
     with torch.no_grad():
-        losses = teacher.losses(images, student.head(student.backbone(images)))
+        out = student.head(student.backbone(images))
+        losses = teacher.losses(images, out, torch.ones(4, dtype=torch.bool))
     assert set(losses) == {"kd_cls", "kd_dfl"}
     assert losses["kd_cls"].item() == pytest.approx(0.0, abs=1e-4)
     assert losses["kd_dfl"].item() == pytest.approx(0.0, abs=1e-4)
+
+
+def test_on_clean_images_the_labels_can_overrule_the_teacher():
+    """``clean_images: labels``: on an image with no box the student is pulled towards "no defect", not
+    towards the teacher's firing on texture; images with boxes keep the teacher's targets."""
+    images, _ = load_neu_batch(NAMES, size=224)
+    student = as_yolo(copy.deepcopy(load_bundle(SHIPPED).model)).eval()
+    out = student.head(student.backbone(images))
+    boxed = torch.tensor([True, False, True, False])
+    follows = teacher_for(student)
+    overrules = load_teacher(
+        DistillConfig(teachers=[str(SHIPPED)], clean_images="labels"), student, CLASSES, torch.device("cpu")
+    )
+    with torch.no_grad():
+        same = follows.losses(images, out, boxed)
+        cleared = overrules.losses(images, out, boxed)
+        all_boxed = overrules.losses(images, out, torch.ones(4, dtype=torch.bool))
+    assert same["kd_cls"].item() == pytest.approx(0.0, abs=1e-4)  # the student is its teacher
+    assert cleared["kd_cls"].item() > 0.01  # the teacher's own probabilities on two images are now wrong
+    assert all_boxed["kd_cls"].item() == pytest.approx(0.0, abs=1e-4)  # no clean image: nothing changes
+    soft = follows.soft_targets(images).cleared(~boxed)
+    assert soft.probs[1].abs().sum() == 0 and soft.probs[3].abs().sum() == 0
+    assert torch.equal(soft.probs[0], follows.soft_targets(images).probs[0])
 
 
 def test_distillation_pulls_a_fresh_student_towards_the_teacher():

@@ -52,7 +52,9 @@ class YoloConfig(StrictModel):
 class SoftTeacher(Protocol):
     """What distillation adds to the student's losses (``training.distill.DenseTeacher``)."""
 
-    def losses(self, images: torch.Tensor, student: HeadOutput) -> dict[str, torch.Tensor]: ...
+    def losses(
+        self, images: torch.Tensor, student: HeadOutput, boxed: torch.Tensor
+    ) -> dict[str, torch.Tensor]: ...
 
 
 def as_yolo(model: nn.Module) -> YOLO:
@@ -103,7 +105,8 @@ class YOLO(nn.Module):
                 raise ValueError("YOLO in train mode needs targets")
             losses = self.loss(out, targets)
             if self.teacher is not None:
-                losses.update(self.teacher.losses(images, out))
+                boxed = torch.tensor([len(t["boxes"]) > 0 for t in targets], device=images.device)
+                losses.update(self.teacher.losses(images, out, boxed))
             return losses
         boxes, scores = decode_predictions(out, self.cfg.reg_max)
         return postprocess(
