@@ -29,10 +29,10 @@ class SoftTargets:
     probs: torch.Tensor
     dists: torch.Tensor
 
-    def cleared(self, images: torch.Tensor) -> SoftTargets:
-        """These targets with zero class probability on the ``images`` (B,) mask: there the student learns
-        no defect anywhere, and no box shape either (the side term is weighted by that probability)."""
-        keep = (~images).to(self.probs.dtype).view(-1, 1, 1)
+    def cleared(self, clean: torch.Tensor) -> SoftTargets:
+        """These targets with zero class probability on the images of the ``clean`` (B,) mask: there the
+        student learns no defect anywhere, and no box shape either (the side term is weighted by it)."""
+        keep = (~clean).to(self.probs.dtype).view(-1, 1, 1)
         return SoftTargets(self.probs * keep, self.dists)
 
 
