@@ -35,20 +35,24 @@ def test_gallery_cuts_crops_from_the_kept_frame_when_the_crop_files_are_gone(
     assert sum("(no image)" in c.value for c in at.caption) == 8 - n_kept  # the others say so
 
 
-def test_review_shows_the_defect_cut_from_its_frame_when_its_crop_was_deleted(
+def test_review_cuts_each_defect_from_its_kept_frame_when_its_crop_was_deleted(
     make_app, seeded_url: str
 ) -> None:
-    frame_id = _kept_frame(seeded_url, 1)
+    kept = "SELECT f.image_path FROM frames f JOIN lines l ON l.id = f.line_id WHERE l.name = 'L2' "
+    kept += "AND f.image_path IS NOT NULL"
     sql(
-        seeded_url, "UPDATE defects SET crop_path = '/deleted/by/cleanup.jpg' WHERE frame_id = ?", (frame_id,)
+        seeded_url,
+        f"UPDATE frames SET image_path = ({kept}) WHERE line_id = (SELECT id FROM lines WHERE name = 'L1')",
     )
-    sql(seeded_url, "DELETE FROM reviews")
-    sql(seeded_url, "UPDATE defects SET created_at = '2000-01-01 00:00:00' WHERE frame_id = ?", (frame_id,))
+    sql(seeded_url, "UPDATE defects SET crop_path = '/deleted/by/cleanup.jpg'")  # every crop file is gone
     at = make_app(seeded_url)
     run_page(at)
     run_page(at, "review")
     at.radio(key="review_state").set_value("unreviewed")
     at.selectbox(key="review_sort").set_value("oldest")
     run_page(at)
-    assert at.get("image"), "no picture of the oldest defect"
-    assert not any("no image on disk" in c.value for c in at.caption[:1])
+    on_l1 = sum(" · L1 / " in m.value for m in at.markdown if m.value.startswith("**#"))
+    on_l2 = sum(" · L2 / " in m.value for m in at.markdown if m.value.startswith("**#"))
+    assert on_l1 and on_l2
+    assert len(at.get("image")) == on_l1  # L1's frames were kept: each defect cut from its frame
+    assert sum("no image on disk" in c.value for c in at.caption) == on_l2  # L2's were not
